@@ -1,0 +1,94 @@
+"""Command line of `train_local.py`: flags <-> settings, --help text, exit codes.
+
+Exit codes: 0 done; 1 a stage failed (its log tail is printed); 2 bad settings or data (nothing was started);
+130/143 stopped by Ctrl-C/SIGTERM (the running stage was stopped and waited for).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import config
+from .errors import Interrupted, StageFailed, UserError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "train.toml"
+
+DESCRIPTION = """\
+Train a HunyuanVideo 1.5 LoRA from a ZIP of images and videos with .txt captions, using musubi-tuner.
+Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi dataset TOML, [4/7] cache latents,
+[5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format.
+Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui.safetensors,
+plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and summary.json."""
+
+EPILOG = """\
+Settings come from built-in defaults, then the --config file (default: train.toml beside train_local.py), then
+these flags. Every flag below is also a key of that file. Boolean flags have a --no-... form to override the file."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser. Flags default to SUPPRESS so that only flags given on the command line override the file."""
+    p = argparse.ArgumentParser(prog="train_local.py", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="PATH",
+                   help=f"TOML file with any of the keys below (default: {DEFAULT_CONFIG.name} beside train_local.py).")
+    for opt in config.OPTIONS:
+        default = _describe_default(opt)
+        help_text = f"{opt.help} (default: {default})"
+        if opt.parse is config._as_bool:
+            p.add_argument("--" + opt.name, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            p.add_argument("--" + opt.name, choices=opt.choices, metavar=None if opt.choices else opt.metavar,
+                           help=help_text)
+    return p
+
+
+def _describe_default(opt: config.Option) -> str:
+    d = opt.default
+    if d is None:
+        return {"input_zip": "the only .zip in data_dir", "network_alpha": "= rank"}.get(opt.name, "unset")
+    if isinstance(d, bool):
+        return "on" if d else "off"
+    if opt.parse is config.parse_resolution:
+        return f"{d[0]}x{d[1]}"
+    if isinstance(d, tuple):
+        return ",".join(map(str, d))
+    return str(d) if d != "" else '""'
+
+
+def load_settings(argv: list[str] | None = None, cwd: Path | None = None) -> config.Settings:
+    """Parse argv and the config file into validated Settings. Raises ConfigError; argparse exits 2 on bad flags."""
+    ns = vars(build_parser().parse_args(argv))
+    config_path = ns.pop("config", None)
+    cwd = cwd or Path.cwd()
+    if config_path is not None:
+        path = Path(config_path)
+        path = path if path.is_absolute() else cwd / path
+        file_values = config.read_toml(path)
+        file_dir = path.parent
+    elif DEFAULT_CONFIG.is_file():
+        file_values, file_dir = config.read_toml(DEFAULT_CONFIG), DEFAULT_CONFIG.parent
+    else:
+        file_values, file_dir = {}, PROJECT_DIR
+    return config.build_settings(file_values, file_dir, ns, cwd=cwd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of train_local.py; returns the process exit code."""
+    from . import pipeline  # imported here so that --help answers instantly
+
+    try:
+        settings = load_settings(argv)
+        for w in config.warnings_for(settings):
+            print(f"warning: {w}", flush=True)
+        pipeline.run(settings)
+        return 0
+    except UserError as e:
+        print(f"\nerror: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except StageFailed as e:
+        return e.exit_code  # pipeline already printed the stage, command and log tail
+    except Interrupted as e:
+        return e.exit_code

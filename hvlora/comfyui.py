@@ -1,0 +1,101 @@
+"""Check a musubi HV1.5 LoRA and its ComfyUI conversion key by key, so a LoRA that would load in ComfyUI with
+"lora key not loaded" (or with modules silently missing) never reaches the user.
+
+Oracle (contract §5, from musubi's networks/lora_hv_1_5.py and convert_hunyuan_video_1_5_lora_to_comfy.py):
+- musubi file: 54 double blocks x {img, txt} x {attn_q, attn_k, attn_v, attn_proj, mlp_fc1, mlp_fc2, mod_linear}
+  = 756 modules, each with `.lora_down.weight` [r, in], `.lora_up.weight` [out, r] and a scalar `.alpha`.
+- ComfyUI file: q/k/v fused into `attn_qkv` (down [3r, 2048], up [6144, 3r]), mlp_fc1/2 -> mlp_0/2,
+  mod_linear -> mod_lin: 540 modules, 1620 keys. `lora_unet_double_blocks_N_img_attn_qkv` is what ComfyUI's
+  key map derives from its model weight `diffusion_model.double_blocks.N.img_attn.qkv.weight`.
+Only the safetensors headers are read (no tensor data), so this takes milliseconds even for large ranks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors import safe_open
+
+NUM_BLOCKS = 54
+HIDDEN = 2048
+STREAMS = ("img", "txt")
+# module -> (in_features, out_features) of the Linear it adapts, HV1.5 (hidden 2048, mlp 8192, modulation 6x).
+MUSUBI_MODULES = {
+    "attn_q": (HIDDEN, HIDDEN), "attn_k": (HIDDEN, HIDDEN), "attn_v": (HIDDEN, HIDDEN),
+    "attn_proj": (HIDDEN, HIDDEN), "mlp_fc1": (HIDDEN, 4 * HIDDEN), "mlp_fc2": (4 * HIDDEN, HIDDEN),
+    "mod_linear": (HIDDEN, 6 * HIDDEN),
+}
+COMFY_MODULES = {
+    "attn_qkv": (HIDDEN, 3 * HIDDEN), "attn_proj": (HIDDEN, HIDDEN), "mlp_0": (HIDDEN, 4 * HIDDEN),
+    "mlp_2": (4 * HIDDEN, HIDDEN), "mod_lin": (HIDDEN, 6 * HIDDEN),
+}
+SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
+
+
+class LoraCheckError(Exception):
+    """A LoRA file is incomplete or malformed; the message lists what is missing or wrong."""
+
+
+def module_names(layout: dict[str, tuple[int, int]]) -> list[str]:
+    """All module prefixes of a layout, e.g. 'lora_unet_double_blocks_0_img_attn_q'."""
+    return [f"lora_unet_double_blocks_{b}_{s}_{m}" for b in range(NUM_BLOCKS) for s in STREAMS for m in layout]
+
+
+def comfy_model_key(module: str) -> str:
+    """The ComfyUI model weight a ComfyUI-format module adapts:
+    'lora_unet_double_blocks_3_img_attn_qkv' -> 'diffusion_model.double_blocks.3.img_attn.qkv.weight'."""
+    rest = module.removeprefix("lora_unet_double_blocks_")
+    block, stream, name = rest.split("_", 2)
+    sub = {"attn_qkv": "attn.qkv", "attn_proj": "attn.proj", "mlp_0": "mlp.0", "mlp_2": "mlp.2",
+           "mod_lin": "mod.lin"}[name]
+    return f"diffusion_model.double_blocks.{block}.{stream}_{sub}.weight"
+
+
+def read_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, from the safetensors header. Raises LoraCheckError if the file cannot be read."""
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - any reader error means the file is unusable
+        raise LoraCheckError(f"{path} is not a readable safetensors file: {e}") from None
+
+
+def check_layout(path: Path, layout: dict[str, tuple[int, int]], fused: int) -> int:
+    """Check that `path` holds every module of `layout` with consistent shapes and nothing else; return the rank.
+
+    `fused` is how many projections share one module in the fused case (3 for ComfyUI's qkv), else 1.
+    Raises LoraCheckError listing up to 20 missing, unexpected or misshapen keys.
+    """
+    shapes = read_shapes(path)
+    expected = {m + s for m in module_names(layout) for s in SUFFIXES}
+    missing = sorted(expected - shapes.keys())
+    unexpected = sorted(shapes.keys() - expected)
+    ranks = {shapes[k][0] for k in shapes if k.endswith(".lora_down.weight") and "qkv" not in k and shapes[k]}
+    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
+    rank = min(ranks) if ranks else 0
+    if len(ranks) > 1:
+        problems.append(f"modules have different ranks {sorted(ranks)}")
+    for m in module_names(layout):
+        name = m.split("_", 6)[-1]
+        fan_in, fan_out = layout[name]
+        r = rank * (fused if name == "attn_qkv" else 1)
+        want = {".lora_down.weight": [r, fan_in], ".lora_up.weight": [fan_out, r], ".alpha": []}
+        for suffix, shape in want.items():
+            got = shapes.get(m + suffix)
+            if got is not None and got != shape:
+                problems.append(f"{m}{suffix} has shape {got}, expected {shape}")
+    if problems:
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise LoraCheckError(f"{path}: {len(missing)} key(s) missing, {len(unexpected)} unexpected:\n  "
+                             + "\n  ".join(problems[:20]) + more)
+    return rank
+
+
+def verify(musubi_lora: Path, comfy_lora: Path) -> dict:
+    """Check both files; return counts for the summary. Raises LoraCheckError on any missing module."""
+    rank = check_layout(musubi_lora, MUSUBI_MODULES, fused=1)
+    comfy_rank = check_layout(comfy_lora, COMFY_MODULES, fused=3)
+    if comfy_rank != rank:
+        raise LoraCheckError(f"{comfy_lora} has rank {comfy_rank}, its source {musubi_lora} rank {rank}")
+    n_musubi, n_comfy = len(module_names(MUSUBI_MODULES)), len(module_names(COMFY_MODULES))
+    return {"rank": rank, "musubi_modules": n_musubi, "musubi_keys": 3 * n_musubi,
+            "comfyui_modules": n_comfy, "comfyui_keys": 3 * n_comfy}

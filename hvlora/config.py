@@ -1,0 +1,369 @@
+"""The run's settings as one typed object: built-in defaults < `train.toml` < command-line flags.
+
+Every setting is declared once, in `OPTIONS`: its type, default, choices and help text. The CLI (`cli.py`), the
+commented `train.toml` (`render_toml`) and the validation below all derive from that table, so a flag, its TOML key
+and its documentation cannot drift apart. Names follow musubi-tuner's flags where one exists (`network_dim` is called
+`rank` here, as in the system we replace; `network_alpha`, `target_frames`, `frame_extraction`, `blocks_to_swap`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+TASKS = ("t2v", "i2v")
+OPTIMIZERS = ("adamw8bit", "adamw", "AdaFactor")
+FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
+SAVE_PRECISIONS = ("bf16", "fp16", "fp32")
+DEVICES = ("cuda", "cpu")
+RANK_RANGE = (4, 128)
+# musubi asserts blocks_to_swap < 52 for HV1.5's 54 double blocks (hv_1_5_train_network.py); the docs give 51 as max.
+MAX_BLOCKS_TO_SWAP = 51
+
+
+def parse_resolution(value: Any) -> tuple[int, int]:
+    """'960x544' or [960, 544] -> (width, height) in pixels. Raises ValueError."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+        if not m:
+            raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. 960x544")
+        return int(m.group(1)), int(m.group(2))
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. 960x544")
+
+
+def parse_frames(value: Any) -> tuple[int, ...]:
+    """'1,13,25' or [1, 13, 25] -> (1, 13, 25), sorted, without repeats. Raises ValueError."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(re.fullmatch(r"\d+", p) for p in parts):
+            raise ValueError(f"{value!r} is not a comma-separated list of frame counts, e.g. 1,13,25")
+        nums = [int(p) for p in parts]
+    elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
+        nums = [int(v) for v in value]
+    else:
+        raise ValueError(f"{value!r} is not a list of frame counts, e.g. [1, 13, 25]")
+    return tuple(sorted(set(nums)))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _as_int(v: Any) -> int:
+    if _is_int(v):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\s*-?\d+\s*", v):
+        return int(v)
+    raise ValueError(f"{v!r} is not a whole number")
+
+
+def _as_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a number")
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    raise ValueError(f"{v!r} is not a number")
+
+
+def _as_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ValueError(f"{v!r} is not true or false")
+
+
+def _as_str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    raise ValueError(f"{v!r} is not a string")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its key (= flag name without `--`), parser, default, allowed values and help text."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    choices: tuple | None = None
+    metavar: str | None = None
+    is_path: bool = False
+    toml: bool = True  # False: command line only (e.g. dry_run is an action, not a setting to keep in a file)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("input_zip", _as_str, None, "The dataset ZIP (images and videos with same-named .txt captions). "
+           "Unset: the only .zip in data_dir. A bare file name is also looked up in data_dir.",
+           metavar="PATH", is_path=True),
+    Option("task", _as_str, "t2v", "t2v trains text-to-video; i2v trains image-to-video (caches the first "
+           "frame with the SigLIP image encoder too).", choices=TASKS),
+    Option("trigger_word", _as_str, "", "Prepended to every caption as 'trigger, caption' unless the caption "
+           "already contains it. Empty: captions are used as they are.", metavar="WORD"),
+    Option("epochs", _as_int, 10, "Number of training epochs (musubi --max_train_epochs).", metavar="N"),
+    Option("max_train_steps", _as_int, -1, "Train this many steps instead of epochs (musubi --max_train_steps). "
+           "-1: use epochs.", metavar="N"),
+    Option("rank", _as_int, 32, f"LoRA rank (musubi --network_dim), {RANK_RANGE[0]} to {RANK_RANGE[1]}.",
+           metavar="N"),
+    Option("network_alpha", _as_float, None, "LoRA alpha; the update is scaled by alpha/rank. Unset: equal "
+           "to rank (scale 1).", metavar="ALPHA"),
+    Option("learning_rate", _as_float, 1e-4, "Learning rate (musubi --learning_rate).", metavar="LR"),
+    Option("optimizer", _as_str, "adamw8bit", "Optimizer: adamw8bit (bitsandbytes, least memory), adamw, or "
+           "AdaFactor (with a fixed learning rate).", choices=OPTIMIZERS),
+    Option("fp8", _as_bool, False, "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled) and the "
+           "Qwen2.5-VL text encoder in fp8 while caching (--fp8_vl): for GPUs with 24 GB or less."),
+    Option("blocks_to_swap", _as_int, 0, f"Offload this many of the DiT's 54 blocks to CPU memory "
+           f"(musubi --blocks_to_swap), 0 to {MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps.", metavar="N"),
+    Option("resolution", parse_resolution, (960, 544), "Training resolution WIDTHxHEIGHT; media are "
+           "bucketed by aspect ratio around this area.", metavar="WxH"),
+    Option("target_frames", parse_frames, (1, 13, 25), "Clip lengths cut from each video, comma-separated; "
+           "each must be 4n+1 (1, 5, 9, 13, ...).", metavar="N,N,..."),
+    Option("frame_extraction", _as_str, "head", "How clips are cut from videos (musubi frame_extraction): "
+           "head = first frames, chunk = back-to-back, slide = sliding window, uniform = evenly spaced, "
+           "full = whole video.", choices=FRAME_EXTRACTIONS),
+    Option("num_repeats", _as_int, 1, "How often each item is repeated per epoch.", metavar="N"),
+    Option("output_name", _as_str, "lora", "Base name of the LoRA files and of the run folder.", metavar="NAME"),
+    Option("seed", _as_int, 42, "Random seed for training.", metavar="N"),
+    Option("save_every_n_epochs", _as_int, 1, "Save a checkpoint and the training state every N epochs; "
+           "the last 3 checkpoints and the last state are kept.", metavar="N"),
+    Option("save_precision", _as_str, "bf16", "Precision of the saved LoRA (musubi --save_precision); bf16 "
+           "is half the size of fp32.", choices=SAVE_PRECISIONS),
+    Option("skip_download", _as_bool, False, "Download nothing; check that every model file is already in "
+           "models_dir and the HF cache."),
+    Option("skip_cache", _as_bool, False, "Do not run the cache stages; reuse the latent and text-encoder "
+           "cache of an earlier run with the same data and settings (fails if there is none)."),
+    Option("data_dir", _as_str, "data", "Where the dataset ZIP is found.", metavar="DIR", is_path=True),
+    Option("models_dir", _as_str, "models", "Where model weights are downloaded to.", metavar="DIR",
+           is_path=True),
+    Option("output_dir", _as_str, "output", "Where LoRA files, run folders and caches are written.",
+           metavar="DIR", is_path=True),
+    Option("device", _as_str, "cuda", "cuda trains on the GPU. cpu is for smoke runs on machines without "
+           "a GPU (very slow).", choices=DEVICES),
+    Option("dry_run", _as_bool, False, "Extract the data and write the dataset TOML, then print the "
+           "commands and write plan.json without downloading or starting musubi.", toml=False),
+)
+OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one run. Paths are absolute. See `OPTIONS` for each field's meaning."""
+
+    input_zip: Path | None
+    task: str
+    trigger_word: str
+    epochs: int
+    max_train_steps: int
+    rank: int
+    network_alpha: float | None
+    learning_rate: float
+    optimizer: str
+    fp8: bool
+    blocks_to_swap: int
+    resolution: tuple[int, int]
+    target_frames: tuple[int, ...]
+    frame_extraction: str
+    num_repeats: int
+    output_name: str
+    seed: int
+    save_every_n_epochs: int
+    save_precision: str
+    skip_download: bool
+    skip_cache: bool
+    data_dir: Path
+    models_dir: Path
+    output_dir: Path
+    device: str
+    dry_run: bool
+
+    @property
+    def alpha(self) -> float:
+        """network_alpha, or rank when unset."""
+        return float(self.rank) if self.network_alpha is None else self.network_alpha
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The settings as TOML-ready values (paths and tuples as strings/lists); unset values are left out."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+
+assert [f.name for f in dataclasses.fields(Settings)] == [o.name for o in OPTIONS], "Settings and OPTIONS differ"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a settings file. Raises ConfigError naming the file for bad TOML and for unknown keys."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: pass an existing file with --config") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    unknown = [k for k in data if k not in OPTION_BY_NAME or not OPTION_BY_NAME[k].toml]
+    if unknown:
+        known = ", ".join(o.name for o in OPTIONS if o.toml)
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}. Known keys: {known}")
+    return data
+
+
+def build_settings(file_values: dict[str, Any], file_dir: Path, cli_values: dict[str, Any],
+                   cwd: Path | None = None) -> Settings:
+    """Merge built-in defaults < file values < CLI values, parse and validate them.
+
+    Relative paths from the file are taken relative to `file_dir`, those from the command line relative to `cwd`.
+    Raises ConfigError listing every problem found, each with the setting's name and what to do.
+    """
+    cwd = cwd or Path.cwd()
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for opt in OPTIONS:
+        if opt.name in cli_values:
+            raw, base, origin = cli_values[opt.name], cwd, "--" + opt.name
+        elif opt.name in file_values:
+            raw, base, origin = file_values[opt.name], file_dir, opt.name
+        else:
+            values[opt.name] = _default_value(opt, file_dir)
+            continue
+        try:
+            v = opt.parse(raw)
+        except ValueError as e:
+            problems.append(f"{origin}: {e}")
+            continue
+        if opt.choices and v not in opt.choices:
+            problems.append(f"{origin}: {v!r} is not one of {', '.join(opt.choices)}")
+            continue
+        if opt.is_path and v is not None:
+            v = Path(os.path.expanduser(v))
+            v = v if v.is_absolute() else (base / v)
+            v = Path(os.path.abspath(v))
+        values[opt.name] = v
+    if problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def _default_value(opt: Option, base: Path) -> Any:
+    if opt.is_path and opt.default is not None:
+        return Path(os.path.abspath(base / opt.default))
+    return opt.default
+
+
+def validate(s: Settings) -> None:
+    """Check ranges and combinations. Raises ConfigError listing every problem with its fix."""
+    p: list[str] = []
+    if not RANK_RANGE[0] <= s.rank <= RANK_RANGE[1]:
+        p.append(f"rank: {s.rank} is outside {RANK_RANGE[0]}..{RANK_RANGE[1]}; 16 or 32 suit most LoRAs")
+    if s.network_alpha is not None and s.network_alpha <= 0:
+        p.append(f"network_alpha: {s.network_alpha} must be > 0 (leave it unset for alpha = rank)")
+    if s.epochs < 1:
+        p.append(f"epochs: {s.epochs} must be at least 1")
+    if s.max_train_steps == 0 or s.max_train_steps < -1:
+        p.append(f"max_train_steps: {s.max_train_steps} must be -1 (use epochs) or at least 1")
+    if not s.learning_rate > 0:
+        p.append(f"learning_rate: {s.learning_rate} must be > 0, e.g. 1e-4")
+    if not 0 <= s.blocks_to_swap <= MAX_BLOCKS_TO_SWAP:
+        p.append(f"blocks_to_swap: {s.blocks_to_swap} is outside 0..{MAX_BLOCKS_TO_SWAP}")
+    w, h = s.resolution
+    if w < 64 or h < 64:
+        p.append(f"resolution: {w}x{h} is too small; use at least 64x64 (960x544 is the default)")
+    elif w % 16 or h % 16:
+        p.append(f"resolution: {w}x{h} must be multiples of 16 (HV1.5 buckets step by 16), "
+                 f"e.g. {w // 16 * 16}x{h // 16 * 16}")
+    bad = [f for f in s.target_frames if f < 1 or (f - 1) % 4]
+    if bad:
+        hint = ", ".join(f"{f}->{max(1, (f - 1) // 4 * 4 + 1)}" for f in bad)
+        p.append(f"target_frames: {', '.join(map(str, bad))} not of the form 4n+1 ({hint})")
+    if s.num_repeats < 1:
+        p.append(f"num_repeats: {s.num_repeats} must be at least 1")
+    if s.save_every_n_epochs < 1:
+        p.append(f"save_every_n_epochs: {s.save_every_n_epochs} must be at least 1")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", s.output_name):
+        p.append(f"output_name: {s.output_name!r} may use only letters, digits, '.', '_' and '-'")
+    if "\n" in s.trigger_word or "\r" in s.trigger_word:
+        p.append("trigger_word: must be on one line")
+    if s.skip_cache and s.dry_run:
+        p.append("skip_cache and dry_run together: a dry run starts no stage that --skip_cache would skip")
+    if p:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(p))
+
+
+def warnings_for(s: Settings) -> list[str]:
+    """Settings that are valid but probably not what the user meant; each line says what to change."""
+    w: list[str] = []
+    if s.frame_extraction == "chunk" and 1 in s.target_frames:
+        w.append("target_frames includes 1 with frame_extraction chunk: every single frame becomes an item; "
+                 "drop 1 from --target_frames unless that is intended")
+    if s.max_train_steps > 0 and s.epochs != OPTION_BY_NAME["epochs"].default:
+        w.append(f"max_train_steps {s.max_train_steps} is set, so epochs {s.epochs} is ignored")
+    return w
+
+
+def render_toml() -> str:
+    """The commented `train.toml` that documents every key with its built-in default (the file in the repo)."""
+    lines = [
+        "# Defaults for `python train_local.py` / `docker compose run train`.",
+        "# Precedence: command-line flags > this file > built-in defaults. Each key is also a flag: --KEY VALUE.",
+        "# Relative paths are relative to this file's folder. Edit values here or pass flags; unknown keys are errors.",
+        "",
+    ]
+    for opt in OPTIONS:
+        if not opt.toml:
+            continue
+        lines += _wrap_comment(opt.help + (f" One of: {', '.join(opt.choices)}." if opt.choices else ""))
+        if opt.default is None:
+            lines.append(f"# {opt.name} = {_toml_example(opt)}")
+        else:
+            lines.append(f"{opt.name} = {_toml_value(opt)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_example(opt: Option) -> str:
+    return {"input_zip": '"mydata.zip"', "network_alpha": "16.0"}.get(opt.name, '""')
+
+
+def _toml_value(opt: Option) -> str:
+    v = opt.default
+    if opt.parse is parse_resolution:
+        return f'"{v[0]}x{v[1]}"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    return repr(v)
+
+
+def _wrap_comment(text: str, width: int = 110) -> list[str]:
+    out, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = "#"
+        line += " " + word
+    out.append(line)
+    return out

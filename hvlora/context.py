@@ -1,0 +1,168 @@
+"""State shared by the stages of one run: settings, the run folder's layout, the summary, and what stages produced.
+
+A stage reads what earlier stages put into `RunContext` and adds its own results; no stage imports another.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .fsutil import atomic_write_json
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Layout of one run folder, OUTPUT_DIR/runs/<output_name>-<UTC timestamp>/."""
+
+    root: Path
+
+    @property
+    def extracted(self) -> Path:
+        """The zip's usable files, with the zip's folder structure."""
+        return self.root / "extracted"
+
+    @property
+    def dataset(self) -> Path:
+        """Flat per-kind folders musubi reads (images/, videos/): links to the extracted media + final captions."""
+        return self.root / "dataset"
+
+    @property
+    def dataset_toml(self) -> Path:
+        return self.root / "dataset.toml"
+
+    @property
+    def config_toml(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def checkpoints(self) -> Path:
+        """musubi's --output_dir: LoRA checkpoints and saved training state."""
+        return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        """musubi's --logging_dir."""
+        return self.root / "tensorboard"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    def log(self, stage: str) -> Path:
+        """The log file of one stage: logs/<stage>.log."""
+        return self.logs / f"{stage}.log"
+
+
+def new_run_paths(output_dir: Path, output_name: str, now: dt.datetime | None = None) -> RunPaths:
+    """Create a fresh run folder named after output_name and the UTC time; never reuses an existing one."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    runs = output_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        root = runs / (f"{output_name}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            root.mkdir()
+            return RunPaths(root)
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run folder in {runs}")
+
+
+class Summary:
+    """summary.json: each stage with wall time and exit status, item counts, output paths. Rewritten atomically
+    after every change, so a crash or Ctrl-C leaves an accurate record of what finished."""
+
+    def __init__(self, path: Path, settings: Settings):
+        self.path = path
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "started_at": _utc_now(),
+            "finished_at": None,
+            "run_dir": str(path.parent),
+            "settings": settings.to_toml_dict(),
+            "stages": [],
+            "items": {},
+            "outputs": {},
+        }
+        self.write()
+
+    def stage(self, name: str, status: str, wall_s: float, **extra: Any) -> None:
+        """Record one stage: status is 'ok', 'skipped', 'failed' or 'interrupted'."""
+        self.data["stages"].append({"name": name, "status": status, "wall_s": round(wall_s, 3), **extra})
+        self.write()
+
+    def update(self, section: str, values: dict[str, Any]) -> None:
+        """Merge values into a section ('items' or 'outputs')."""
+        self.data[section].update(values)
+        self.write()
+
+    def finish(self, status: str) -> None:
+        self.data["status"] = status
+        self.data["finished_at"] = _utc_now()
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class StageLog:
+    """Messages of an in-process stage: printed to the console and appended to logs/<stage>.log."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, message: str, *, err: bool = False) -> None:
+        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+
+@dataclass
+class RunContext:
+    """Everything a stage needs. `env` is the environment for child processes (HF_* and PYTHONPATH passed through)."""
+
+    settings: Settings
+    paths: RunPaths
+    summary: Summary
+    env: dict[str, str]
+    weights: dict[str, Path] = field(default_factory=dict)  # component -> file (download stage)
+    dataset: Any = None  # extract.Dataset (extract stage)
+    dataset_toml: Path | None = None  # dataset_toml stage
+    cache_dirs: dict[str, Path] = field(default_factory=dict)  # kind ('images'/'videos...') -> musubi cache dir
+    cache_root: Path | None = None
+    lora: Path | None = None  # train stage: musubi-format LoRA
+    lora_comfyui: Path | None = None  # convert stage
+
+    def log(self, stage: str) -> StageLog:
+        return StageLog(self.paths.log(stage))
+
+
+def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for musubi processes: ours (PYTHONPATH, HF_HOME, HF_TOKEN, ...) plus unbuffered output so
+    progress bars stream, and HF_HUB_OFFLINE=1: every file was fetched by the download stage, so a child that tried
+    the network would be a bug to surface, not hide (musubi-tuner#773)."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"
+    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    return env

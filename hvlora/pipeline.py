@@ -1,0 +1,192 @@
+"""The stages in order, the checks before them, and what the user sees: progress, failures, how to resume.
+
+Order: preflight (settings, zip table of contents, GPU, musubi installed: seconds, before any download) ->
+[1/7] download -> [2/7] extract -> [3/7] dataset TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs
+-> [6/7] train -> [7/7] convert. `--dry_run` runs stages 2 and 3 and writes plan.json instead of the rest.
+"""
+from __future__ import annotations
+
+import importlib.util
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import tomli_w
+
+from . import cache
+from .config import Settings
+from .context import RunContext, Summary, child_env, new_run_paths
+from .errors import Interrupted, StageFailed, UserError
+from .fsutil import atomic_write_json, atomic_write_text
+from .runner import log_tail
+from .stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
+
+STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, train, convert)
+PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
+
+
+def run(settings: Settings) -> RunContext:
+    """Run the whole pipeline (or the dry run). Raises UserError, StageFailed or Interrupted; see cli.main."""
+    if not settings.dry_run:
+        preflight(settings)
+    else:
+        extract.preflight(settings)
+    paths = new_run_paths(settings.output_dir, settings.output_name)
+    atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
+    ctx = RunContext(settings, paths, Summary(paths.summary, settings), child_env())
+    print(f"run folder: {paths.root}", flush=True)
+    with _sigterm_raises():
+        try:
+            if settings.dry_run:
+                dry_run(ctx)
+            else:
+                for i, stage in enumerate(STAGES, 1):
+                    _run_stage(ctx, i, stage)
+                _report_success(ctx)
+        except (KeyboardInterrupt, Interrupted) as e:
+            err = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+            ctx.summary.finish("interrupted")
+            _report_interrupted(ctx, err)
+            raise err from None
+        except StageFailed as e:
+            ctx.summary.finish("failed")
+            _report_failure(e)
+            raise
+        except UserError:
+            ctx.summary.finish("failed")
+            raise
+    ctx.summary.finish("succeeded")
+    return ctx
+
+
+def preflight(s: Settings) -> None:
+    """Everything that can fail in seconds, before the first byte is downloaded. Raises UserError/DataError."""
+    extract.preflight(s)
+    _require_module("musubi_tuner", "musubi-tuner is not installed in this Python")
+    _require_module("accelerate", "accelerate is not installed in this Python")
+    if s.device == "cuda":
+        _require_cuda()
+
+
+def _require_module(name: str, what: str) -> None:
+    if importlib.util.find_spec(name) is None:
+        raise UserError(f"{what} ({sys.executable}). Use `docker compose run train`, or install musubi-tuner "
+                        "v0.3.4 and this project's requirements into this environment.")
+
+
+def _require_cuda() -> None:
+    try:
+        import torch
+    except ImportError:
+        raise UserError(f"PyTorch is not installed in this Python ({sys.executable}); use `docker compose run "
+                        "train` or install musubi-tuner's environment.") from None
+    if not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA GPU is visible to PyTorch. Check `nvidia-smi` on the host; in "
+                        "Docker install the NVIDIA Container Toolkit (compose reserves the GPU for the train "
+                        "service). For a CPU smoke run, pass --device cpu.")
+
+
+def _run_stage(ctx: RunContext, index: int, stage) -> None:
+    label = f"[{index}/{len(STAGES)}] {stage.TITLE}"
+    print(f"\n{label}", flush=True)
+    t0 = time.monotonic()
+    try:
+        info = stage.run(ctx) or {}
+    except BaseException as e:
+        status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
+        extra = {"error": str(e) or type(e).__name__, "log": str(ctx.paths.log(stage.NAME))}
+        if isinstance(e, StageFailed):
+            extra.update(command=e.command, exit_code=e.returncode)
+        ctx.summary.stage(stage.NAME, status, time.monotonic() - t0, **extra)
+        raise
+    wall = time.monotonic() - t0
+    status = "skipped" if info.pop("skipped", False) else "ok"
+    ctx.summary.stage(stage.NAME, status, wall, log=str(ctx.paths.log(stage.NAME)), **info)
+    print(f"{label}: {'skipped' if status == 'skipped' else 'done'} in {format_seconds(wall)}", flush=True)
+
+
+def dry_run(ctx: RunContext) -> dict:
+    """Stages 2 and 3 for real; then report model files, print the musubi commands, write plan.json."""
+    s = ctx.settings
+    _run_stage(ctx, 2, extract)
+    _run_stage(ctx, 3, dataset_toml)
+    found = download.presence(s.task, s.models_dir, ctx.env)
+    ctx.weights = found.weights
+    print("\nmodel files:", flush=True)
+    for line in found.present:
+        print(f"  present  {line}")
+    for line in found.missing:
+        print(f"  missing  {line}  (the download stage would fetch it)")
+    plan = {"dataset_config": str(ctx.dataset_toml), "stages": [st.command(ctx).plan_entry() for st in PLANNED]}
+    atomic_write_json(ctx.paths.plan, plan)
+    print("\ncommands a real run would start (nothing was started):", flush=True)
+    for i, st in enumerate(PLANNED, 4):
+        print(f"  [{i}/{len(STAGES)}] {st.command(ctx).display()}")
+    print(f"\nplan: {ctx.paths.plan}", flush=True)
+    return plan
+
+
+def _report_success(ctx: RunContext) -> None:
+    outs = ctx.summary.data["outputs"]
+    total = sum(st["wall_s"] for st in ctx.summary.data["stages"])
+    print(f"\nDone in {format_seconds(total)}.", flush=True)
+    for name, rec in outs.items():
+        kind = "ComfyUI format" if name.endswith("_comfyui.safetensors") else "musubi format"
+        print(f"  {rec['path']}  ({kind})")
+    print(f"  run folder: {ctx.paths.root} (logs, checkpoints, state, TensorBoard, summary.json)", flush=True)
+
+
+def _report_failure(e: StageFailed) -> None:
+    lines = [f"\nstage {e.stage} FAILED: {e}"]
+    if e.command:
+        from shlex import join
+        lines.append(f"command: {join(e.command)}")
+    if e.log_path:
+        lines.append(f"log: {e.log_path}")
+        tail = log_tail(Path(e.log_path))
+        if tail:
+            lines.append(f"last {len(tail)} lines of the log:")
+            lines += [f"  | {ln}" for ln in tail]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _report_interrupted(ctx: RunContext, e: Interrupted) -> None:
+    stage = e.stage or (ctx.summary.data["stages"][-1]["name"] if ctx.summary.data["stages"] else "startup")
+    reuse = ctx.cache_root is not None and cache.is_complete(ctx.cache_root)
+    print(f"\nStopped ({signal.Signals(e.signum).name}) during {stage}; every process it started has exited.\n"
+          f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and any checkpoints and training state "
+          "written so far; downloaded model files are kept and a partial download resumes.\n"
+          "To continue, run the same command again"
+          + (" with --skip_cache (the cache is complete)." if reuse else "."), file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _sigterm_raises():
+    """In-process stages: SIGTERM (docker stop) ends them like Ctrl-C, with the resume message."""
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    old = signal.signal(signal.SIGTERM, handler) if _in_main_thread() else None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _in_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def format_seconds(s: float) -> str:
+    """1.23 -> '1.2 s', 75 -> '1m15s', 3725 -> '1h02m05s'."""
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{sec:02d}s"

@@ -1,0 +1,170 @@
+"""Run one child process (a musubi entry point) in its own process group, teeing its output to a log file.
+
+- The child gets a new session (`start_new_session=True`), so a terminal's Ctrl-C reaches only us; we forward it to
+  the child's whole group (accelerate's workers included), wait up to `grace_s`, then SIGKILL what is left. A second
+  Ctrl-C kills at once. This mirrors how SimpleTuner stops its trainer.
+- Output goes to the console unchanged (musubi's tqdm bars keep working) and to the log with carriage returns turned
+  into line breaks, so the log reads as lines and its tail can be shown when the stage fails.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import Interrupted, StageFailed
+
+GRACE_S = 30.0
+TAIL_LINES = 40
+
+
+class _LineLog:
+    """Writes child output to a log file with '\\r' and '\\r\\n' turned into '\\n' (also across chunk borders)."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.pending_cr = False
+
+    def write(self, chunk: bytes) -> None:
+        if self.pending_cr:
+            chunk = b"\r" + chunk
+            self.pending_cr = False
+        if chunk.endswith(b"\r"):
+            chunk, self.pending_cr = chunk[:-1], True
+        self.f.write(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        self.f.flush()
+
+    def close(self) -> None:
+        if self.pending_cr:
+            self.f.write(b"\n")
+        self.f.flush()
+
+
+class _GroupStopper:
+    """Signal handlers that stop the child's process group: forward the signal, SIGKILL after a grace period."""
+
+    def __init__(self, proc: subprocess.Popen, stage: str, grace_s: float):
+        self.proc, self.stage, self.grace_s = proc, stage, grace_s
+        self.signum: int | None = None
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_GroupStopper":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._saved[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._saved.items():
+            signal.signal(s, h)
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.signum is not None:  # second signal: no more waiting
+            print(f"\nkilling {self.stage} now", file=sys.stderr, flush=True)
+            kill_group(self.proc, signal.SIGKILL)
+            return
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping {self.stage} (waiting up to {self.grace_s:.0f} s; "
+              f"press Ctrl-C again to kill it at once)", file=sys.stderr, flush=True)
+        kill_group(self.proc, signum)
+        timer = threading.Timer(self.grace_s, kill_group, (self.proc, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+
+def kill_group(proc: subprocess.Popen, signum: int) -> None:
+    """Send `signum` to the process group led by `proc` (created with start_new_session); ignore a gone group."""
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_logged(argv: list[str], *, stage: str, log_path: Path, env: dict[str, str],
+               cwd: Path | None = None, grace_s: float = GRACE_S, console: BinaryIO | None = None) -> None:
+    """Run `argv` (a list, never a shell string) to completion, streaming its output to the console and `log_path`.
+
+    Raises StageFailed (non-zero exit; carries the command and log path) or Interrupted (Ctrl-C/SIGTERM, after the
+    child's group has exited). The log is appended to, so one file can hold several commands of a stage.
+    """
+    console = console if console is not None else sys.stdout.buffer
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as logf:
+        logf.write(f"$ {shlex.join(argv)}\n".encode())
+        logf.flush()
+        log = _LineLog(logf)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        except OSError as e:
+            raise StageFailed(stage, f"could not start {argv[0]}: {e}", argv, log_path) from None
+        pump = threading.Thread(target=_pump, args=(proc, console, log), daemon=True)
+        with _GroupStopper(proc, stage, grace_s) as stopper:
+            pump.start()
+            rc = _wait(proc)
+            # Leftover grandchildren (dataloader workers) may hold the pipe open: end them, then drain.
+            pump.join(timeout=5)
+            kill_group(proc, signal.SIGKILL)
+            pump.join(timeout=5)
+        log.close()
+        logf.write(f"[exit code {rc}]\n".encode())
+    if stopper.signum is not None:
+        raise Interrupted(stopper.signum, stage)
+    if rc != 0:
+        raise StageFailed(stage, _describe_exit(rc), argv, log_path, returncode=rc)
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # a SIGINT that arrived before our handler was installed
+            kill_group(proc, signal.SIGINT)
+            time.sleep(0.1)
+
+
+def _pump(proc: subprocess.Popen, console: BinaryIO, log: _LineLog) -> None:
+    fd = proc.stdout.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        log.write(chunk)
+        try:
+            console.write(chunk)
+            console.flush()
+        except (OSError, ValueError):  # console gone (closed pipe): keep logging
+            pass
+    proc.stdout.close()
+
+
+def _describe_exit(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with code {rc}"
+
+
+def log_tail(log_path: Path, n: int = TAIL_LINES) -> list[str]:
+    """The last `n` non-empty lines of a log file (decoded leniently); [] if it does not exist."""
+    try:
+        with open(log_path, "rb") as f:
+            lines: deque[bytes] = deque(maxlen=n)
+            for line in f:
+                if line.strip():
+                    lines.append(line.rstrip(b"\r\n"))
+    except FileNotFoundError:
+        return []
+    return [ln.decode("utf-8", "replace") for ln in lines]
