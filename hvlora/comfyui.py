@@ -11,9 +11,8 @@ Only the safetensors headers are read (no tensor data), so this takes millisecon
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-
-from safetensors import safe_open
 
 NUM_BLOCKS = 54
 HIDDEN = 2048
@@ -51,11 +50,16 @@ def comfy_model_key(module: str) -> str:
 
 
 def read_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape, from the safetensors header. Raises LoraCheckError if the file cannot be read."""
+    """Tensor name -> shape, from the safetensors header alone (format: 8-byte little-endian header length, then
+    a JSON object name -> {dtype, shape, data_offsets}). Raises LoraCheckError if the file is not safetensors."""
     try:
-        with safe_open(str(path), framework="np") as f:
-            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001 - any reader error means the file is unusable
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= 100_000_000:
+                raise ValueError(f"header length {size}")
+            header = json.loads(f.read(size))
+        return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise LoraCheckError(f"{path} is not a readable safetensors file: {e}") from None
 
 
@@ -63,17 +67,28 @@ def check_layout(path: Path, layout: dict[str, tuple[int, int]], fused: int) -> 
     """Check that `path` holds every module of `layout` with consistent shapes and nothing else; return the rank.
 
     `fused` is how many projections share one module in the fused case (3 for ComfyUI's qkv), else 1.
-    Raises LoraCheckError listing up to 20 missing, unexpected or misshapen keys.
+    Raises LoraCheckError with the counts and up to 10 missing and 10 unexpected keys, and misshapen ones.
     """
     shapes = read_shapes(path)
     expected = {m + s for m in module_names(layout) for s in SUFFIXES}
     missing = sorted(expected - shapes.keys())
     unexpected = sorted(shapes.keys() - expected)
     ranks = {shapes[k][0] for k in shapes if k.endswith(".lora_down.weight") and "qkv" not in k and shapes[k]}
-    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
     rank = min(ranks) if ranks else 0
+    problems = [f"missing {k}" for k in missing[:10]] + [f"unexpected {k}" for k in unexpected[:10]]
     if len(ranks) > 1:
         problems.append(f"modules have different ranks {sorted(ranks)}")
+    problems += _shape_problems(shapes, layout, rank, fused)
+    if problems:
+        more = f" (and {len(problems) - 30} more)" if len(problems) > 30 else ""
+        raise LoraCheckError(f"{path}: {len(missing)} key(s) missing, {len(unexpected)} unexpected:\n  "
+                             + "\n  ".join(problems[:30]) + more)
+    return rank
+
+
+def _shape_problems(shapes: dict[str, list[int]], layout: dict[str, tuple[int, int]], rank: int,
+                    fused: int) -> list[str]:
+    problems = []
     for m in module_names(layout):
         name = m.split("_", 6)[-1]
         fan_in, fan_out = layout[name]
@@ -83,11 +98,7 @@ def check_layout(path: Path, layout: dict[str, tuple[int, int]], fused: int) -> 
             got = shapes.get(m + suffix)
             if got is not None and got != shape:
                 problems.append(f"{m}{suffix} has shape {got}, expected {shape}")
-    if problems:
-        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        raise LoraCheckError(f"{path}: {len(missing)} key(s) missing, {len(unexpected)} unexpected:\n  "
-                             + "\n  ".join(problems[:20]) + more)
-    return rank
+    return problems
 
 
 def verify(musubi_lora: Path, comfy_lora: Path) -> dict:

@@ -48,10 +48,10 @@ def presence(task: str, models_dir: Path, env: dict[str, str]) -> Presence:
         (present if path.is_file() else missing).append(f"{comp}: {path}")
     cache = hub_cache_dir(env)
     for tok in catalog.TOKENIZERS:
-        for filename in tok.required_files:
-            found = try_to_load_from_cache(tok.repo_id, filename, cache_dir=cache)
-            desc = f"tokenizer {tok.repo_id}: {filename} in {cache}"
-            (present if isinstance(found, str) else missing).append(desc)
+        absent = [f for f in tok.required_files
+                  if not isinstance(try_to_load_from_cache(tok.repo_id, f, cache_dir=cache), str)]
+        desc = f"tokenizer {tok.repo_id} in {cache}"
+        (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
 
 
@@ -69,21 +69,22 @@ def run(ctx: RunContext) -> dict:
 
     endpoint = ctx.env.get("HF_ENDPOINT") or None
     token = ctx.env.get("HF_TOKEN") or None
+    cache = hub_cache_dir(ctx.env)
     for comp, wf in catalog.weights_for(s.task).items():
         log(f"{comp}: {wf.repo_id}/{wf.filename} -> {wf.local_path(s.models_dir)}")
-        ctx.weights[comp] = _fetch_weight(wf, s.models_dir, endpoint, token)
-    cache = hub_cache_dir(ctx.env)
+        ctx.weights[comp] = _fetch_weight(wf, s.models_dir, cache, endpoint, token)
     for tok in catalog.TOKENIZERS:
         log(f"tokenizer: {tok.repo_id} -> {cache}")
         _fetch_tokenizer(tok, cache, endpoint, token)
     return {"downloaded": True, "files": {k: str(v) for k, v in ctx.weights.items()}, "hub_cache": str(cache)}
 
 
-def _fetch_weight(wf: catalog.WeightFile, models_dir: Path, endpoint: str | None, token: str | None) -> Path:
+def _fetch_weight(wf: catalog.WeightFile, models_dir: Path, cache: Path, endpoint: str | None,
+                  token: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(wf.repo_id, wf.filename, local_dir=models_dir / wf.repo_id,
+        return Path(hf_hub_download(wf.repo_id, wf.filename, local_dir=models_dir / wf.repo_id, cache_dir=cache,
                                     endpoint=endpoint, token=token))
     except Exception as e:  # noqa: BLE001 - translated into an actionable message below
         raise _explain(e, wf.repo_id, wf.filename) from e

@@ -1,0 +1,38 @@
+"""Shared fixtures: settings and a run context in a temporary project layout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hvlora.cli import load_settings
+from hvlora.context import RunContext, Summary, child_env, new_run_paths
+
+
+@pytest.fixture
+def make_settings(tmp_path):
+    """make_settings(*flags) -> Settings with data/models/output under tmp_path and no config file defaults."""
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text("")
+
+    def make(*flags: str):
+        base = ["--config", str(cfg), "--data_dir", str(tmp_path / "data"), "--models_dir",
+                str(tmp_path / "models"), "--output_dir", str(tmp_path / "output")]
+        return load_settings([*base, *flags], cwd=tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def make_ctx():
+    """make_ctx(settings, env=None) -> RunContext with a fresh run folder."""
+    def make(settings, env: dict | None = None) -> RunContext:
+        paths = new_run_paths(settings.output_dir, settings.output_name)
+        return RunContext(settings, paths, Summary(paths.summary, settings), child_env(env or {}))
+
+    return make
+
+
+def tree(root: Path) -> set[str]:
+    """All file paths below root, relative and in posix form."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
