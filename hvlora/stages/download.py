@@ -8,6 +8,7 @@ HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured; they are read when the stage run
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,32 +73,50 @@ def run(ctx: RunContext) -> dict:
     cache = hub_cache_dir(ctx.env)
     for comp, wf in catalog.weights_for(s.task).items():
         log(f"{comp}: {wf.repo_id}/{wf.filename} -> {wf.local_path(s.models_dir)}")
-        ctx.weights[comp] = _fetch_weight(wf, s.models_dir, cache, endpoint, token)
+        ctx.weights[comp] = _fetch_weight(wf, s.models_dir, cache, endpoint, token, log)
     for tok in catalog.TOKENIZERS:
         log(f"tokenizer: {tok.repo_id} -> {cache}")
         _fetch_tokenizer(tok, cache, endpoint, token)
     return {"downloaded": True, "files": {k: str(v) for k, v in ctx.weights.items()}, "hub_cache": str(cache)}
 
 
-def _fetch_weight(wf: catalog.WeightFile, models_dir: Path, cache: Path, endpoint: str | None,
-                  token: str | None) -> Path:
-    from huggingface_hub import hf_hub_download
+RESUME_ATTEMPTS = 4  # tries per file when the connection drops mid-body; each resumes from the .incomplete part
 
-    try:
-        return Path(hf_hub_download(wf.repo_id, wf.filename, local_dir=models_dir / wf.repo_id, cache_dir=cache,
-                                    endpoint=endpoint, token=token))
-    except Exception as e:  # noqa: BLE001 - translated into an actionable message below
-        raise _explain(e, wf.repo_id, wf.filename) from e
+
+def _fetch_weight(wf: catalog.WeightFile, models_dir: Path, cache: Path, endpoint: str | None,
+                  token: str | None, log) -> Path:
+    from huggingface_hub import hf_hub_download
+    from requests.exceptions import ChunkedEncodingError, ConnectionError as RequestsConnectionError
+
+    for attempt in range(1, RESUME_ATTEMPTS + 1):
+        try:
+            return Path(hf_hub_download(wf.repo_id, wf.filename, local_dir=models_dir / wf.repo_id,
+                                        cache_dir=cache, endpoint=endpoint, token=token))
+        except (ChunkedEncodingError, RequestsConnectionError) as e:
+            # huggingface_hub 0.34 does not retry a body cut short; a new call resumes with a Range request.
+            if attempt == RESUME_ATTEMPTS:
+                raise _explain(e, wf.repo_id, wf.filename) from e
+            log(f"{wf.filename}: connection lost ({type(e).__name__}); resuming (attempt {attempt + 1} of "
+                f"{RESUME_ATTEMPTS})")
+            time.sleep(2 ** (attempt - 1) - 1)  # 0 s, then 1 s, 3 s: a reset is often transient
+        except Exception as e:  # noqa: BLE001 - translated into an actionable message below
+            raise _explain(e, wf.repo_id, wf.filename) from e
+    raise AssertionError("unreachable")
 
 
 def _fetch_tokenizer(tok: catalog.TokenizerRepo, cache: Path, endpoint: str | None, token: str | None) -> None:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download, try_to_load_from_cache
 
     try:
         snapshot_download(tok.repo_id, allow_patterns=list(tok.allow_patterns), cache_dir=cache,
                           endpoint=endpoint, token=token)
     except Exception as e:  # noqa: BLE001
         raise _explain(e, tok.repo_id, " ".join(tok.allow_patterns)) from e
+    absent = [f for f in tok.required_files
+              if not isinstance(try_to_load_from_cache(tok.repo_id, f, cache_dir=cache), str)]
+    if absent:  # offline, snapshot_download returns a cached snapshot folder without checking its files
+        raise StageFailed(NAME, f"{tok.repo_id}: {', '.join(absent)} missing from {cache} and the hub could not "
+                                "be asked for it. Run the same command again when the network is back.")
 
 
 def _explain(e: Exception, repo_id: str, what: str) -> Exception:
@@ -112,12 +131,12 @@ def _explain(e: Exception, repo_id: str, what: str) -> Exception:
                "Check HF_ENDPOINT/HF_TOKEN and run again.")
     elif isinstance(e, hf.RevisionNotFoundError):
         msg = f"revision not found in {repo_id}."
-    elif isinstance(e, hf.EntryNotFoundError):
-        msg = f"{what} was not found in {repo_id}."
-    elif isinstance(e, hf.LocalEntryNotFoundError):
+    elif isinstance(e, hf.LocalEntryNotFoundError):  # before EntryNotFoundError: it is a subclass of it
         msg = (f"could not reach the Hugging Face hub to fetch {repo_id}/{what} (network down or HF_ENDPOINT wrong?). "
                "Run the same command again when the network is back: finished files are kept and a partial one "
                "resumes.")
+    elif isinstance(e, hf.EntryNotFoundError):
+        msg = f"{what} was not found in {repo_id}."
     elif isinstance(e, OSError) and getattr(e, "errno", None) == 28:
         msg = f"the disk is full while downloading {repo_id}/{what}: free space, then run again (it resumes)."
     else:
