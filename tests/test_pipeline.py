@@ -1,0 +1,258 @@
+"""End to end: `train_local.py` as a subprocess through all seven stages, with the real download code against a
+local hub, real zips and media, real accelerate, and the stand-in musubi package (tests/standin) on PYTHONPATH."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hubserver import FakeHub
+
+from hvlora import catalog, comfyui
+from hvlora.cli import load_settings
+from hvlora.context import RunContext, Summary, new_run_paths
+from hvlora.stages import download
+from mediafactory import dataset_zip
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = ROOT / "tests" / "standin"
+SMOKE = ["--device", "cpu", "--resolution", "64x64", "--target_frames", "1,5", "--max_train_steps", "2",
+         "--rank", "4", "--optimizer", "adamw"]
+
+
+def hub_repos() -> dict[str, dict[str, bytes]]:
+    repos: dict[str, dict[str, bytes]] = {}
+    for w in catalog.WEIGHTS:
+        repos.setdefault(w.repo_id, {})[w.filename] = f"weights of {w.component} {w.filename}".encode() * 64
+    for tok in catalog.TOKENIZERS:
+        for f in tok.required_files:
+            repos.setdefault(tok.repo_id, {})[f] = json.dumps({"name": f}).encode()
+    return repos
+
+
+class Workspace:
+    """A project layout in a temporary folder, a fake hub, and a way to run train_local.py in it."""
+
+    def __init__(self, root: Path, hub: FakeHub):
+        self.root, self.hub = root, hub
+        self.data, self.models, self.output = root / "data", root / "models", root / "output"
+        self.config = root / "train.toml"
+        self.config.write_text("")
+        self.calls = root / "calls.jsonl"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "STANDIN_"))}
+        env.update(PYTHONPATH=str(STANDIN), HF_ENDPOINT=self.hub.url, HF_HOME=str(self.root / "hf"),
+                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", STANDIN_CALLS=str(self.calls))
+        env.update(extra)
+        return env
+
+    def argv(self, *flags: str) -> list[str]:
+        return [sys.executable, str(ROOT / "train_local.py"), "--config", str(self.config), "--data_dir",
+                str(self.data), "--models_dir", str(self.models), "--output_dir", str(self.output), *flags]
+
+    def train(self, *flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*flags), capture_output=True, text=True, env=self.env(**(env or {})),
+                              timeout=600)
+
+    def runs(self) -> list[Path]:
+        return sorted((self.output / "runs").glob("lora-*"))  # names hold the UTC time: oldest first
+
+    def summary(self, run: Path | None = None) -> dict:
+        return json.loads(((run or self.runs()[-1]) / "summary.json").read_text())
+
+    def calls_made(self) -> list[dict]:
+        if not self.calls.exists():
+            return []
+        return [json.loads(line) for line in self.calls.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """One workspace for the module, with every model file already fetched (as a first run would), so each test
+    can run alone with --skip_download."""
+    root = tmp_path_factory.mktemp("e2e")
+    with FakeHub(hub_repos()) as hub:
+        w = Workspace(root, hub)
+        dataset_zip(root / "src", w.data / "set.zip",
+                    images={"stills/cat.png": "a cat", "stills/dog.jpg": "a dog"},
+                    videos={"clips/walk.mp4": ('a walk, the sign says "HELLO"', 9), "clips/short.mp4": ("short", 3)})
+        for task in ("t2v", "i2v"):
+            _download(w, task)
+        yield w
+
+
+def _download(w: Workspace, task: str) -> None:
+    """The real download stage, in-process, against the fake hub."""
+    s = load_settings(["--config", str(w.config), "--models_dir", str(w.models), "--output_dir",
+                       str(w.root / "prefetch"), "--task", task, "--device", "cpu"])
+    paths = new_run_paths(s.output_dir, s.output_name)
+    env = {"HF_ENDPOINT": w.hub.url, "HF_HOME": str(w.root / "hf"), "HF_HUB_DISABLE_XET": "1"}
+    download.run(RunContext(s, paths, Summary(paths.summary, s), env))
+
+
+def gets(hub: FakeHub) -> int:
+    return len([r for r in hub.file_requests("GET") if r.sent])
+
+
+def test_full_run_produces_both_loras(ws):
+    r = ws.train(*SMOKE, "--trigger_word", "ohwx")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for i, title in enumerate(["download weights", "extract zip", "write dataset TOML", "cache latents",
+                               "cache text-encoder outputs", "train LoRA", "convert to ComfyUI"], 1):
+        assert f"[{i}/7] {title}" in r.stdout and f"[{i}/7] {title}: done in " in r.stdout
+    lora, comfy = ws.output / "lora.safetensors", ws.output / "lora_comfyui.safetensors"
+    assert comfyui.verify(lora, comfy)["comfyui_modules"] == 540
+    run = ws.runs()[-1]
+    summary = ws.summary(run)
+    assert summary["status"] == "succeeded"
+    assert [s["name"] for s in summary["stages"]] == ["download", "extract", "dataset_toml", "cache_latents",
+                                                      "cache_text_encoder_outputs", "train", "convert"]
+    assert all(s["status"] == "ok" and s["wall_s"] >= 0 for s in summary["stages"])
+    assert all(s["exit_code"] == 0 for s in summary["stages"][3:])
+    assert summary["outputs"]["lora.safetensors"]["path"] == str(lora)
+    # musubi's cache holds what it was asked for: 2 images; walk.mp4 (9 frames) gives clips of 1 and 5 frames,
+    # short.mp4 (3 frames) only the 1-frame clip
+    assert summary["items"]["latent_caches"] == {"images": 2, "videos": 3}
+    assert summary["items"]["text_encoder_caches"] == {"images": 2, "videos": 2}
+    # the run folder has everything the issue lists
+    for rel in ("dataset.toml", "config.toml", "summary.json", "checkpoints/lora.safetensors",
+                "checkpoints/lora_comfyui.safetensors", "checkpoints/lora-state"):
+        assert (run / rel).exists(), rel
+    assert sorted(p.name for p in (run / "logs").glob("*.log")) == sorted(
+        f"{n}.log" for n in ("download", "extract", "dataset_toml", "cache_latents", "cache_text_encoder_outputs",
+                             "train", "convert"))
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    # the stand-in saw the captions with the trigger word, and musubi's progress reached the train log
+    assert "ohwx, a cat" in (run / "dataset" / "images" / "stills__cat.txt").read_text()
+    assert "steps" in (run / "logs" / "train.log").read_text()
+    # each musubi module ran once, with this interpreter
+    modules = [c["module"] for c in ws.calls_made()]
+    assert modules == ["hv_1_5_cache_latents", "hv_1_5_cache_text_encoder_outputs", "hv_1_5_train_network",
+                       "networks.convert_hunyuan_video_1_5_lora_to_comfy"]
+
+
+def test_second_run_fetches_nothing_and_keeps_the_first_lora(ws):
+    first_run = ws.runs()[-1]
+    first_bytes = (first_run / "checkpoints" / "lora.safetensors").read_bytes()
+    before = gets(ws.hub)
+    r = ws.train(*SMOKE, "--trigger_word", "ohwx", "--seed", "7")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert gets(ws.hub) == before  # complete files are not fetched again
+    assert (first_run / "checkpoints" / "lora.safetensors").read_bytes() == first_bytes
+    assert (ws.output / "lora.safetensors").read_bytes() != first_bytes
+    assert not list((ws.output / "runs").glob("kept-*"))  # the first LoRA is safe in its run folder
+
+
+def test_skip_cache_reuses_a_complete_cache_and_refuses_a_stale_one(ws):
+    r = ws.train(*SMOKE, "--trigger_word", "skipc", "--skip_download")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ws.calls.unlink(missing_ok=True)
+    r = ws.train(*SMOKE, "--trigger_word", "skipc", "--skip_cache", "--skip_download")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[4/7] cache latents: skipped" in r.stdout and "[5/7] cache text-encoder outputs: skipped" in r.stdout
+    assert [c["module"] for c in ws.calls_made()] == ["hv_1_5_train_network",
+                                                      "networks.convert_hunyuan_video_1_5_lora_to_comfy"]
+    stages = {s["name"]: s["status"] for s in ws.summary()["stages"]}
+    assert stages["cache_latents"] == stages["cache_text_encoder_outputs"] == "skipped"
+    # another trigger word changes the captions: the old text cache must not be reused
+    r = ws.train(*SMOKE, "--trigger_word", "zxcv", "--skip_cache", "--skip_download")
+    assert r.returncode == 2 and "--skip_cache: no complete cache" in r.stderr
+
+
+def test_failing_stage_prints_stage_command_and_log_tail(ws):
+    r = ws.train(*SMOKE, "--skip_download", env={"STANDIN_FAIL": "hv_1_5_train_network"})
+    assert r.returncode == 1
+    assert "stage train FAILED: exited with code 1" in r.stderr
+    assert "command: " in r.stderr and "-m accelerate.commands.launch" in r.stderr
+    assert "musubi_tuner.hv_1_5_train_network" in r.stderr
+    assert "last " in r.stderr and "| " in r.stderr and "logs/train.log" in r.stderr
+    summary = ws.summary()
+    assert summary["status"] == "failed"
+    train = [s for s in summary["stages"] if s["name"] == "train"][0]
+    assert train["status"] == "failed" and train["exit_code"] == 1 and train["command"]
+    assert "convert" not in [s["name"] for s in summary["stages"]]
+
+
+def test_incomplete_lora_fails_the_run_and_publishes_nothing(ws):
+    before = {p.name: p.stat().st_mtime_ns for p in ws.output.glob("*.safetensors")}
+    r = ws.train(*SMOKE, "--skip_download", "--output_name", "broken",
+                 env={"STANDIN_DROP_MODULE": "double_blocks_5_img_mlp_fc1"})
+    assert r.returncode == 1
+    assert "stage convert FAILED" in r.stderr and "lora_unet_double_blocks_5_img_mlp_fc1" in r.stderr
+    assert "Done in" not in r.stdout
+    assert not (ws.output / "broken.safetensors").exists() and not (ws.output / "broken_comfyui.safetensors").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in ws.output.glob("*.safetensors")} == before
+
+
+def test_i2v_caches_image_latents_and_trains(ws):
+    """The stand-in trainer, like musubi's, fails on latents cached without --i2v: passing means they had them."""
+    ws.calls.unlink(missing_ok=True)
+    r = ws.train(*SMOKE, "--task", "i2v", "--output_name", "i2v", "--skip_download")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert comfyui.verify(ws.output / "i2v.safetensors", ws.output / "i2v_comfyui.safetensors")
+    argv = {c["module"]: c["argv"] for c in ws.calls_made()}
+    assert "--i2v" in argv["hv_1_5_cache_latents"]
+    assert any("720p_i2v" in a for a in argv["hv_1_5_train_network"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_group_and_says_how_to_resume(ws, tmp_path, signum):
+    pidfile = tmp_path / "pids"
+    env = ws.env(STANDIN_BLOCK="hv_1_5_train_network", STANDIN_PIDFILE=str(pidfile))
+    proc = subprocess.Popen(ws.argv(*SMOKE, "--skip_download"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    for line in proc.stdout:  # wait until musubi's stand-in is training (blocked), then press "Ctrl-C"
+        if "standin: waiting for a signal" in line:
+            break
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert f"Stopped ({signal.Signals(signum).name}) during train" in err
+    assert "run the same command again" in err
+    for pid in map(int, pidfile.read_text().split()):
+        assert not _alive(pid)
+    summary = ws.summary()
+    assert summary["status"] == "interrupted"
+    assert summary["stages"][-1]["name"] == "train" and summary["stages"][-1]["status"] == "interrupted"
+
+
+def test_dry_run_writes_plan_and_starts_nothing(ws):
+    ws.calls.unlink(missing_ok=True)
+    before = len(ws.hub.requests)
+    r = ws.train("--dry_run", "--target_frames", "1,5")
+    assert r.returncode == 0, r.stderr
+    assert len(ws.hub.requests) == before and not ws.calls_made()
+    plan = json.loads((ws.runs()[-1] / "plan.json").read_text())
+    assert [s["name"] for s in plan["stages"]] == ["cache_latents", "cache_text_encoder_outputs", "train", "convert"]
+    assert plan["stages"][2]["launcher"][:2] == ["accelerate", "launch"]
+    assert "present  dit:" in r.stdout
+
+
+def test_no_gpu_fails_in_seconds_before_any_work(ws):
+    before = (len(ws.hub.requests), len(ws.runs()))
+    r = ws.train("--device", "cuda")
+    assert r.returncode == 2
+    assert "no CUDA GPU is visible" in r.stderr and "--device cpu" in r.stderr
+    assert (len(ws.hub.requests), len(ws.runs())) == before  # nothing downloaded, no run folder
+
+
+def test_bad_data_fails_before_any_download(tmp_path):
+    with FakeHub(hub_repos()) as hub:
+        w = Workspace(tmp_path, hub)
+        dataset_zip(tmp_path / "src", w.data / "bad.zip", images={"a.png": "a", "b.png": None})
+        r = w.train(*SMOKE)
+        assert r.returncode == 2 and "b.png: has no caption" in r.stderr
+        assert hub.requests == [] and not (tmp_path / "output").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
