@@ -18,7 +18,7 @@ from .errors import UserError
 from .fsutil import atomic_write_json
 
 COMPLETE = "complete.json"
-FORMAT = 1  # bump when the layout or the cache commands change meaning
+FORMAT = 2  # bump when the layout or the cache commands change meaning
 
 
 def cache_key(dataset_fingerprint: str, s: Settings) -> str:
@@ -30,6 +30,9 @@ def cache_key(dataset_fingerprint: str, s: Settings) -> str:
         "resolution": list(s.resolution),
         "target_frames": list(s.target_frames),
         "frame_extraction": s.frame_extraction,
+        "frame_stride": s.frame_stride,
+        "frame_sample": s.frame_sample,
+        "max_frames": s.max_frames,
         "task": s.task,
         "fp8": s.fp8,
         "device": s.device,
@@ -69,6 +72,16 @@ def invalidate(root: Path) -> None:
 def count_files(dirs: dict[str, Path], suffix: str) -> dict[str, int]:
     """Number of files ending in `suffix` in each cache directory (block name -> count)."""
     return {name: sum(1 for p in d.glob(f"*{suffix}")) if d.is_dir() else 0 for name, d in dirs.items()}
+
+
+def compare(dirs: dict[str, Path], expected: dict[str, set[str]], suffix: str) -> tuple[list[str], list[str]]:
+    """(missing, extra) file names ending in `suffix` across the blocks' cache directories."""
+    missing, extra = [], []
+    for name, d in dirs.items():
+        actual = {p.name for p in d.glob(f"*{suffix}")} if d.is_dir() else set()
+        missing += sorted(expected.get(name, set()) - actual)
+        extra += sorted(actual - expected.get(name, set()))
+    return missing, extra
 
 
 def latent_counts(dirs: dict[str, Path]) -> dict[str, int]:

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe_default(opt: config.Option) -> str:
     d = opt.default
     if d is None:
-        return {"input_zip": "the only .zip in data_dir", "network_alpha": "= rank"}.get(opt.name, "unset")
+        return {"input_zip": "the only .zip in data_dir", "input_dir": "unset (use a zip)",
+                "network_alpha": "= rank"}.get(opt.name, "unset")
     if isinstance(d, bool):
         return "on" if d else "off"
     if opt.parse is config.parse_resolution:

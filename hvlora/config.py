@@ -21,6 +21,7 @@ TASKS = ("t2v", "i2v")
 OPTIMIZERS = ("adamw8bit", "adamw", "AdaFactor")
 FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
 SAVE_PRECISIONS = ("bf16", "fp16", "fp32")
+MISSING_CAPTION = ("error", "trigger", "skip")
 DEVICES = ("cuda", "cpu")
 RANK_RANGE = (4, 128)
 # musubi asserts blocks_to_swap < 52 for HV1.5's 54 double blocks (hv_1_5_train_network.py); the docs give 51 as max.
@@ -108,6 +109,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("input_zip", _as_str, None, "The dataset ZIP (images and videos with same-named .txt captions). "
            "Unset: the only .zip in data_dir. A bare file name is also looked up in data_dir.",
            metavar="PATH", is_path=True),
+    Option("input_dir", _as_str, None, "A folder with the same layout as the zip, used instead of a zip "
+           "(never modified).", metavar="DIR", is_path=True),
     Option("task", _as_str, "t2v", "t2v trains text-to-video; i2v trains image-to-video (caches the first "
            "frame with the SigLIP image encoder too).", choices=TASKS),
     Option("trigger_word", _as_str, "", "Prepended to every caption as 'trigger, caption' unless the caption "
@@ -133,6 +136,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("frame_extraction", _as_str, "head", "How clips are cut from videos (musubi frame_extraction): "
            "head = first frames, chunk = back-to-back, slide = sliding window, uniform = evenly spaced, "
            "full = whole video.", choices=FRAME_EXTRACTIONS),
+    Option("frame_stride", _as_int, 1, "slide: frames between the starts of two clips (musubi frame_stride).",
+           metavar="N"),
+    Option("frame_sample", _as_int, 1, "uniform: clips per video and target length (musubi frame_sample).",
+           metavar="N"),
+    Option("max_frames", _as_int, 129, "full: at most this many frames per video (musubi max_frames).",
+           metavar="N"),
+    Option("missing_caption", _as_str, "error", "Media without a caption: error stops the run; trigger "
+           "captions them with the trigger word; skip leaves them out. Either way they are reported.",
+           choices=MISSING_CAPTION),
+    Option("strict", _as_bool, False, "Treat every data warning as an error (the run stops before any "
+           "weights load)."),
+    Option("max_unpacked_gb", _as_float, 100.0, "Refuse a zip that would unpack to more than this many GB "
+           "(zip-bomb guard).", metavar="GB"),
     Option("num_repeats", _as_int, 1, "How often each item is repeated per epoch.", metavar="N"),
     Option("output_name", _as_str, "lora", "Base name of the LoRA files and of the run folder.", metavar="NAME"),
     Option("seed", _as_int, 42, "Random seed for training.", metavar="N"),
@@ -151,6 +167,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="DIR", is_path=True),
     Option("device", _as_str, "cuda", "cuda trains on the GPU. cpu is for smoke runs on machines without "
            "a GPU (very slow).", choices=DEVICES),
+    Option("check_data", _as_bool, False, "Only check the data: print the report, write dataset_report.json, "
+           "exit 0 when it is usable and 2 when not. Nothing is downloaded or trained.", toml=False),
     Option("dry_run", _as_bool, False, "Extract the data and write the dataset TOML, then print the "
            "commands and write plan.json without downloading or starting musubi.", toml=False),
 )
@@ -162,6 +180,7 @@ class Settings:
     """The effective configuration of one run. Paths are absolute. See `OPTIONS` for each field's meaning."""
 
     input_zip: Path | None
+    input_dir: Path | None
     task: str
     trigger_word: str
     epochs: int
@@ -175,6 +194,12 @@ class Settings:
     resolution: tuple[int, int]
     target_frames: tuple[int, ...]
     frame_extraction: str
+    frame_stride: int
+    frame_sample: int
+    max_frames: int
+    missing_caption: str
+    strict: bool
+    max_unpacked_gb: float
     num_repeats: int
     output_name: str
     seed: int
@@ -186,6 +211,7 @@ class Settings:
     models_dir: Path
     output_dir: Path
     device: str
+    check_data: bool
     dry_run: bool
 
     @property
@@ -296,6 +322,17 @@ def validate(s: Settings) -> None:
     if bad:
         hint = ", ".join(f"{f}->{max(1, (f - 1) // 4 * 4 + 1)}" for f in bad)
         p.append(f"target_frames: {', '.join(map(str, bad))} not of the form 4n+1 ({hint})")
+    for name in ("frame_stride", "frame_sample", "max_frames"):
+        if getattr(s, name) < 1:
+            p.append(f"{name}: {getattr(s, name)} must be at least 1")
+    if not s.max_unpacked_gb > 0:
+        p.append(f"max_unpacked_gb: {s.max_unpacked_gb} must be > 0")
+    if s.input_zip is not None and s.input_dir is not None:
+        p.append("input_zip and input_dir: give one of them, not both")
+    if s.missing_caption == "trigger" and not s.trigger_word.strip():
+        p.append("missing_caption trigger needs a --trigger_word to caption the media with")
+    if s.check_data and s.dry_run:
+        p.append("check_data and dry_run together: choose one")
     if s.num_repeats < 1:
         p.append(f"num_repeats: {s.num_repeats} must be at least 1")
     if s.save_every_n_epochs < 1:
@@ -342,7 +379,7 @@ def render_toml() -> str:
 
 
 def _toml_example(opt: Option) -> str:
-    return {"input_zip": '"mydata.zip"', "network_alpha": "16.0"}.get(opt.name, '""')
+    return {"input_zip": '"mydata.zip"', "input_dir": '"data/mydata"', "network_alpha": "16.0"}.get(opt.name, '""')
 
 
 def _toml_value(opt: Option) -> str:

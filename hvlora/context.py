@@ -29,8 +29,12 @@ class RunPaths:
 
     @property
     def dataset(self) -> Path:
-        """Flat per-kind folders musubi reads (images/, videos/): links to the extracted media + final captions."""
+        """Flat per-block folders musubi reads (images/, videos_24fps/, ...): links to the media + final captions."""
         return self.root / "dataset"
+
+    def block(self, name: str) -> Path:
+        """dataset/<block>: the folder musubi reads for one [[datasets]] block."""
+        return self.dataset / name
 
     @property
     def dataset_toml(self) -> Path:
@@ -145,10 +149,10 @@ class RunContext:
     paths: RunPaths
     summary: Summary
     env: dict[str, str]
+    data: Any = None  # preflight.DataReport: what musubi will train on (data preflight, before stage 1)
     weights: dict[str, Path] = field(default_factory=dict)  # component -> file (download stage)
-    dataset: Any = None  # extract.Dataset (extract stage)
     dataset_toml: Path | None = None  # dataset_toml stage
-    cache_dirs: dict[str, Path] = field(default_factory=dict)  # kind ('images'/'videos...') -> musubi cache dir
+    cache_dirs: dict[str, Path] = field(default_factory=dict)  # block name -> musubi cache dir
     cache_root: Path | None = None
     lora: Path | None = None  # train stage: musubi-format LoRA
     lora_comfyui: Path | None = None  # convert stage

@@ -1,33 +1,48 @@
-"""Probe images and videos with PyAV (the library musubi-tuner itself decodes with): size, frames, fps.
+"""Probe images and videos with PyAV (the library musubi-tuner decodes videos with): what musubi will see.
 
-Only what is needed is decoded: the first frame (proves the file decodes and gives the true size); frame counts
-come from the stream header, or from counting packets when the header has none (webm, mkv).
+Only what is needed is decoded: an image's only frame; a video's first frame (size, pixel format, rotation) and its
+last frames (the file is complete). Frames are counted from the demuxed packets, not from the header (webm and mkv
+have none; a header can lie) and not by decoding (slow). Packet timestamps tell the frame rate and whether it varies.
 """
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-# What the issue promises users; all are also in musubi's IMAGE_EXTENSIONS / VIDEO_EXTENSIONS
-# (dataset/media_utils.py), which match lower- or upper-case only, so files are given lower-case extensions.
+# What users may put in the zip; all are also in musubi's IMAGE_EXTENSIONS / VIDEO_EXTENSIONS
+# (dataset/media_utils.py), which match lower- or upper-case only, so dataset files get lower-case extensions.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi")
+VFR_TOLERANCE = 0.1  # a frame interval more than 10% off the median one makes the frame rate variable
 
 
 class MediaError(Exception):
-    """The file cannot be used: the message says why (not decodable, no video stream, no frames)."""
+    """The file cannot be used: the message says why (not decodable, no video stream, no frames, truncated)."""
 
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What musubi will see: `kind` 'image' or 'video', `width`/`height` in pixels of the first decoded frame;
-    for videos `frames` (count) and `fps` (average frames per second, None when the file does not say)."""
+    """What musubi will see of one file.
+
+    `width`/`height`: pixels of the decoded frame (rotation metadata not applied, as musubi does not apply it).
+    `pix_fmt`/`codec`: FFmpeg's names (e.g. 'rgba', 'pal8', 'gray16be'; 'mjpeg'). Videos only: `frames` counted
+    from packets, `header_frames` what the container declares (0: nothing), `fps` average frames per second (None
+    when unknown), `vfr` variable frame rate, `duration` seconds, `rotation` degrees from the display matrix.
+    """
 
     kind: str
     width: int
     height: int
+    pix_fmt: str | None = None
+    codec: str | None = None
     frames: int | None = None
+    header_frames: int | None = None
     fps: float | None = None
+    vfr: bool = False
+    duration: float | None = None
+    rotation: int = 0
 
 
 def kind_of(name: str) -> str | None:
@@ -41,24 +56,49 @@ def kind_of(name: str) -> str | None:
 
 
 def probe(path: Path, kind: str) -> MediaInfo:
-    """Open `path` with PyAV and describe it. Raises MediaError with the reason when PyAV cannot use it."""
+    """Describe `path` as an 'image' or 'video'. Raises MediaError with the reason when it cannot be used."""
     import av
 
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError("has no video stream (audio only?)")
-            stream = container.streams.video[0]
-            first = _first_frame(container, stream)
-            if kind == "image":
-                return MediaInfo("image", first.width, first.height)
-            fps = float(stream.average_rate) if stream.average_rate else None
-            frames = stream.frames or _count_packets(path)
-            return MediaInfo("video", first.width, first.height, frames=frames, fps=fps)
+        return _probe_image(path) if kind == "image" else _probe_video(path)
     except MediaError:
         raise
-    except (av.error.FFmpegError, OSError, ValueError, EOFError) as e:
+    except (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError) as e:
         raise MediaError(f"PyAV cannot decode it ({type(e).__name__}: {e})") from None
+
+
+def _probe_image(path: Path) -> MediaInfo:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = _video_stream(container)
+        frame = _first_frame(container, stream)
+        return MediaInfo("image", frame.width, frame.height, frame.format.name, stream.codec_context.name)
+
+
+def _probe_video(path: Path) -> MediaInfo:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = _video_stream(container)
+        first = _first_frame(container, stream)
+        width, height, pix_fmt = first.width, first.height, first.format.name
+        rotation = _rotation(first)
+        codec, header_frames = stream.codec_context.name, stream.frames
+        average_rate = float(stream.average_rate) if stream.average_rate else None
+    pts, time_base = _packet_times(path)
+    if not pts:
+        raise MediaError("contains no video frames")
+    _check_last_frames(path, max(pts))
+    fps, vfr = _frame_rate(pts, time_base, average_rate)
+    duration = len(pts) / fps if fps else None
+    return MediaInfo("video", width, height, pix_fmt, codec, len(pts), header_frames, fps, vfr, duration, rotation)
+
+
+def _video_stream(container):
+    if not container.streams.video:
+        raise MediaError("has no video stream (audio only)" if container.streams.audio else "has no video stream")
+    return container.streams.video[0]
 
 
 def _first_frame(container, stream):
@@ -67,13 +107,62 @@ def _first_frame(container, stream):
     raise MediaError("contains no decodable frame")
 
 
-def _count_packets(path: Path) -> int:
-    """Video frames by counting the stream's non-empty packets (one frame each for the codecs in use)."""
+def _packet_times(path: Path) -> tuple[list[int], float]:
+    """Timestamps of the packets musubi's decoder turns into frames (non-empty, not flagged discard)."""
+    import av
+
+    pts: list[int] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        try:
+            for packet in container.demux(stream):
+                if packet.size and not packet.is_discard:
+                    pts.append(packet.pts if packet.pts is not None else len(pts))
+        except (av.error.FFmpegError, EOFError) as e:
+            raise MediaError(f"is truncated or corrupt after {len(pts)} frames ({e})") from None
+    return pts, time_base
+
+
+def _check_last_frames(path: Path, last_pts: int) -> None:
+    """Seek to the keyframe before the last packet and decode to the end: a cut-off file fails here."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        n = sum(1 for packet in container.demux(stream) if packet.size)
-    if n == 0:
-        raise MediaError("contains no video frames")
-    return n
+        try:
+            container.seek(last_pts, stream=stream, backward=True, any_frame=False)
+            decoded = sum(1 for _ in container.decode(stream))
+        except (av.error.FFmpegError, EOFError) as e:
+            raise MediaError(f"its last frames do not decode: truncated or corrupt ({e})") from None
+    if decoded == 0:
+        raise MediaError("its last frames do not decode: truncated or corrupt")
+
+
+def _frame_rate(pts: list[int], time_base: float, average_rate: float | None) -> tuple[float | None, bool]:
+    """(frames per second, variable?) from the packets' presentation times; the container's average rate when the
+    timestamps cannot tell (one frame, no time base)."""
+    times = sorted(pts)
+    deltas = [b - a for a, b in zip(times, times[1:]) if b > a]
+    if not deltas or not time_base:
+        return average_rate, False
+    median = sorted(deltas)[len(deltas) // 2]
+    vfr = any(abs(d - median) > VFR_TOLERANCE * median for d in deltas)
+    span = (times[-1] - times[0]) * time_base
+    measured = (len(times) - 1) / span if span > 0 else None
+    return (average_rate if average_rate and not vfr else measured), vfr
+
+
+def _rotation(frame) -> int:
+    """Degrees of the display matrix on a decoded frame (0 when none): phones store portrait video this way."""
+    import av
+
+    for side_data in frame.side_data:
+        if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            m = struct.unpack("<9i", bytes(side_data)[:36])
+            scale0, scale1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+            if not scale0 or not scale1:
+                return 0
+            angle = -math.degrees(math.atan2(m[1] / scale1, m[0] / scale0))  # FFmpeg's av_display_rotation_get
+            return round(angle) % 360
+    return 0

@@ -1,12 +1,14 @@
 """The stages in order, the checks before them, and what the user sees: progress, failures, how to resume.
 
-Order: preflight (settings, zip table of contents, GPU, musubi installed: seconds, before any download) ->
-[1/7] download -> [2/7] extract -> [3/7] dataset TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs
--> [6/7] train -> [7/7] convert. `--dry_run` runs stages 2 and 3 and writes plan.json instead of the rest.
+Order: environment check (musubi installed, GPU visible: seconds) -> data preflight (every file checked, the
+exact items musubi will cache planned: before any download) -> [1/7] download -> [2/7] extract -> [3/7] dataset
+TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -> [7/7] convert.
+`--dry_run` runs the preflight and stages 2 and 3, then writes plan.json; `--check_data` runs only the preflight.
 """
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import signal
 import sys
 import time
@@ -15,10 +17,11 @@ from pathlib import Path
 
 import tomli_w
 
-from . import cache
+from . import cache, preflight
+from . import report as data_report
 from .config import Settings
 from .context import RunContext, Summary, child_env, new_run_paths
-from .errors import Interrupted, StageFailed, UserError
+from .errors import DataError, Interrupted, StageFailed, UserError
 from .fsutil import atomic_write_json, atomic_write_text
 from .runner import log_tail
 from .stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
@@ -28,18 +31,19 @@ PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stag
 
 
 def run(settings: Settings) -> RunContext:
-    """Run the whole pipeline (or the dry run). Raises UserError, StageFailed or Interrupted; see cli.main."""
-    if not settings.dry_run:
-        preflight(settings)
-    else:
-        extract.preflight(settings)
+    """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed or Interrupted."""
+    if not (settings.dry_run or settings.check_data):
+        check_environment(settings)
     paths = new_run_paths(settings.output_dir, settings.output_name)
     atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
     ctx = RunContext(settings, paths, Summary(paths.summary, settings), child_env())
     print(f"run folder: {paths.root}", flush=True)
     with _sigterm_raises():
         try:
-            if settings.dry_run:
+            check_data(ctx)
+            if settings.check_data:
+                print(f"\nThe data is usable. Report: {paths.root / 'dataset_report.json'}", flush=True)
+            elif settings.dry_run:
                 dry_run(ctx)
             else:
                 for i, stage in enumerate(STAGES, 1):
@@ -61,13 +65,44 @@ def run(settings: Settings) -> RunContext:
     return ctx
 
 
-def preflight(s: Settings) -> None:
-    """Everything that can fail in seconds, before the first byte is downloaded. Raises UserError/DataError."""
-    extract.preflight(s)
+def check_environment(s: Settings) -> None:
+    """What can fail in seconds before the data is read: musubi and accelerate installed, a GPU visible.
+    Raises UserError."""
     _require_module("musubi_tuner", "musubi-tuner is not installed in this Python")
     _require_module("accelerate", "accelerate is not installed in this Python")
     if s.device == "cuda":
         _require_cuda()
+
+
+def check_data(ctx: RunContext) -> None:
+    """The data preflight: report to the console, logs/preflight.log and dataset_report.json; sets ctx.data.
+    Raises DataError when anything stops the run (before any download)."""
+    log = ctx.log("preflight")
+    print("\n[preflight] check data", flush=True)
+    t0 = time.monotonic()
+    try:
+        report = preflight.run(ctx.settings, ctx.paths.root)
+    except BaseException as e:
+        ctx.summary.stage("preflight", "failed", time.monotonic() - t0, error=str(e))
+        raise
+    log(data_report.text(report))
+    json_path = data_report.write(report, ctx.paths.root)
+    totals = data_report.totals(report)
+    ctx.summary.update("items", {k: totals[k] for k in ("images", "videos", "left_out", "items",
+                                                        "training_items_per_epoch", "items_per_bucket")})
+    wall = time.monotonic() - t0
+    status = "failed" if report.errors else "ok"
+    ctx.summary.stage("preflight", status, wall, report=str(json_path), errors=len(report.errors),
+                      warnings=totals["warnings"])
+    if ctx.settings.check_data or report.errors:
+        shutil.rmtree(ctx.paths.extracted, ignore_errors=True)  # nothing will train on it
+    if report.errors:
+        lines = "\n  ".join(str(p) for p in report.errors[:50])
+        more = f"\n  ... and {len(report.errors) - 50} more" if len(report.errors) > 50 else ""
+        raise DataError(f"the data cannot be trained on as it is ({len(report.errors)} error(s); nothing was "
+                        f"downloaded or started):\n  {lines}{more}\nFull report: {json_path}")
+    print(f"[preflight] check data: done in {format_seconds(wall)}", flush=True)
+    ctx.data = report
 
 
 def _require_module(name: str, what: str) -> None:

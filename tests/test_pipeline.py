@@ -16,7 +16,7 @@ from hvlora import catalog, comfyui
 from hvlora.cli import load_settings
 from hvlora.context import RunContext, Summary, new_run_paths
 from hvlora.stages import download
-from mediafactory import dataset_zip
+from mediafactory import dataset_zip, make_video
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standin"
@@ -102,7 +102,8 @@ def gets(hub: FakeHub) -> int:
 def test_full_run_produces_both_loras(ws):
     r = ws.train(*SMOKE, "--trigger_word", "ohwx")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for i, title in enumerate(["download weights", "extract zip", "write dataset TOML", "cache latents",
+    assert "[preflight] check data" in r.stdout and "musubi items per bucket" in r.stdout
+    for i, title in enumerate(["download weights", "extract data", "write dataset TOML", "cache latents",
                                "cache text-encoder outputs", "train LoRA", "convert to ComfyUI"], 1):
         assert f"[{i}/7] {title}" in r.stdout and f"[{i}/7] {title}: done in " in r.stdout
     lora, comfy = ws.output / "lora.safetensors", ws.output / "lora_comfyui.safetensors"
@@ -110,30 +111,54 @@ def test_full_run_produces_both_loras(ws):
     run = ws.runs()[-1]
     summary = ws.summary(run)
     assert summary["status"] == "succeeded"
-    assert [s["name"] for s in summary["stages"]] == ["download", "extract", "dataset_toml", "cache_latents",
-                                                      "cache_text_encoder_outputs", "train", "convert"]
+    assert [s["name"] for s in summary["stages"]] == ["preflight", "download", "extract", "dataset_toml",
+                                                      "cache_latents", "cache_text_encoder_outputs", "train",
+                                                      "convert"]
     assert all(s["status"] == "ok" and s["wall_s"] >= 0 for s in summary["stages"])
-    assert all(s["exit_code"] == 0 for s in summary["stages"][3:])
+    assert all(s["exit_code"] == 0 for s in summary["stages"][4:])
     assert summary["outputs"]["lora.safetensors"]["path"] == str(lora)
     # musubi's cache holds what it was asked for: 2 images; walk.mp4 (9 frames) gives clips of 1 and 5 frames,
-    # short.mp4 (3 frames) only the 1-frame clip
-    assert summary["items"]["latent_caches"] == {"images": 2, "videos": 3}
-    assert summary["items"]["text_encoder_caches"] == {"images": 2, "videos": 2}
+    # short.mp4 (3 frames) only the 1-frame clip; exactly the files the preflight predicted
+    assert summary["items"]["latent_caches"] == {"images": 2, "videos_24fps": 3}
+    assert summary["items"]["text_encoder_caches"] == {"images": 2, "videos_24fps": 2}
+    assert summary["items"]["items"] == 5
+    report = json.loads((run / "dataset_report.json").read_text())
+    predicted = {c for f in report["files"] for c in f["latent_cache_files"]}
+    cache_root = Path([s for s in summary["stages"] if s["name"] == "dataset_toml"][0]["cache_root"])
+    assert {p.name for p in cache_root.rglob("*_hv15.safetensors")} == predicted
     # the run folder has everything the issue lists
     for rel in ("dataset.toml", "config.toml", "summary.json", "checkpoints/lora.safetensors",
                 "checkpoints/lora_comfyui.safetensors", "checkpoints/lora-state"):
         assert (run / rel).exists(), rel
     assert sorted(p.name for p in (run / "logs").glob("*.log")) == sorted(
-        f"{n}.log" for n in ("download", "extract", "dataset_toml", "cache_latents", "cache_text_encoder_outputs",
-                             "train", "convert"))
+        f"{n}.log" for n in ("preflight", "download", "extract", "dataset_toml", "cache_latents",
+                             "cache_text_encoder_outputs", "train", "convert"))
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     # the stand-in saw the captions with the trigger word, and musubi's progress reached the train log
     assert "ohwx, a cat" in (run / "dataset" / "images" / "stills__cat.txt").read_text()
+    assert {"dataset_report.json", "dataset_report.txt"} <= {p.name for p in run.iterdir()}
     assert "steps" in (run / "logs" / "train.log").read_text()
     # each musubi module ran once, with this interpreter
     modules = [c["module"] for c in ws.calls_made()]
     assert modules == ["hv_1_5_cache_latents", "hv_1_5_cache_text_encoder_outputs", "hv_1_5_train_network",
                        "networks.convert_hunyuan_video_1_5_lora_to_comfy"]
+
+
+@pytest.mark.parametrize("mode", [["--frame_extraction", "slide", "--frame_stride", "2"],
+                                  ["--frame_extraction", "uniform", "--frame_sample", "3"]])
+def test_preflight_predicts_the_caches_of_mixed_frame_rates(tmp_path, ws, mode):
+    """24 and 30 fps videos: two blocks with their source_fps; the latent stage checks that musubi (here the
+    stand-in, whose clip logic was checked against musubi's own classes) wrote exactly the predicted files."""
+    src = tmp_path / "in"
+    make_video(src / "a24.mp4", frames=13, fps=24)
+    make_video(src / "b30.mp4", frames=16, fps=30)
+    for n in ("a24", "b30"):
+        (src / f"{n}.txt").write_text(f"clip {n}")
+    r = ws.train(*SMOKE, "--input_dir", str(src), "--skip_download", "--output_name", "fps", *mode)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads(sorted((ws.output / "runs").glob("fps-*"))[-1].joinpath("summary.json").read_text())
+    latents = summary["items"]["latent_caches"]
+    assert set(latents) == {"videos_24fps", "videos_30fps"} and sum(latents.values()) == summary["items"]["items"]
 
 
 def test_second_run_fetches_nothing_and_keeps_the_first_lora(ws):
@@ -246,8 +271,27 @@ def test_bad_data_fails_before_any_download(tmp_path):
         w = Workspace(tmp_path, hub)
         dataset_zip(tmp_path / "src", w.data / "bad.zip", images={"a.png": "a", "b.png": None})
         r = w.train(*SMOKE)
-        assert r.returncode == 2 and "b.png: has no caption" in r.stderr
-        assert hub.requests == [] and not (tmp_path / "output").exists()
+        assert r.returncode == 2 and "b.png: has no caption" in r.stderr and "nothing was downloaded" in r.stderr
+        assert hub.requests == []
+        report = json.loads((w.runs()[-1] / "dataset_report.json").read_text())
+        assert report["usable"] is False and [f["status"] for f in report["files"]] == ["ok", "error"]
+        assert w.summary()["status"] == "failed"
+
+
+def test_check_data_reports_and_exits_by_usability(tmp_path):
+    with FakeHub(hub_repos()) as hub:
+        w = Workspace(tmp_path, hub)
+        dataset_zip(tmp_path / "src", w.data / "d.zip", images={"a.png": "a"}, videos={"v.mp4": ("v", 9)})
+        r = w.train("--check_data", "--target_frames", "1,5,13", "--resolution", "64x64")
+        assert r.returncode == 0, r.stderr
+        assert "The data is usable" in r.stdout and "v.mp4" in r.stdout and "80x48x5: 1" in r.stdout
+        run = w.runs()[-1]
+        report = json.loads((run / "dataset_report.json").read_text())
+        assert report["totals"]["items"] == 3  # a.png; v.mp4 (9 frames): 1 and 5, not 13
+        assert not (run / "extracted").exists()  # a check leaves no unpacked copy behind
+        r = w.train("--check_data", "--target_frames", "13", "--strict")
+        assert r.returncode == 2 and "v.mp4: left out: 9 frames" in r.stderr
+        assert hub.requests == []
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,146 @@
+"""What musubi-tuner v0.3.4 will cut from each video and how it buckets every item, computed without musubi.
+
+Mirrors, for architecture hv15 (resolution step 16, target fps 24):
+- dataset/bucket.py BucketSelector: aspect-ratio buckets around the resolution's area;
+- dataset/media_utils.py load_video: frame dropping to 24 fps when source_fps is set, and the head mode's early stop;
+- dataset/image_video_dataset.py VideoDataset.retrieve_latent_cache_batches: clips per frame_extraction mode, and
+  the cache file names (BaseDataset.get_latent_cache_path);
+- VideoDataset/ImageDataset.prepare_for_training: training buckets (width, height, frames) x num_repeats.
+Item counts computed here are what musubi's latent cache writes; the pipeline checks that after caching.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+TARGET_FPS = 24.0  # VideoDataset.TARGET_FPS_HUNYUAN_VIDEO_1_5
+RESO_STEP = 16  # BucketSelector.RESOLUTION_STEPS_HUNYUAN_VIDEO_1_5
+VAE_FRAME_STRIDE = 4  # frames are 4n+1
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One item musubi caches from a video: `start` frame (after resampling) and `frames` long."""
+
+    start: int
+    frames: int
+
+
+def bucket_resolutions(resolution: tuple[int, int]) -> list[tuple[int, int]]:
+    """All (width, height) buckets for a training resolution, sorted (BucketSelector with enable_bucket)."""
+    area = resolution[0] * resolution[1]
+    sqrt_size = int(math.sqrt(area))
+    min_size = _floor_to(sqrt_size // 2, RESO_STEP)
+    buckets = set()
+    for w in range(min_size, sqrt_size + RESO_STEP, RESO_STEP):
+        h = _floor_to(area // w, RESO_STEP)
+        buckets.add((w, h))
+        buckets.add((h, w))
+    return sorted(buckets)
+
+
+def bucket_for(size: tuple[int, int], resolution: tuple[int, int]) -> tuple[int, int]:
+    """The bucket (width, height) an item of `size` is resized and center-cropped to: the nearest aspect ratio
+    (BucketSelector.get_bucket_resolution; ties go to the first bucket, as numpy's argmin)."""
+    buckets = bucket_resolutions(resolution)
+    aspect = size[0] / size[1]
+    errors = [abs(w / h - aspect) for w, h in buckets]
+    return buckets[errors.index(min(errors))]
+
+
+def is_upscaled(size: tuple[int, int], bucket: tuple[int, int]) -> bool:
+    """True when musubi enlarges the item to cover its bucket (resize_image_to_bucket's scale > 1)."""
+    return max(bucket[0] / size[0], bucket[1] / size[1]) > 1
+
+
+def frames_read(frame_count: int, source_fps: float | None, end_frame: int | None) -> int:
+    """How many frames musubi's load_video returns from a video of `frame_count` frames.
+
+    With source_fps, frames are dropped to TARGET_FPS by a fractional index (a 30 fps video keeps 4 of every 5);
+    a source slower than 24 fps is not padded. With end_frame (head mode: the longest target), reading stops there.
+    """
+    if source_fps is None:
+        return frame_count if end_frame is None else min(frame_count, end_frame)
+    delta = TARGET_FPS / source_fps
+    index_with_fraction, previous, kept = 0.0, -1, 0
+    for _ in range(frame_count):
+        index = int(index_with_fraction)
+        index_with_fraction += delta
+        if index == previous:
+            continue
+        previous = index
+        if end_frame is not None and index >= end_frame:
+            break
+        kept += 1
+    return kept
+
+
+def effective_mode(mode: str, frame_sample: int) -> str:
+    """musubi turns uniform with frame_sample 1 into head (with a warning)."""
+    return "head" if mode == "uniform" and frame_sample == 1 else mode
+
+
+def clips(frame_count: int, target_frames: tuple[int, ...], mode: str, frame_stride: int = 1,
+          frame_sample: int = 1, max_frames: int = 129) -> list[Clip]:
+    """The clips musubi cuts from `frame_count` frames (already resampled and limited, see frames_read).
+
+    Duplicate clips (uniform sampling more windows than there are positions) share one cache file, so they are
+    returned once. Raises ValueError for an unknown mode, as musubi does at cache time.
+    """
+    mode = effective_mode(mode, frame_sample)
+    out: list[Clip] = []
+    for t in sorted(set(target_frames)):
+        if mode == "head":
+            starts = [0] if frame_count >= t else []
+        elif mode == "chunk":
+            starts = [i for i in range(0, frame_count, t) if i + t <= frame_count]
+        elif mode == "slide":
+            starts = list(range(0, frame_count - t + 1, frame_stride)) if frame_count >= t else []
+        elif mode == "uniform":
+            starts = _linspace_int(frame_count - t, frame_sample) if frame_count >= t else []
+        elif mode == "full":
+            break
+        else:
+            raise ValueError(f"frame_extraction {mode} is not supported")
+        out += [Clip(s, t) for s in starts]
+    if mode == "full" and frame_count > 0:
+        n = min(frame_count, max_frames)
+        out.append(Clip(0, (n - 1) // VAE_FRAME_STRIDE * VAE_FRAME_STRIDE + 1))
+    return list(dict.fromkeys(out))
+
+
+def video_clips(frame_count: int, source_fps: float | None, target_frames: tuple[int, ...], mode: str,
+                frame_stride: int = 1, frame_sample: int = 1, max_frames: int = 129) -> list[Clip]:
+    """frames_read + clips: everything musubi will cache from one video."""
+    head = effective_mode(mode, frame_sample) == "head"
+    n = frames_read(frame_count, source_fps, max(target_frames) if head else None)
+    return clips(n, target_frames, mode, frame_stride, frame_sample, max_frames)
+
+
+def _linspace_int(stop: int, num: int) -> list[int]:
+    """np.linspace(0, stop, num, dtype=int) without numpy: i*step truncated, the last value exactly stop."""
+    if num == 1:
+        return [0]
+    step = stop / (num - 1)
+    values = [int(i * step) for i in range(num)]
+    values[-1] = stop
+    return values
+
+
+def _floor_to(num: int, divisor: int) -> int:
+    return num - num % divisor
+
+
+def image_cache_name(stem: str, size: tuple[int, int]) -> str:
+    """Latent cache file of an image: named after its original size (BaseDataset.get_latent_cache_path)."""
+    return f"{stem}_{size[0]:04d}x{size[1]:04d}_hv15.safetensors"
+
+
+def video_cache_name(stem: str, clip: Clip, bucket: tuple[int, int]) -> str:
+    """Latent cache file of a video clip: start, length and the bucket size its frames were resized to."""
+    return f"{stem}_{clip.start:05d}-{clip.frames:03d}_{bucket[0]:04d}x{bucket[1]:04d}_hv15.safetensors"
+
+
+def text_cache_name(stem: str) -> str:
+    """Text-encoder cache file: one per media file, shared by all clips of a video."""
+    return f"{stem}_hv15_te.safetensors"

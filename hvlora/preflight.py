@@ -1,0 +1,351 @@
+"""Dataset preflight: before any weights load, know exactly what musubi will train on, and report every problem
+with the file and the fix.
+
+Steps: list the input safely (source.py) -> pair media with captions -> unpack a zip into the run folder -> probe
+every media file in parallel (media.py) -> read captions (captions.py) -> check media against what musubi does with
+them -> plan musubi's items (frames.py): videos grouped into one dataset block per frame rate, clips per target
+length, buckets, the exact cache file names. The result, a DataReport, drives the extract and dataset-TOML stages
+and is checked against musubi's latent cache afterwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from . import captions, frames, media, source
+from .config import Settings
+from .problems import ERROR, NOTE, WARNING, Problem, strict
+
+ALPHA_FORMATS = ("rgba", "bgra", "argb", "abgr", "ya8", "ya16be", "ya16le", "rgba64be", "rgba64le",
+                 "yuva420p", "yuva444p", "gbrap")
+
+
+@dataclass
+class FileRecord:
+    """One media file: what it is, what musubi will make of it, and what is wrong with it.
+
+    `name` is its path in the input; `path` the readable file (unpacked or original); `caption` the final caption
+    text; `block` the dataset block it trains in ('images', 'videos_24fps', ...) and `flat` its file name there;
+    `bucket` (width, height); `clips` what musubi cuts from a video; `cache_files` the latent cache names musubi
+    will write for it. `usable` False means it is left out of training."""
+
+    name: str
+    kind: str
+    bytes: int
+    identity: str  # changes when the file's bytes change (zip CRC-32 + size, or size + mtime)
+    caption_file: str | None = None
+    path: Path | None = None
+    info: media.MediaInfo | None = None
+    caption: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    usable: bool = True
+    block: str | None = None
+    flat: str | None = None
+    bucket: tuple[int, int] | None = None
+    clips: list[frames.Clip] = field(default_factory=list)
+    cache_files: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """'error' (stops the run), 'left out', 'warning' or 'ok'."""
+        severities = {p.severity for p in self.problems}
+        if ERROR in severities:
+            return "error"
+        if not self.usable:
+            return "left out"
+        return "warning" if WARNING in severities else "ok"
+
+    def add(self, severity: str, message: str, fix: str = "") -> None:
+        self.problems.append(Problem(severity, self.name, message, fix))
+
+    def leave_out(self, message: str, fix: str) -> None:
+        self.usable = False
+        self.add(WARNING, f"left out: {message}", fix)
+
+
+@dataclass
+class Block:
+    """One musubi [[datasets]] block: `kind` 'image' or 'video', `source_fps` the measured rate of its videos."""
+
+    name: str
+    kind: str
+    source_fps: float | None
+    files: list[FileRecord] = field(default_factory=list)
+
+
+@dataclass
+class DataReport:
+    """The preflight's result. `problems` are findings about the input as a whole (refused entries, orphan
+    captions, ...); per-file findings live in each FileRecord."""
+
+    input: Path
+    input_kind: str
+    settings: Settings
+    files: list[FileRecord] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped_junk: int = 0
+    blocks: dict[str, Block] = field(default_factory=dict)
+
+    def all_problems(self) -> list[Problem]:
+        return self.problems + [p for f in self.files for p in f.problems]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.all_problems() if p.severity == ERROR]
+
+    @property
+    def usable(self) -> list[FileRecord]:
+        return [f for f in self.files if f.usable and f.status != "error"]
+
+    def buckets(self) -> dict[tuple[int, int, int], int]:
+        """(width, height, frames) -> items musubi caches in that bucket (before num_repeats)."""
+        counts: Counter = Counter()
+        for f in self.usable:
+            if f.kind == "image":
+                counts[(*f.bucket, 1)] += 1
+            for c in f.clips:
+                counts[(*f.bucket, c.frames)] += 1
+        return dict(sorted(counts.items()))
+
+    def cache_files(self, block: str) -> set[str]:
+        """The latent cache file names musubi will write for one block."""
+        return {c for f in self.blocks[block].files for c in f.cache_files}
+
+    def fingerprint(self) -> str:
+        """sha256 over every usable file's identity, block, dataset name and final caption: changes whenever what
+        the caches are made from changes (a different trigger word included)."""
+        h = hashlib.sha256()
+        for f in sorted(self.usable, key=lambda r: r.name):
+            h.update(f"{f.name}\0{f.identity}\0{f.block}\0{f.flat}\0{f.caption}\n".encode())
+        return h.hexdigest()
+
+
+def run(s: Settings, workdir: Path) -> DataReport:
+    """Check the input of `s`; a zip is unpacked into WORKDIR/extracted. Never raises for bad data (the report
+    holds the errors); raises DataError only when the input itself cannot be found or read."""
+    listing = source.list_input(s, workdir)
+    report = DataReport(listing.root, listing.kind, s, problems=list(listing.problems),
+                        skipped_junk=listing.skipped_junk)
+    captions_by_key = {_key(e.name): e for e in listing.entries if media.kind_of(e.name) is None}
+    media_entries = [e for e in listing.entries if media.kind_of(e.name)]
+    report.files = [_record(e, captions_by_key.get(_key(e.name))) for e in media_entries]
+    _pair_problems(report, captions_by_key)
+    if not report.files and not report.errors:
+        report.problems.append(Problem(ERROR, str(listing.root), "contains no images or videos",
+                                       "Supported: " + ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)))
+    if any(p.severity == ERROR for p in listing.problems):
+        return _finish(report)  # refused input: unpack nothing
+    wanted = {f.name for f in report.files} | {f.caption_file for f in report.files if f.caption_file}
+    paths = source.materialize(listing, [e for e in listing.entries if e.name in wanted], workdir / "extracted")
+    for f in report.files:
+        f.path = paths[f.name]
+    _probe_all(report.files)
+    for f in report.files:
+        _read_caption(f, paths, s)
+        if f.usable and f.info is not None:
+            _check_media(f, s)
+    _plan(report)
+    return _finish(report)
+
+
+def _finish(report: DataReport) -> DataReport:
+    if not report.usable and not report.errors:
+        report.problems.append(Problem(ERROR, str(report.input), "no usable media remain",
+                                       "See the problems above"))
+    if report.settings.strict:
+        report.problems = strict(report.problems)
+        for f in report.files:
+            f.problems = strict(f.problems)
+    return report
+
+
+def _key(name: str) -> str:
+    """A path without its extension: media and caption pair on it."""
+    p = PurePosixPath(name)
+    return str(p.with_suffix("")) if p.suffix else name
+
+
+def _record(entry: source.Entry, caption: source.Entry | None) -> FileRecord:
+    if entry.zinfo is not None:
+        identity = f"zip:{entry.size}:{entry.zinfo.CRC:08x}"
+    else:
+        st = entry.path.stat()
+        identity = f"file:{st.st_size}:{st.st_mtime_ns}"
+    return FileRecord(entry.name, media.kind_of(entry.name), entry.size, identity,
+                      caption.name if caption else None)
+
+
+def _pair_problems(report: DataReport, captions_by_key: dict[str, source.Entry]) -> None:
+    """Missing captions (by --missing_caption), media sharing one stem, captions without media."""
+    s = report.settings
+    by_key: dict[str, list[FileRecord]] = {}
+    for f in report.files:
+        by_key.setdefault(_key(f.name), []).append(f)
+        if f.caption_file is not None:
+            continue
+        cap = PurePosixPath(_key(f.name)).name + source.CAPTION_EXT
+        if s.missing_caption == "error":
+            f.add(ERROR, f"has no caption ({cap} beside it)", f"Add {_key(f.name)}{source.CAPTION_EXT} with a "
+                  "description, pass --missing_caption trigger or skip, or remove the file")
+        elif s.missing_caption == "trigger":
+            f.add(WARNING, f"has no caption; it is captioned with the trigger word '{s.trigger_word}'",
+                  f"Add {cap} to describe it")
+        else:
+            f.leave_out(f"has no caption (--missing_caption skip)", f"Add {cap} to train on it")
+    for key, group in by_key.items():
+        if len(group) > 1:
+            report.problems.append(Problem(WARNING, ", ".join(f.name for f in group), "share one stem and so one "
+                                           f"caption {key}{source.CAPTION_EXT}", "Both train with that caption; "
+                                           "rename one and give it its own caption if that is not intended"))
+    for key, entry in captions_by_key.items():
+        if key not in by_key:
+            report.problems.append(Problem(WARNING, entry.name, "caption without a media file, ignored",
+                                           "Check that the media file's name matches the caption's"))
+
+
+def _probe_all(files: list[FileRecord]) -> None:
+    """Probe every media file in parallel threads (PyAV releases the GIL while it reads and decodes)."""
+    def one(f: FileRecord):
+        try:
+            return media.probe(f.path, f.kind)
+        except media.MediaError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2)) as pool:
+        for f, result in zip(files, pool.map(one, files)):
+            if isinstance(result, media.MediaError):
+                f.leave_out(str(result), "Re-encode it (e.g. with ffmpeg) or remove it")
+            else:
+                f.info = result
+
+
+def _read_caption(f: FileRecord, paths: dict[str, Path], s: Settings) -> None:
+    if f.caption_file is None:
+        f.caption = s.trigger_word.strip() if s.missing_caption == "trigger" else None
+        return
+    text, encoding = captions.decode(paths[f.caption_file].read_bytes())
+    if encoding:
+        f.problems.append(Problem(WARNING, f.caption_file, f"is not UTF-8; read as {encoding}",
+                                  "Save captions as UTF-8 so every character arrives as written"))
+    if not text:
+        f.problems.append(Problem(WARNING, f.caption_file, "is empty", "Write a description of the media into it"
+                                  + (f"; it trains with the trigger word '{s.trigger_word}' alone" if s.trigger_word
+                                     else "; it trains unconditioned")))
+    if captions.has_placeholder(text) and not s.trigger_word.strip():
+        f.problems.append(Problem(WARNING, f.caption_file, "uses [trigger] but no --trigger_word is set; the "
+                                  "placeholder is removed", "Pass --trigger_word"))
+    f.caption = captions.apply_trigger(text, s.trigger_word)
+    tokens = captions.estimate_tokens(f.caption)
+    if tokens > captions.QWEN_MAX_TOKENS - 24:  # the template's own tokens count too
+        f.problems.append(Problem(WARNING, f.caption_file, f"is about {tokens} tokens long (estimated); the text "
+                                  f"encoder keeps the first {captions.QWEN_MAX_TOKENS}", "Shorten it"))
+
+
+def _check_media(f: FileRecord, s: Settings) -> None:
+    """What musubi will do with this file that the user should know (contract §4: Pillow conversions for images,
+    PyAV frames without rotation for videos)."""
+    info = f.info
+    f.bucket = frames.bucket_for((info.width, info.height), s.resolution)
+    if frames.is_upscaled((info.width, info.height), f.bucket):
+        f.add(WARNING, f"{info.width}x{info.height} is smaller than its {f.bucket[0]}x{f.bucket[1]} bucket at "
+              f"--resolution {s.resolution[0]}x{s.resolution[1]}: it is upscaled (blurry)",
+              "Use a larger file or a lower --resolution")
+    if f.kind == "image":
+        _check_image_format(f)
+    else:
+        _check_video(f)
+
+
+def _check_image_format(f: FileRecord) -> None:
+    fmt, codec = f.info.pix_fmt or "", f.info.codec or ""
+    if codec == "mjpeg" and fmt.startswith("gbra"):
+        f.add(WARNING, "is a CMYK JPEG: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
+              "Save it as an RGB (sRGB) image")
+    elif fmt.startswith("gray16"):
+        f.add(WARNING, "is 16-bit greyscale: Pillow's conversion to RGB clips it to white", "Save it as 8-bit")
+    elif fmt in ALPHA_FORMATS:
+        f.add(WARNING, "has an alpha channel: musubi drops it, so transparent areas train as their hidden colour",
+              "Flatten it onto a background")
+    elif fmt == "pal8":
+        f.add(NOTE, "is a palette image: converted to RGB")
+    elif fmt.startswith("gray"):
+        f.add(NOTE, "is greyscale: trained as grey RGB")
+
+
+def _check_video(f: FileRecord) -> None:
+    info = f.info
+    if info.rotation:
+        f.add(WARNING, f"has rotation metadata ({info.rotation} degrees) that musubi ignores: it trains on the "
+              "frames as stored (sideways)", "Re-encode it with the rotation applied")
+    if info.vfr:
+        f.add(WARNING, "has a variable frame rate: musubi drops frames by position, so motion speed varies",
+              "Re-encode it at a constant frame rate")
+    if info.header_frames and info.header_frames != info.frames:
+        f.add(NOTE, f"its header says {info.header_frames} frames but it holds {info.frames}; "
+              f"{info.frames} are used")
+    if info.fps is None:
+        f.add(NOTE, "has no frame rate: its frames are used as they are, without resampling to 24 fps")
+    elif info.fps < frames.TARGET_FPS - 0.5:
+        f.add(NOTE, f"{info.fps:g} fps is below 24: musubi adds no frames, so its motion plays faster")
+
+
+def _plan(report: DataReport) -> None:
+    """Blocks (images; videos by frame rate), clips, buckets, flat names and cache file names."""
+    s = report.settings
+    names = _FlatNames()
+    for f in report.usable:
+        if f.info is None:
+            continue
+        if f.kind == "image":
+            block = report.blocks.setdefault("images", Block("images", "image", None))
+        else:
+            fps = round(f.info.fps, 3) if f.info.fps else None
+            bname = f"videos_{fps:g}fps".replace(".", "_") if fps else "videos"
+            block = report.blocks.setdefault(bname, Block(bname, "video", fps))
+            f.clips = frames.video_clips(f.info.frames, block.source_fps, s.target_frames, s.frame_extraction,
+                                         s.frame_stride, s.frame_sample, s.max_frames)
+            if not f.clips:
+                _leave_out_short(f, block.source_fps, s)
+                continue
+        f.block, f.flat = block.name, names.name(block.name, f.name)
+        stem = Path(f.flat).stem
+        if f.kind == "image":
+            f.cache_files = [frames.image_cache_name(stem, (f.info.width, f.info.height))]
+        else:
+            f.cache_files = [frames.video_cache_name(stem, c, f.bucket) for c in f.clips]
+        block.files.append(f)
+    report.blocks = {k: b for k, b in sorted(report.blocks.items()) if b.files}
+
+
+def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> None:
+    n = f.info.frames
+    head = frames.effective_mode(s.frame_extraction, s.frame_sample) == "head"
+    at24 = frames.frames_read(n, source_fps, max(s.target_frames) if head else None)
+    resampled = f" ({at24} at 24 fps)" if source_fps and at24 != n else ""
+    f.leave_out(f"{n} frames{resampled}; the shortest --target_frames needs {min(s.target_frames)}",
+                "Lower --target_frames or drop the file")
+
+
+class _FlatNames:
+    """Unique flat file names per block: 'a/b/c.PNG' -> 'a__b__c.png'. musubi globs a block's folder
+    non-recursively and names caches after stems, so stems must be unique; extensions are lower-cased because
+    musubi's globs match only all-lower or all-upper extensions."""
+
+    def __init__(self):
+        self.used: dict[str, set[str]] = {}
+
+    def name(self, block: str, input_name: str) -> str:
+        p = PurePosixPath(input_name)
+        stem = re.sub(r"[^\w.\- ]", "_", "__".join(p.parts[:-1] + (p.stem,)))
+        used = self.used.setdefault(block, set())
+        candidate, n = stem, 1
+        while candidate.lower() in used:
+            n += 1
+            candidate = f"{stem}~{n}"
+        used.add(candidate.lower())
+        return candidate + p.suffix.lower()

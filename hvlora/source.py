@@ -1,0 +1,248 @@
+"""The user's input, a ZIP or a folder: list it safely and make its files readable, never modifying it.
+
+A zip is judged from its central directory before one byte is unpacked: entries that would land outside the target
+(absolute paths, drive letters, `..`, backslashes), links and special files, encrypted entries and names that are
+not UTF-8 are refused; zip bombs are refused by the declared total (over --max_unpacked_gb or the free disk) and by
+absurd compression ratios, and unpacking stops if an entry grows past its declared size. A folder is walked without
+following links; a link or special file in it is refused the same way. Archive junk (`__MACOSX/`, `._*`,
+`.DS_Store`) is skipped silently; media in hidden folders and nested archives are reported and left out.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from . import media
+from .config import Settings
+from .errors import DataError
+from .problems import ERROR, WARNING, Problem
+
+CAPTION_EXT = ".txt"
+JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+ARCHIVE_EXTENSIONS = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
+MAX_RATIO = 100  # uncompressed/compressed: media barely compress, text ~3-10x; a bomb reaches 1000x+
+RATIO_MIN_BYTES = 1 << 20  # tiny entries may compress well; only judge ratios of entries over 1 MiB
+GB = 1000 ** 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One regular file of the input: `name` is its posix path inside the input (as the user knows it), `size`
+    its (declared) size in bytes; `zinfo` for a zip entry, `path` for a file of an input folder."""
+
+    name: str
+    size: int
+    zinfo: zipfile.ZipInfo | None = None
+    path: Path | None = None
+
+
+@dataclass
+class Listing:
+    """The input's usable entries (media, captions) and what was found on the way."""
+
+    root: Path
+    kind: str  # "zip" or "folder"
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped_junk: int = 0
+
+
+def find_input(s: Settings) -> tuple[Path, str]:
+    """(path, 'zip'|'folder'): --input_dir, --input_zip (also looked up in data_dir), or the only zip in data_dir.
+    Raises DataError naming the candidates or saying where to put one."""
+    if s.input_dir is not None:
+        if s.input_zip is not None:
+            raise DataError("--input_zip and --input_dir both given: choose one")
+        if not s.input_dir.is_dir():
+            raise DataError(f"input_dir {s.input_dir} is not a folder")
+        return s.input_dir, "folder"
+    if s.input_zip is not None:
+        candidates = [s.input_zip, s.data_dir / s.input_zip.name]
+        for c in candidates:
+            if c.is_file():
+                return c, "zip"
+        raise DataError(f"input_zip {s.input_zip} does not exist (also looked for {candidates[1]}). "
+                        f"Put the zip into {s.data_dir} or pass its path with --input_zip.")
+    zips = sorted(p for p in s.data_dir.glob("*") if p.suffix.lower() == ".zip" and p.is_file()) \
+        if s.data_dir.is_dir() else []
+    if not zips:
+        raise DataError(f"no .zip found in {s.data_dir}. Put your dataset zip (images/videos with same-named .txt "
+                        "captions) there, or pass --input_zip PATH or --input_dir FOLDER.")
+    if len(zips) > 1:
+        names = "\n  ".join(str(z) for z in zips)
+        raise DataError(f"several zips in {s.data_dir}; choose one with --input_zip NAME:\n  {names}")
+    return zips[0], "zip"
+
+
+def list_input(s: Settings, free_bytes_at: Path) -> Listing:
+    """List the input. Problems land in the listing; raises DataError only if the input cannot be read at all.
+    `free_bytes_at` is where a zip would be unpacked (its filesystem's free space bounds the unpacked size)."""
+    root, kind = find_input(s)
+    if kind == "folder":
+        return _list_folder(root)
+    return _list_zip(root, int(s.max_unpacked_gb * GB), _free_bytes(free_bytes_at))
+
+
+def _free_bytes(path: Path) -> int:
+    p = path
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _list_zip(root: Path, limit: int, free: int) -> Listing:
+    try:
+        with zipfile.ZipFile(root) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{root} is not a readable zip file ({e}). Re-create it with a zip tool.") from None
+    listing = Listing(root, "zip")
+    for info in infos:
+        if info.is_dir():
+            continue
+        name, bad_name = _zip_name(info)
+        refusal = bad_name or _zip_refusal(info, name)
+        if refusal:
+            listing.problems.append(Problem(ERROR, name, refusal, "Re-create the zip with plain files, relative "
+                                            "paths and UTF-8 names; nothing was unpacked"))
+        else:
+            _classify(listing, Entry(name, info.file_size, zinfo=info))
+    _check_sizes(listing, limit, free)
+    return listing
+
+
+def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
+    """The entry's name as UTF-8. Names without the zip's UTF-8 flag are decoded by zipfile as CP437; many tools
+    write UTF-8 without the flag, so such a name is re-read as UTF-8, and refused if it is not UTF-8."""
+    name = info.filename
+    if info.flag_bits & 0x800 or name.isascii():
+        return name, None
+    try:
+        return name.encode("cp437").decode("utf-8"), None
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return name, "has a file name that is not valid UTF-8"
+
+
+def _zip_refusal(info: zipfile.ZipInfo, name: str) -> str | None:
+    if "\\" in name:
+        return "uses backslashes in its path (a Windows-made path that could escape the folder)"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "has '..' in its path and would land outside the extraction folder"
+    if info.create_system == 3:  # Unix: the upper 16 bits hold st_mode
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            return "is a symbolic link"
+        if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+            return "is a special file (device, pipe or socket)"
+    if info.flag_bits & 0x1:
+        return "is encrypted (password-protected)"
+    if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(1, info.compress_size):
+        return (f"expands {info.file_size // max(1, info.compress_size)}x ({info.compress_size} -> {info.file_size} "
+                "bytes): a zip bomb, not media")
+    return None
+
+
+def _check_sizes(listing: Listing, limit: int, free: int) -> None:
+    total = sum(e.size for e in listing.entries)
+    if total > limit:
+        listing.problems.append(Problem(ERROR, str(listing.root), f"declares {total / GB:.1f} GB of files to "
+                                        f"unpack, more than the limit of {limit / GB:g} GB",
+                                        "Raise --max_unpacked_gb if this is right"))
+    elif total > free:
+        listing.problems.append(Problem(ERROR, str(listing.root), f"needs {total / GB:.2f} GB to unpack but only "
+                                        f"{free / GB:.2f} GB are free there", "Free disk space in --output_dir"))
+
+
+def _list_folder(root: Path) -> Listing:
+    listing = Listing(root, "folder")
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            if (here / d).is_symlink():
+                dirnames.remove(d)
+                _refuse_link(listing, here / d)
+        for fname in sorted(filenames):
+            path = here / fname
+            name = path.relative_to(root).as_posix()
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                _refuse_link(listing, path)
+            elif not stat.S_ISREG(st.st_mode):
+                listing.problems.append(Problem(ERROR, name, "is a special file (device, pipe or socket)",
+                                                "Remove it from the folder"))
+            else:
+                _classify(listing, Entry(name, st.st_size, path=path))
+    listing.entries.sort(key=lambda e: e.name)
+    return listing
+
+
+def _refuse_link(listing: Listing, path: Path) -> None:
+    listing.problems.append(Problem(ERROR, path.relative_to(listing.root).as_posix(), "is a symbolic link",
+                                    "Replace the link by the file or folder it points to"))
+
+
+def _classify(listing: Listing, entry: Entry) -> None:
+    """Keep media and captions; skip junk; report hidden media, nested archives and unsupported files."""
+    parts = PurePosixPath(entry.name).parts
+    base = parts[-1]
+    kind = media.kind_of(base)
+    if parts[0] == "__MACOSX" or base in JUNK_NAMES or base.startswith("._"):
+        listing.skipped_junk += 1
+    elif any(p.startswith(".") for p in parts):
+        if kind:
+            listing.problems.append(Problem(WARNING, entry.name, "is hidden (its name or a folder starts with "
+                                            "'.'), left out", "Move it out of the hidden folder if it should train"))
+        else:
+            listing.skipped_junk += 1
+    elif kind or base.lower().endswith(CAPTION_EXT):
+        listing.entries.append(entry)
+    elif base.lower().endswith(ARCHIVE_EXTENSIONS):
+        listing.problems.append(Problem(WARNING, entry.name, "is an archive inside the input, not unpacked",
+                                        "Unpack it and put its files into the zip's folders"))
+    else:
+        supported = ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)
+        listing.problems.append(Problem(WARNING, entry.name, "unsupported file type, ignored",
+                                        f"Supported: {supported}, captions {CAPTION_EXT}"))
+
+
+def materialize(listing: Listing, entries: list[Entry], dest: Path) -> dict[str, Path]:
+    """Make `entries` readable as files: a zip's are streamed into `dest` (keeping its folders), a folder's are
+    used where they are. Returns name -> path. Raises DataError naming an entry that cannot be read or grows
+    past its declared size."""
+    if listing.kind == "folder":
+        return {e.name: e.path for e in entries}
+    dest.mkdir(parents=True, exist_ok=True)
+    base = dest.resolve()
+    out: dict[str, Path] = {}
+    with zipfile.ZipFile(listing.root) as zf:
+        for entry in entries:
+            target = (base / entry.name).resolve()
+            if base not in target.parents:  # scan refused such names; checked again where it matters
+                raise DataError(f"{entry.name}: would be written outside {dest}; refusing")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _copy_entry(zf, entry, target)
+            out[entry.name] = target
+    return out
+
+
+def _copy_entry(zf: zipfile.ZipFile, entry: Entry, target: Path) -> None:
+    """Copy one entry, never writing more than its declared size (a lying header cannot fill the disk)."""
+    written = 0
+    try:
+        with zf.open(entry.zinfo) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > entry.size:
+                    raise DataError(f"{entry.name}: holds more data than the zip declares; the zip is corrupt or "
+                                    "malicious. Re-create it.")
+                dst.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError) as e:
+        # RuntimeError: encrypted entry; BadZipFile: CRC mismatch or truncated archive.
+        raise DataError(f"{entry.name}: cannot be read from the zip ({e}). Re-create the zip.") from None
