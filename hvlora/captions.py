@@ -5,15 +5,27 @@ musubi reads a caption as the whole UTF-8 file, stripped (dataset/datasources.py
 """
 from __future__ import annotations
 
+import codecs
 import re
 
 QWEN_MAX_TOKENS = 1024
 PLACEHOLDER = re.compile(r"\[trigger\]", re.IGNORECASE)  # ai-toolkit's convention
 
 
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+        (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+
+
 def decode(raw: bytes) -> tuple[str, str | None]:
-    """Caption bytes -> (text, None) for UTF-8 with or without BOM; other bytes are read as Windows-1252 (what
-    most non-UTF-8 caption tools write) and the second value names the encoding used."""
+    """Caption bytes -> (text, None) for UTF-8 with or without BOM. Otherwise the second value names the encoding
+    used: UTF-16/32 by their byte-order mark (Windows Notepad's "Unicode"), else Windows-1252 (what most
+    non-UTF-8 caption tools write)."""
+    for bom, codec, label in BOMS:  # UTF-32 LE starts like UTF-16 LE: test it first
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec).strip(), label
+            except UnicodeDecodeError:
+                break
     try:
         return raw.decode("utf-8-sig").strip(), None
     except UnicodeDecodeError:

@@ -1,7 +1,7 @@
 """Probe images and videos with PyAV (the library musubi-tuner decodes videos with): what musubi will see.
 
 Only what is needed is decoded: an image's only frame; a video's first frame (size, pixel format, rotation) and its
-last frames (the file is complete). Frames are counted from the demuxed packets, not from the header (webm and mkv
+last keyframe (the end of the file is readable). Frames are counted from the demuxed packets, not from the header (webm and mkv
 have none; a header can lie) and not by decoding (slow). Packet timestamps tell the frame rate and whether it varies.
 """
 from __future__ import annotations
@@ -16,6 +16,10 @@ from pathlib import Path
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi")
 VFR_TOLERANCE = 0.1  # a frame interval more than 10% off the median one makes the frame rate variable
+# musubi opens images with Pillow (dataset/datasources.py), whose decompression-bomb guard warns above
+# Image.MAX_IMAGE_PIXELS and raises DecompressionBombError above twice that.
+PILLOW_MAX_PIXELS = 89_478_485
+TRUNCATION_SLACK_FRAMES = 2  # packets may end this many frame intervals before the declared duration
 
 
 class MediaError(Exception):
@@ -43,6 +47,14 @@ class MediaInfo:
     vfr: bool = False
     duration: float | None = None
     rotation: int = 0
+    declared_duration: float | None = None
+
+    def cut_short(self) -> bool:
+        """True when the frames end well before the duration the container declares: a file cut off mid-stream
+        (mkv and webm keep their full duration in the header), or a header that is wrong."""
+        if not (self.fps and self.duration and self.declared_duration):
+            return False
+        return self.declared_duration - self.duration > TRUNCATION_SLACK_FRAMES / self.fps + 0.05
 
 
 def kind_of(name: str) -> str | None:
@@ -56,15 +68,45 @@ def kind_of(name: str) -> str | None:
 
 
 def probe(path: Path, kind: str) -> MediaInfo:
-    """Describe `path` as an 'image' or 'video'. Raises MediaError with the reason when it cannot be used."""
+    """Describe `path` as an 'image' or 'video'. Raises MediaError with the reason when it cannot be used.
+    Thread-safe: FFmpeg's messages are captured per thread, never printed."""
     import av
+    import av.logging
 
+    _enable_ffmpeg_log()
     try:
-        return _probe_image(path) if kind == "image" else _probe_video(path)
+        with av.logging.Capture(local=True) as logs:
+            if kind == "video":
+                return _probe_video(path)
+            info = _probe_image(path)
+        _check_image_log(logs)
+        return info
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError) as e:
         raise MediaError(f"PyAV cannot decode it ({type(e).__name__}: {e})") from None
+
+
+_log_enabled = False
+
+
+def _enable_ffmpeg_log() -> None:
+    """PyAV (13+) silences FFmpeg by default; its warnings are needed to see damage FFmpeg conceals."""
+    global _log_enabled
+    if not _log_enabled:
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING)
+        _log_enabled = True
+
+
+def _check_image_log(logs: list) -> None:
+    """FFmpeg conceals a truncated JPEG ("EOI missing, emulating") where Pillow, which musubi uses, raises."""
+    import av.logging
+
+    damage = [msg.strip() for level, _, msg in logs if level <= av.logging.ERROR or "EOI missing" in msg]
+    if damage:
+        raise MediaError(f"is truncated or corrupt (FFmpeg: {damage[0]})")
 
 
 def _probe_image(path: Path) -> MediaInfo:
@@ -73,7 +115,10 @@ def _probe_image(path: Path) -> MediaInfo:
     with av.open(str(path)) as container:
         stream = _video_stream(container)
         frame = _first_frame(container, stream)
-        return MediaInfo("image", frame.width, frame.height, frame.format.name, stream.codec_context.name)
+    if frame.width * frame.height > 2 * PILLOW_MAX_PIXELS:
+        raise MediaError(f"has {frame.width}x{frame.height} pixels, more than Pillow (which musubi uses) opens "
+                         f"({2 * PILLOW_MAX_PIXELS})")
+    return MediaInfo("image", frame.width, frame.height, frame.format.name, stream.codec_context.name)
 
 
 def _probe_video(path: Path) -> MediaInfo:
@@ -86,13 +131,15 @@ def _probe_video(path: Path) -> MediaInfo:
         rotation = _rotation(first)
         codec, header_frames = stream.codec_context.name, stream.frames
         average_rate = float(stream.average_rate) if stream.average_rate else None
+        declared = container.duration / 1_000_000 if container.duration else None  # AV_TIME_BASE units
     pts, time_base = _packet_times(path)
     if not pts:
         raise MediaError("contains no video frames")
     _check_last_frames(path, max(pts))
     fps, vfr = _frame_rate(pts, time_base, average_rate)
     duration = len(pts) / fps if fps else None
-    return MediaInfo("video", width, height, pix_fmt, codec, len(pts), header_frames, fps, vfr, duration, rotation)
+    return MediaInfo("video", width, height, pix_fmt, codec, len(pts), header_frames, fps, vfr, duration, rotation,
+                     declared)
 
 
 def _video_stream(container):
@@ -125,11 +172,14 @@ def _packet_times(path: Path) -> tuple[list[int], float]:
 
 
 def _check_last_frames(path: Path, last_pts: int) -> None:
-    """Seek to the keyframe before the last packet and decode to the end: a cut-off file fails here."""
+    """Seek to the keyframe before the last packet and decode it: a file cut off or damaged at its end fails here.
+    Only keyframes are decoded (skip_frame NONKEY): a long GOP of a 1080p clip would cost a second per file, and
+    truncation after the keyframe shows in the demuxing and the declared duration instead."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
         try:
             container.seek(last_pts, stream=stream, backward=True, any_frame=False)
             decoded = sum(1 for _ in container.decode(stream))
@@ -141,13 +191,14 @@ def _check_last_frames(path: Path, last_pts: int) -> None:
 
 def _frame_rate(pts: list[int], time_base: float, average_rate: float | None) -> tuple[float | None, bool]:
     """(frames per second, variable?) from the packets' presentation times; the container's average rate when the
-    timestamps cannot tell (one frame, no time base)."""
+    timestamps cannot tell (one frame, no time base). Containers with millisecond times (mkv, webm) round every
+    interval, so one tick of difference never counts as variable."""
     times = sorted(pts)
     deltas = [b - a for a, b in zip(times, times[1:]) if b > a]
     if not deltas or not time_base:
         return average_rate, False
     median = sorted(deltas)[len(deltas) // 2]
-    vfr = any(abs(d - median) > VFR_TOLERANCE * median for d in deltas)
+    vfr = any(abs(d - median) > max(VFR_TOLERANCE * median, 1) for d in deltas)
     span = (times[-1] - times[0]) * time_base
     measured = (len(times) - 1) / span if span > 0 else None
     return (average_rate if average_rate and not vfr else measured), vfr

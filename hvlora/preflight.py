@@ -263,6 +263,9 @@ def _check_media(f: FileRecord, s: Settings) -> None:
 
 def _check_image_format(f: FileRecord) -> None:
     fmt, codec = f.info.pix_fmt or "", f.info.codec or ""
+    if f.info.width * f.info.height > media.PILLOW_MAX_PIXELS:
+        f.add(WARNING, f"has {f.info.width * f.info.height} pixels: Pillow warns of a decompression bomb and "
+              "decoding is slow", "Downscale it; training uses at most the --resolution area anyway")
     if codec == "mjpeg" and fmt.startswith("gbra"):
         f.add(WARNING, "is a CMYK JPEG: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
               "Save it as an RGB (sRGB) image")
@@ -282,12 +285,16 @@ def _check_video(f: FileRecord) -> None:
     if info.rotation:
         f.add(WARNING, f"has rotation metadata ({info.rotation} degrees) that musubi ignores: it trains on the "
               "frames as stored (sideways)", "Re-encode it with the rotation applied")
-    if info.vfr:
-        f.add(WARNING, "has a variable frame rate: musubi drops frames by position, so motion speed varies",
-              "Re-encode it at a constant frame rate")
     if info.header_frames and info.header_frames != info.frames:
         f.add(NOTE, f"its header says {info.header_frames} frames but it holds {info.frames}; "
               f"{info.frames} are used")
+    elif info.cut_short():  # the timestamps at a cut are ragged, so no frame-rate verdict on top
+        f.add(WARNING, f"is truncated: its frames end at {info.duration:.2f} s but its header says "
+              f"{info.declared_duration:.2f} s; the {info.frames} frames present are used",
+              "Copy or download the file again")
+    elif info.vfr:
+        f.add(WARNING, "has a variable frame rate: musubi drops frames by position, so motion speed varies",
+              "Re-encode it at a constant frame rate")
     if info.fps is None:
         f.add(NOTE, "has no frame rate: its frames are used as they are, without resampling to 24 fps")
     elif info.fps < frames.TARGET_FPS - 0.5:

@@ -102,7 +102,7 @@ def _list_zip(root: Path, limit: int, free: int) -> Listing:
     except (zipfile.BadZipFile, OSError) as e:
         raise DataError(f"{root} is not a readable zip file ({e}). Re-create it with a zip tool.") from None
     listing = Listing(root, "zip")
-    for info in infos:
+    for info in sorted(infos, key=lambda i: i.filename):  # the same order as a folder, whatever the zip's order
         if info.is_dir():
             continue
         name, bad_name = _zip_name(info)
@@ -118,14 +118,19 @@ def _list_zip(root: Path, limit: int, free: int) -> Listing:
 
 def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
     """The entry's name as UTF-8. Names without the zip's UTF-8 flag are decoded by zipfile as CP437; many tools
-    write UTF-8 without the flag, so such a name is re-read as UTF-8, and refused if it is not UTF-8."""
+    write UTF-8 without the flag, so such a name is re-read as UTF-8, and refused if it is not UTF-8 (shown with
+    its odd bytes escaped, e.g. caf\\xe9.png)."""
     name = info.filename
     if info.flag_bits & 0x800 or name.isascii():
         return name, None
     try:
-        return name.encode("cp437").decode("utf-8"), None
-    except (UnicodeEncodeError, UnicodeDecodeError):
+        raw = name.encode("cp437")
+    except UnicodeEncodeError:
         return name, "has a file name that is not valid UTF-8"
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), "has a file name that is not valid UTF-8"
 
 
 def _zip_refusal(info: zipfile.ZipInfo, name: str) -> str | None:
@@ -152,12 +157,21 @@ def _zip_refusal(info: zipfile.ZipInfo, name: str) -> str | None:
 def _check_sizes(listing: Listing, limit: int, free: int) -> None:
     total = sum(e.size for e in listing.entries)
     if total > limit:
-        listing.problems.append(Problem(ERROR, str(listing.root), f"declares {total / GB:.1f} GB of files to "
-                                        f"unpack, more than the limit of {limit / GB:g} GB",
+        listing.problems.append(Problem(ERROR, str(listing.root), f"declares {human_bytes(total)} of files to "
+                                        f"unpack, more than the limit of {human_bytes(limit)}",
                                         "Raise --max_unpacked_gb if this is right"))
     elif total > free:
-        listing.problems.append(Problem(ERROR, str(listing.root), f"needs {total / GB:.2f} GB to unpack but only "
-                                        f"{free / GB:.2f} GB are free there", "Free disk space in --output_dir"))
+        listing.problems.append(Problem(ERROR, str(listing.root), f"needs {human_bytes(total)} to unpack but "
+                                        f"only {human_bytes(free)} are free there", "Free disk space in --output_dir"))
+
+
+def human_bytes(n: float) -> str:
+    """1234 -> '1.2 kB', 5e9 -> '5.0 GB' (powers of 1000, as disks are sold)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def _list_folder(root: Path) -> Listing:
@@ -172,7 +186,11 @@ def _list_folder(root: Path) -> Listing:
             path = here / fname
             name = path.relative_to(root).as_posix()
             st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
+            if not _is_utf8(name):
+                shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+                listing.problems.append(Problem(ERROR, shown, "has a file name that is not valid UTF-8",
+                                                "Rename it (musubi's text files and our report are UTF-8)"))
+            elif stat.S_ISLNK(st.st_mode):
                 _refuse_link(listing, path)
             elif not stat.S_ISREG(st.st_mode):
                 listing.problems.append(Problem(ERROR, name, "is a special file (device, pipe or socket)",
@@ -181,6 +199,15 @@ def _list_folder(root: Path) -> Listing:
                 _classify(listing, Entry(name, st.st_size, path=path))
     listing.entries.sort(key=lambda e: e.name)
     return listing
+
+
+def _is_utf8(name: str) -> bool:
+    """os.walk decodes undecodable bytes to surrogates; those names cannot be written to UTF-8 reports."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _refuse_link(listing: Listing, path: Path) -> None:
@@ -233,16 +260,12 @@ def materialize(listing: Listing, entries: list[Entry], dest: Path) -> dict[str,
 
 
 def _copy_entry(zf: zipfile.ZipFile, entry: Entry, target: Path) -> None:
-    """Copy one entry, never writing more than its declared size (a lying header cannot fill the disk)."""
-    written = 0
+    """Copy one entry. zipfile itself never returns more than the declared size (so a lying header cannot fill
+    the disk) and fails the CRC-32 check of an entry whose data is longer, shorter or altered."""
     try:
         with zf.open(entry.zinfo) as src, open(target, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > entry.size:
-                    raise DataError(f"{entry.name}: holds more data than the zip declares; the zip is corrupt or "
-                                    "malicious. Re-create it.")
-                dst.write(chunk)
+            shutil.copyfileobj(src, dst, 1 << 20)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError) as e:
         # RuntimeError: encrypted entry; BadZipFile: CRC mismatch or truncated archive.
+        target.unlink(missing_ok=True)
         raise DataError(f"{entry.name}: cannot be read from the zip ({e}). Re-create the zip.") from None

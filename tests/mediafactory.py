@@ -1,7 +1,11 @@
-"""Real test media made with PyAV (h264 clips, png/jpg/webp/bmp images) and real zip files."""
+"""Real test media made with PyAV (h264 clips, png/jpg/webp/bmp images) and real zip files, plus the bad inputs
+the preflight must catch: audio-only, zero-frame, variable-frame-rate, rotated, truncated and lying-header videos,
+16-bit/palette/alpha PNGs, CMYK JPEGs (Pillow), and zips with raw non-UTF-8 names, encrypted or special entries
+and understated sizes (patched bytes)."""
 from __future__ import annotations
 
 import stat
+import struct
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -20,13 +24,13 @@ def _frame(width: int, height: int, i: int) -> np.ndarray:
 
 
 def make_video(path: Path, frames: int = 9, width: int = 96, height: int = 64, fps: int = 24,
-               codec: str | None = None) -> Path:
-    """Encode `frames` frames at `fps` into `path` (container from the extension: mp4/mov/mkv/avi -> h264,
-    webm -> vp9)."""
+               codec: str | None = None, options: dict[str, str] | None = None) -> Path:
+    """Encode `frames` frames at `fps` into `path` (container from the extension: mp4/mov/mkv -> h264,
+    avi -> mpeg4, webm -> vp9). `options` go to the muxer, e.g. {"movflags": "faststart"}."""
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = codec or ("libvpx-vp9" if path.suffix.lower() == ".webm" else
                       "mpeg4" if path.suffix.lower() == ".avi" else "libx264")
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=options or {}) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
@@ -87,3 +91,218 @@ def dataset_zip(tmp: Path, zip_path: Path, *, images: dict[str, str] | None = No
             files[str(Path(name).with_suffix(".txt"))] = caption.encode()
     files.update(extra or {})
     return make_zip(zip_path, files)
+
+
+# --- bad media -------------------------------------------------------------------------------------------------
+
+
+def make_png(path: Path, pix_fmt: str, width: int = 80, height: int = 48) -> Path:
+    """A PNG stored in `pix_fmt`: 'rgb24', 'rgba' (half transparent), 'gray', 'gray16be' (16-bit greyscale) or
+    'pal8' (a 16-colour palette)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = _frame(width, height, 3)
+    if pix_fmt == "pal8":
+        index = (np.arange(width * height).reshape(height, width) % 16).astype(np.uint8)
+        palette = np.zeros((256, 4), np.uint8)
+        palette[:16, 0], palette[:16, 1], palette[:, 3] = np.arange(16) * 16, 255 - np.arange(16) * 16, 255
+        frame = av.VideoFrame.from_ndarray((index, palette), format="pal8")  # swscale cannot make pal8
+    elif pix_fmt == "rgba":
+        rgba = np.concatenate([rgb, np.full((height, width, 1), 128, np.uint8)], axis=-1)
+        frame = av.VideoFrame.from_ndarray(rgba, format="rgba")
+    else:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_huge_png(path: Path, side: int = 13400) -> Path:
+    """A black 1-bit PNG of side x side pixels: 13400^2 is just over Pillow's decompression-bomb limit
+    (2 x Image.MAX_IMAGE_PIXELS = 178956970 pixels), yet the file is about 22 kB and PyAV decodes it in ~0.1 s."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = av.VideoFrame(side, side, "monob")
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = side, side, "monob"
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_cmyk_jpeg(path: Path, width: int = 80, height: int = 48) -> Path:
+    """A CMYK JPEG (as print workflows write them), made with Pillow: FFmpeg's encoder cannot write CMYK."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = _frame(width, height, 3)
+    cmyk = np.concatenate([255 - rgb, np.full((height, width, 1), 30, np.uint8)], axis=-1)
+    Image.fromarray(cmyk, "CMYK").save(path, format="JPEG", quality=90)
+    return path
+
+
+def make_audio_only(path: Path, seconds: float = 0.3, codec: str = "aac") -> Path:
+    """A media file (e.g. .mp4) with one audio stream (a 440 Hz tone) and no video stream."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate, n = 16000, 1024
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        for i in range(max(1, int(seconds * rate) // n)):
+            t = (np.arange(n) + i * n) / rate
+            frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                               format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, i * n
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_zero_frame_video(path: Path, width: int = 64, height: int = 48) -> Path:
+    """A container (.avi: the one muxer that keeps a stream without packets; mp4 drops the track, mkv writes an
+    unreadable file) with a video stream and no packets at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        out.start_encoding()
+    return path
+
+
+def make_vfr_video(path: Path, pts_ms: list[int], width: int = 96, height: int = 64) -> Path:
+    """A variable-frame-rate clip: one frame at each of `pts_ms` (milliseconds, time base 1/1000)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for i, pts in enumerate(pts_ms):
+            frame = av.VideoFrame.from_ndarray(_frame(width, height, i), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+ROTATE_90 = (0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)  # tkhd matrix (16.16 / 2.30 fixed point)
+ROTATE_180 = (-0x10000, 0, 0, 0, -0x10000, 0, 0, 0, 0x40000000)
+ROTATE_270 = (0, -0x10000, 0, 0x10000, 0, 0, 0, 0, 0x40000000)
+
+
+def rotate_mp4(path: Path, matrix: tuple[int, ...] = ROTATE_90) -> Path:
+    """Patch the first track header ('tkhd') matrix of an mp4/mov in place, as phones store portrait video."""
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd") - 4
+    assert box >= 0, f"{path} has no tkhd box"
+    at = box + (48 if data[box + 8] == 0 else 60)  # version 0: 32-bit times; version 1: 64-bit times
+    data[at:at + 36] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def lie_avi_frames(path: Path, frames: int) -> Path:
+    """Patch the first AVI stream header's dwLength (what FFmpeg reports as stream.frames) to `frames`."""
+    data = bytearray(path.read_bytes())
+    strh = data.find(b"strh")
+    assert data[strh + 8:strh + 12] == b"vids", f"{path}: first stream is not video"
+    data[strh + 8 + 32:strh + 8 + 36] = struct.pack("<I", frames)  # AVISTREAMHEADER.dwLength
+    path.write_bytes(bytes(data))
+    return path
+
+
+def box_end(path: Path, box: bytes) -> int:
+    """Offset just after the first top-level-or-nested mp4 box named `box` (e.g. b'moov')."""
+    data = path.read_bytes()
+    start = data.find(box) - 4
+    assert start >= 0, f"{path} has no {box!r} box"
+    return start + struct.unpack(">I", data[start:start + 4])[0]
+
+
+def truncate(path: Path, size: int) -> Path:
+    """Cut `path` to its first `size` bytes (a download or copy that stopped)."""
+    path.write_bytes(path.read_bytes()[:size])
+    return path
+
+
+def corrupt_first_packet(path: Path) -> Path:
+    """Overwrite the bytes of the first video packet (the first keyframe) with garbage."""
+    with av.open(str(path)) as c:
+        packet = next(p for p in c.demux(c.streams.video[0]) if p.size)
+        pos, size = packet.pos, packet.size
+    data = bytearray(path.read_bytes())
+    data[pos:pos + size] = bytes((0xAB, 0x17)) * (size // 2) + b"\x17" * (size % 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+# --- hand-made zip entries -------------------------------------------------------------------------------------
+
+
+def add_zip_entry(zip_path: Path, name: str, data: bytes = b"", *, mode: int | None = None,
+                  compress: int = zipfile.ZIP_DEFLATED) -> Path:
+    """Append one entry; `mode` (e.g. stat.S_IFIFO | 0o644) is stored as a Unix st_mode in external_attr."""
+    with zipfile.ZipFile(zip_path, "a", compression=compress) as zf:
+        info = zipfile.ZipInfo(name)
+        info.compress_type = compress
+        if mode is not None:
+            info.create_system = 3
+            info.external_attr = mode << 16
+        zf.writestr(info, data)
+    return zip_path
+
+
+def _central_header(data: bytes | bytearray, name: bytes) -> int:
+    """Offset of the central directory header of the entry whose raw name is `name`."""
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        n = struct.unpack("<H", data[pos + 28:pos + 30])[0]
+        if data[pos + 46:pos + 46 + n] == name:
+            return pos
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    raise AssertionError(f"no central directory entry {name!r}")
+
+
+def rename_zip_entry_raw(zip_path: Path, placeholder: str, raw: bytes) -> Path:
+    """Replace an entry's ASCII name by `raw` bytes of the same length in its local and central headers, leaving
+    the UTF-8 flag clear: e.g. b'caf\\xe9.png' is a latin-1 name that is not valid UTF-8."""
+    assert len(raw) == len(placeholder)
+    data = bytearray(zip_path.read_bytes())
+    cd = _central_header(data, placeholder.encode())
+    local = struct.unpack("<I", data[cd + 42:cd + 46])[0]
+    assert data[local + 30:local + 30 + len(raw)] == placeholder.encode()
+    data[cd + 46:cd + 46 + len(raw)] = raw
+    data[local + 30:local + 30 + len(raw)] = raw
+    zip_path.write_bytes(bytes(data))
+    return zip_path
+
+
+def set_zip_flag(zip_path: Path, name: str, bit: int) -> Path:
+    """Set a general-purpose flag bit (0x1: encrypted) on an entry in both its local and central headers."""
+    data = bytearray(zip_path.read_bytes())
+    cd = _central_header(data, name.encode())
+    local = struct.unpack("<I", data[cd + 42:cd + 46])[0]
+    data[cd + 8] |= bit
+    data[local + 6] |= bit
+    zip_path.write_bytes(bytes(data))
+    return zip_path
+
+
+def set_declared_size(zip_path: Path, name: str, size: int) -> Path:
+    """Understate an entry's uncompressed size in the central directory (what zipfile and the preflight trust)."""
+    data = bytearray(zip_path.read_bytes())
+    cd = _central_header(data, name.encode())
+    data[cd + 24:cd + 28] = struct.pack("<I", size)
+    zip_path.write_bytes(bytes(data))
+    return zip_path
