@@ -23,7 +23,7 @@ FORMAT = 2  # bump when the layout or the cache commands change meaning
 
 def cache_key(dataset_fingerprint: str, s: Settings) -> str:
     """A 16-hex-digit key for the cache of this dataset under these settings."""
-    weights = catalog.weights_for(s.task)
+    weights = catalog.weights_for(s.task, s.dit_variant)
     relevant = {
         "format": FORMAT,
         "dataset": dataset_fingerprint,

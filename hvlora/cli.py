@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 a stage failed (its log tail is printed); 2 bad settings o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def _describe_default(opt: config.Option) -> str:
         return "on" if d else "off"
     if opt.parse is config.parse_resolution:
         return f"{d[0]}x{d[1]}"
+    if opt.parse is config.parse_revision:
+        return config.format_revision(d)
     if isinstance(d, tuple):
         return ",".join(map(str, d))
     return str(d) if d != "" else '""'
@@ -78,6 +81,10 @@ def load_settings(argv: list[str] | None = None, cwd: Path | None = None) -> con
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of train_local.py; returns the process exit code."""
+    # Plain HTTP downloads resume from the bytes on disk with a Range request; Xet transfers (huggingface_hub picks
+    # them when the hub offers) do not keep a partial file that way. Read once at huggingface_hub's import, so set
+    # before it; an explicit HF_HUB_DISABLE_XET=0 from the user wins.
+    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
     from . import pipeline  # imported here so that --help answers instantly
 
     try:

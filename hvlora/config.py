@@ -79,6 +79,22 @@ def _as_float(v: Any) -> float:
     raise ValueError(f"{v!r} is not a number")
 
 
+def parse_revision(value: Any) -> dict[str, str]:
+    """'main' (every repo) or 'org/repo=REV,org/repo2=REV2' -> {repo or '*': revision}. Raises ValueError."""
+    text = _as_str(value).strip()
+    if not text:
+        raise ValueError("is empty; use a branch, tag or commit, e.g. main")
+    if "=" not in text:
+        return {"*": text}
+    out = {}
+    for part in text.split(","):
+        repo, sep, rev = part.strip().partition("=")
+        if not sep or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo.strip()) or not rev.strip():
+            raise ValueError(f"{part!r} is not REPO_ID=REVISION, e.g. tencent/HunyuanVideo-1.5=main")
+        out[repo.strip()] = rev.strip()
+    return out
+
+
 def _as_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -125,6 +141,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("learning_rate", _as_float, 1e-4, "Learning rate (musubi --learning_rate).", metavar="LR"),
     Option("optimizer", _as_str, "adamw8bit", "Optimizer: adamw8bit (bitsandbytes, least memory), adamw, or "
            "AdaFactor (with a fixed learning rate).", choices=OPTIMIZERS),
+    Option("dit_variant", _as_str, "720p", "Which base DiT of tencent/HunyuanVideo-1.5 to train: 720p or 480p "
+           "(the distilled and super-resolution variants cannot be trained by musubi).", metavar="VARIANT"),
     Option("fp8", _as_bool, False, "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled) and the "
            "Qwen2.5-VL text encoder in fp8 while caching (--fp8_vl): for GPUs with 24 GB or less."),
     Option("blocks_to_swap", _as_int, 0, f"Offload this many of the DiT's 54 blocks to CPU memory "
@@ -160,6 +178,13 @@ OPTIONS: tuple[Option, ...] = (
            "models_dir and the HF cache."),
     Option("skip_cache", _as_bool, False, "Do not run the cache stages; reuse the latent and text-encoder "
            "cache of an earlier run with the same data and settings (fails if there is none)."),
+    Option("revision", parse_revision, {"*": "main"}, "Hub revision to download: a branch, tag or commit for "
+           "every repo, or REPO_ID=REVISION[,REPO_ID=REVISION] per repo. The commit resolved is recorded in "
+           "models/manifest.json.", metavar="REV"),
+    Option("offline", _as_bool, False, "No network at all: every model file must already be in models_dir (and "
+           "pass the quick check against models/manifest.json) and the tokenizers in the HF cache."),
+    Option("verify_weights", _as_bool, False, "Re-hash every model file against its recorded sha256 instead of "
+           "the quick size-and-time check (minutes for ~40 GB)."),
     Option("data_dir", _as_str, "data", "Where the dataset ZIP is found.", metavar="DIR", is_path=True),
     Option("models_dir", _as_str, "models", "Where model weights are downloaded to.", metavar="DIR",
            is_path=True),
@@ -167,6 +192,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="DIR", is_path=True),
     Option("device", _as_str, "cuda", "cuda trains on the GPU. cpu is for smoke runs on machines without "
            "a GPU (very slow).", choices=DEVICES),
+    Option("download_only", _as_bool, False, "Only fetch and verify the model files the task and DiT variant "
+           "need, then stop (to pre-fetch before a training session).", toml=False),
     Option("check_data", _as_bool, False, "Only check the data: print the report, write dataset_report.json, "
            "exit 0 when it is usable and 2 when not. Nothing is downloaded or trained.", toml=False),
     Option("dry_run", _as_bool, False, "Extract the data and write the dataset TOML, then print the "
@@ -189,6 +216,7 @@ class Settings:
     network_alpha: float | None
     learning_rate: float
     optimizer: str
+    dit_variant: str
     fp8: bool
     blocks_to_swap: int
     resolution: tuple[int, int]
@@ -207,12 +235,20 @@ class Settings:
     save_precision: str
     skip_download: bool
     skip_cache: bool
+    revision: dict[str, str]
+    offline: bool
+    verify_weights: bool
     data_dir: Path
     models_dir: Path
     output_dir: Path
     device: str
+    download_only: bool
     check_data: bool
     dry_run: bool
+
+    def revision_for(self, repo_id: str) -> str:
+        """The revision to download from `repo_id` (per-repo value, else the general one, else main)."""
+        return self.revision.get(repo_id, self.revision.get("*", "main"))
 
     @property
     def alpha(self) -> float:
@@ -230,11 +266,18 @@ class Settings:
                 v = str(v)
             elif isinstance(v, tuple):
                 v = list(v)
+            elif f.name == "revision":
+                v = format_revision(v)
             out[f.name] = v
         return out
 
 
 assert [f.name for f in dataclasses.fields(Settings)] == [o.name for o in OPTIONS], "Settings and OPTIONS differ"
+
+
+def format_revision(rev: dict[str, str]) -> str:
+    """The inverse of parse_revision."""
+    return rev["*"] if list(rev) == ["*"] else ",".join(f"{k}={v}" for k, v in rev.items())
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -331,8 +374,16 @@ def validate(s: Settings) -> None:
         p.append("input_zip and input_dir: give one of them, not both")
     if s.missing_caption == "trigger" and not s.trigger_word.strip():
         p.append("missing_caption trigger needs a --trigger_word to caption the media with")
-    if s.check_data and s.dry_run:
-        p.append("check_data and dry_run together: choose one")
+    actions = [a for a in ("check_data", "dry_run", "download_only") if getattr(s, a)]
+    if len(actions) > 1:
+        p.append(f"{' and '.join(actions)} together: choose one")
+    if s.offline and s.download_only:
+        p.append("offline and download_only together: downloading needs the network")
+    try:
+        from .catalog import check_variant
+        check_variant(s.dit_variant)
+    except ConfigError as e:
+        p.append(str(e))
     if s.num_repeats < 1:
         p.append(f"num_repeats: {s.num_repeats} must be at least 1")
     if s.save_every_n_epochs < 1:
@@ -386,6 +437,8 @@ def _toml_value(opt: Option) -> str:
     v = opt.default
     if opt.parse is parse_resolution:
         return f'"{v[0]}x{v[1]}"'
+    if opt.parse is parse_revision:
+        return f'"{format_revision(v)}"'
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):

@@ -8,9 +8,11 @@ TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +34,7 @@ PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stag
 
 def run(settings: Settings) -> RunContext:
     """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed or Interrupted."""
-    if not (settings.dry_run or settings.check_data):
+    if not (settings.dry_run or settings.check_data or settings.download_only):
         check_environment(settings)
     paths = new_run_paths(settings.output_dir, settings.output_name)
     atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
@@ -40,6 +42,10 @@ def run(settings: Settings) -> RunContext:
     print(f"run folder: {paths.root}", flush=True)
     with _sigterm_raises():
         try:
+            if settings.download_only:
+                _run_stage(ctx, 1, download)
+                print(f"\nModel files ready in {settings.models_dir}.", flush=True)
+                return _finish(ctx)
             check_data(ctx)
             if settings.check_data:
                 print(f"\nThe data is usable. Report: {paths.root / 'dataset_report.json'}", flush=True)
@@ -61,6 +67,10 @@ def run(settings: Settings) -> RunContext:
         except UserError:
             ctx.summary.finish("failed")
             raise
+    return _finish(ctx)
+
+
+def _finish(ctx: RunContext) -> RunContext:
     ctx.summary.finish("succeeded")
     return ctx
 
@@ -135,6 +145,7 @@ def _run_stage(ctx: RunContext, index: int, stage) -> None:
         if isinstance(e, StageFailed):
             extra.update(command=e.command, exit_code=e.returncode)
         ctx.summary.stage(stage.NAME, status, time.monotonic() - t0, **extra)
+        _log_to_file(ctx.paths.log(stage.NAME), f"{status.upper()}: {extra['error']}")
         raise
     wall = time.monotonic() - t0
     status = "skipped" if info.pop("skipped", False) else "ok"
@@ -142,12 +153,19 @@ def _run_stage(ctx: RunContext, index: int, stage) -> None:
     print(f"{label}: {'skipped' if status == 'skipped' else 'done'} in {format_seconds(wall)}", flush=True)
 
 
+def _log_to_file(path: Path, line: str) -> None:
+    """The stage's log gets its own failure too (the console shows it already)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def dry_run(ctx: RunContext) -> dict:
     """Stages 2 and 3 for real; then report model files, print the musubi commands, write plan.json."""
     s = ctx.settings
     _run_stage(ctx, 2, extract)
     _run_stage(ctx, 3, dataset_toml)
-    found = download.presence(s.task, s.models_dir, ctx.env)
+    found = download.presence(s.task, s.models_dir, ctx.env, s.dit_variant)
     ctx.weights = found.weights
     print("\nmodel files:", flush=True)
     for line in found.present:
@@ -176,8 +194,7 @@ def _report_success(ctx: RunContext) -> None:
 def _report_failure(e: StageFailed) -> None:
     lines = [f"\nstage {e.stage} FAILED: {e}"]
     if e.command:
-        from shlex import join
-        lines.append(f"command: {join(e.command)}")
+        lines.append(f"command: {shlex.join(e.command)}")
     if e.log_path:
         lines.append(f"log: {e.log_path}")
         tail = log_tail(Path(e.log_path))
@@ -212,7 +229,6 @@ def _sigterm_raises():
 
 
 def _in_main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from . import media
 from .config import Settings
 from .errors import DataError
+from .fsutil import human_bytes
 from .problems import ERROR, WARNING, Problem
 
 CAPTION_EXT = ".txt"
@@ -163,15 +164,6 @@ def _check_sizes(listing: Listing, limit: int, free: int) -> None:
     elif total > free:
         listing.problems.append(Problem(ERROR, str(listing.root), f"needs {human_bytes(total)} to unpack but "
                                         f"only {human_bytes(free)} are free there", "Free disk space in --output_dir"))
-
-
-def human_bytes(n: float) -> str:
-    """1234 -> '1.2 kB', 5e9 -> '5.0 GB' (powers of 1000, as disks are sold)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def _list_folder(root: Path) -> Listing:

@@ -16,10 +16,17 @@ Endpoints (repo ids are `org/name`; `rev` is `main` or the repo's fixed 40-hex c
 Errors carry X-Error-Code like the real hub: 404 RepoNotFound / RevisionNotFound / EntryNotFound; a private repo
 answers 401 RepoNotFound and a gated one 403 GatedRepo unless the request has `Authorization: Bearer <its token>`.
 
-Knobs for failure tests: `fail_after_bytes=N` drops the connection after N body bytes on the first GET of each file;
-`hub.fail_all = True` makes every request answer 500; `hub.stop()` closes the port (network down). Every request is
-recorded in `hub.requests` (the Authorization header only as present or not: a token value is never stored).
-Responses close the connection (HTTP/1.0), so after stop() no pooled keep-alive connection can reach the server.
+Knobs for failure tests:
+  `fail_after_bytes=N`  drops the connection after N body bytes on the first GET of each file.
+  `hold_after_bytes=N`  on the first GET of each file longer than N, sends N body bytes, sets `hub.holding` and
+                        waits for `hub.release` before sending the rest (to kill a client mid-file at a known point).
+  `hub.corrupt(repo, path, times=1)`  the next `times` GETs of that file send other bytes of the same length: the
+                        content no longer matches the ETag (its sha256) the server advertises.
+  `hub.fail_first = N`  the next N requests (any endpoint) answer 500; later ones are served normally.
+  `hub.fail_all = True` makes every request answer 500; `hub.stop()` closes the port (network down).
+Every request is recorded in `hub.requests` (the Authorization header only as present or not: a token value is never
+stored). Responses close the connection (HTTP/1.0), so after stop() no pooled keep-alive connection can reach the
+server.
 """
 from __future__ import annotations
 
@@ -53,14 +60,22 @@ class FakeHub:
     that opens it. Use as a context manager, or call start() / stop()."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]], *, private: dict[str, str] | None = None,
-                 gated: dict[str, str] | None = None, fail_after_bytes: int | None = None):
+                 gated: dict[str, str] | None = None, fail_after_bytes: int | None = None,
+                 hold_after_bytes: int | None = None):
         self.repos = repos
         self.private = dict(private or {})
         self.gated = dict(gated or {})
         self.fail_after_bytes = fail_after_bytes
+        self.hold_after_bytes = hold_after_bytes
+        self.holding = threading.Event()  # set once a body is held at hold_after_bytes
+        self.release = threading.Event()  # set it to let a held body go on
         self.fail_all = False
+        self.fail_first = 0
         self.requests: list[Request] = []
         self._dropped: set[tuple[str, str]] = set()  # files whose first GET was already cut off
+        self._held: set[tuple[str, str]] = set()  # files whose first GET was already held
+        self._corrupt: dict[tuple[str, str], int] = {}  # file -> GETs still to answer with wrong bytes
+        self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     @staticmethod
@@ -93,8 +108,13 @@ class FakeHub:
                          daemon=True).start()
         return self
 
+    def corrupt(self, repo_id: str, path: str, times: int = 1) -> None:
+        """Answer the next `times` GETs of repo_id/path with bytes of the right length but the wrong content."""
+        self._corrupt[(repo_id, path)] = times
+
     def stop(self) -> None:
-        """Stop serving and close the port; later connections are refused."""
+        """Stop serving and close the port; later connections are refused. A held body is released."""
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -128,8 +148,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._status, self._body_len, self._recorded = 0, 0, False
         path = urlsplit(self.path).path
         parts = [unquote(p) for p in path.strip("/").split("/")]
+        with hub._lock:
+            fail_first = hub.fail_first > 0
+            hub.fail_first -= fail_first
         try:
-            if hub.fail_all:
+            if hub.fail_all or fail_first:
                 self._error(500, None, "Internal Error")
             elif parts[:2] == ["api", "models"] and len(parts) >= 4:
                 self._api("/".join(parts[2:4]), parts[4:], head)
@@ -231,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         body = content[start:end + 1]
+        if not head and hub._corrupt.get((repo, name), 0) > 0:
+            hub._corrupt[(repo, name)] -= 1
+            body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]  # same length, other sha256
+        hold = (not head and hub.hold_after_bytes is not None and (repo, name) not in hub._held
+                and len(body) > hub.hold_after_bytes)
         cut = (not head and hub.fail_after_bytes is not None and (repo, name) not in hub._dropped
                and len(body) > hub.fail_after_bytes)
         if cut:
@@ -238,6 +266,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return status, 0
+        if hold:
+            hub._held.add((repo, name))
+            self.wfile.write(body[:hub.hold_after_bytes])
+            self.wfile.flush()
+            hub.holding.set()
+            hub.release.wait(timeout=60)
+            self.wfile.write(body[hub.hold_after_bytes:])  # BrokenPipe when the client was killed meanwhile
+            return status, len(body)
         if cut:
             hub._dropped.add((repo, name))
             self.wfile.write(body[:hub.fail_after_bytes])

@@ -1,20 +1,27 @@
-"""Stage 1: download the model weights and tokenizers the task needs, with huggingface_hub.
+"""Stage 1: make every model file the task and DiT variant need present and verified (catalog.py lists them).
 
-Weights go to MODELS_DIR/<repo_id>/<path> (`hf_hub_download(local_dir=...)`: a complete file is kept and only
-re-checked with a HEAD request; an interrupted one resumes from its `.incomplete` part). The two tokenizers musubi
-loads by repo id go into the Hugging Face cache (HF_HOME), so every later stage runs with HF_HUB_OFFLINE=1.
-HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured; they are read when the stage runs, not at import.
+- A file recorded in MODELS_DIR/manifest.json with the same size and mtime is taken as it is: no network, no hash.
+- Any other file is asked about (HEAD: commit, ETag, size); the missing bytes are compared with the free disk
+  before anything is fetched; then it is downloaded into MODELS_DIR/<repo_id>/<path> with huggingface_hub (resuming
+  a partial file, even one left by a killed process), hashed, and checked against the hub's ETag (sha256 of an LFS
+  file). A mismatch deletes the file and downloads it again once; a second mismatch fails, naming the file.
+- The two tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline.
+- --offline / --skip_download: no network; every file must be present and pass the quick check (or a hash against
+  what huggingface_hub recorded when it downloaded it). --verify_weights re-hashes every file.
+HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured (read from ctx.env when the stage runs); HF_TOKEN is never logged.
 """
 from __future__ import annotations
 
 import os
-import time
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalog
+from .. import catalog, hub
 from ..context import RunContext
 from ..errors import StageFailed, UserError
+from ..fsutil import human_bytes
+from ..manifest import Manifest, hashes, matches_etag, record_for
 
 NAME = "download"
 TITLE = "download weights"
@@ -38,108 +45,222 @@ def hub_cache_dir(env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def presence(task: str, models_dir: Path, env: dict[str, str]) -> Presence:
-    """Check, without any network access, that every weight file and tokenizer for `task` is on disk."""
-    from huggingface_hub import try_to_load_from_cache
-
+def presence(task: str, models_dir: Path, env: dict[str, str], variant: str = "720p") -> Presence:
+    """Check, without network or hashing, which weight files and tokenizers for `task` are on disk."""
     weights, present, missing = {}, [], []
-    for comp, wf in catalog.weights_for(task).items():
+    manifest = Manifest(models_dir)
+    for comp, wf in catalog.weights_for(task, variant).items():
         path = wf.local_path(models_dir)
         weights[comp] = path
-        (present if path.is_file() else missing).append(f"{comp}: {path}")
+        state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
+        (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file()
+                                                                               else ""))
     cache = hub_cache_dir(env)
     for tok in catalog.TOKENIZERS:
-        absent = [f for f in tok.required_files
-                  if not isinstance(try_to_load_from_cache(tok.repo_id, f, cache_dir=cache), str)]
+        absent = _missing_tokenizer_files(tok, cache)
         desc = f"tokenizer {tok.repo_id} in {cache}"
         (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
 
 
+def _missing_tokenizer_files(tok: catalog.TokenizerRepo, cache: Path) -> list[str]:
+    return [f for f, path in _tokenizer_paths(tok, cache).items() if path is None]
+
+
+def _tokenizer_paths(tok: catalog.TokenizerRepo, cache: Path) -> dict[str, Path | None]:
+    """Each required tokenizer file's path in the HF cache (None when absent)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = {f: try_to_load_from_cache(tok.repo_id, f, cache_dir=cache) for f in tok.required_files}
+    return {f: Path(p) if isinstance(p, str) else None for f, p in found.items()}
+
+
+def _corrupt_tokenizer_files(tok: catalog.TokenizerRepo, cache: Path) -> list[Path]:
+    """Cached tokenizer files whose content does not match their ETag. The HF cache names every blob after its
+    ETag (the snapshot entry is a link to blobs/<etag>), so the check needs no network; the files are small."""
+    bad = []
+    for path in _tokenizer_paths(tok, cache).values():
+        if path is not None:
+            blob = Path(os.path.realpath(path))
+            if not matches_etag(*hashes(blob), blob.name):
+                bad.append(path)
+    return bad
+
+
 def run(ctx: RunContext) -> dict:
-    """Fetch what is missing (or, with skip_download, only check). Sets ctx.weights; returns summary info."""
-    s, log = ctx.settings, ctx.log(NAME)
-    if s.skip_download:
-        found = presence(s.task, s.models_dir, ctx.env)
-        if found.missing:
-            raise UserError("--skip_download: these model files are missing:\n  " + "\n  ".join(found.missing)
-                            + "\nRun once without --skip_download to fetch them (or copy them there).")
-        log(f"all {len(found.present)} model files present; nothing downloaded (--skip_download)")
-        ctx.weights = found.weights
-        return {"downloaded": False, "files": {k: str(v) for k, v in found.weights.items()}}
-
-    endpoint = ctx.env.get("HF_ENDPOINT") or None
-    token = ctx.env.get("HF_TOKEN") or None
-    cache = hub_cache_dir(ctx.env)
-    for comp, wf in catalog.weights_for(s.task).items():
-        log(f"{comp}: {wf.repo_id}/{wf.filename} -> {wf.local_path(s.models_dir)}")
-        ctx.weights[comp] = _fetch_weight(wf, s.models_dir, cache, endpoint, token, log)
-    for tok in catalog.TOKENIZERS:
-        log(f"tokenizer: {tok.repo_id} -> {cache}")
-        _fetch_tokenizer(tok, cache, endpoint, token)
-    return {"downloaded": True, "files": {k: str(v) for k, v in ctx.weights.items()}, "hub_cache": str(cache)}
-
-
-RESUME_ATTEMPTS = 4  # tries per file when the connection drops mid-body; each resumes from the .incomplete part
-
-
-def _fetch_weight(wf: catalog.WeightFile, models_dir: Path, cache: Path, endpoint: str | None,
-                  token: str | None, log) -> Path:
-    from huggingface_hub import hf_hub_download
-    from requests.exceptions import ChunkedEncodingError, ConnectionError as RequestsConnectionError
-
-    for attempt in range(1, RESUME_ATTEMPTS + 1):
-        try:
-            return Path(hf_hub_download(wf.repo_id, wf.filename, local_dir=models_dir / wf.repo_id,
-                                        cache_dir=cache, endpoint=endpoint, token=token))
-        except (ChunkedEncodingError, RequestsConnectionError) as e:
-            # huggingface_hub 0.34 does not retry a body cut short; a new call resumes with a Range request.
-            if attempt == RESUME_ATTEMPTS:
-                raise _explain(e, wf.repo_id, wf.filename) from e
-            log(f"{wf.filename}: connection lost ({type(e).__name__}); resuming (attempt {attempt + 1} of "
-                f"{RESUME_ATTEMPTS})")
-            time.sleep(2 ** (attempt - 1) - 1)  # 0 s, then 1 s, 3 s: a reset is often transient
-        except Exception as e:  # noqa: BLE001 - translated into an actionable message below
-            raise _explain(e, wf.repo_id, wf.filename) from e
-    raise AssertionError("unreachable")
-
-
-def _fetch_tokenizer(tok: catalog.TokenizerRepo, cache: Path, endpoint: str | None, token: str | None) -> None:
-    from huggingface_hub import snapshot_download, try_to_load_from_cache
-
-    try:
-        snapshot_download(tok.repo_id, allow_patterns=list(tok.allow_patterns), cache_dir=cache,
-                          endpoint=endpoint, token=token)
-    except Exception as e:  # noqa: BLE001
-        raise _explain(e, tok.repo_id, " ".join(tok.allow_patterns)) from e
-    absent = [f for f in tok.required_files
-              if not isinstance(try_to_load_from_cache(tok.repo_id, f, cache_dir=cache), str)]
-    if absent:  # offline, snapshot_download returns a cached snapshot folder without checking its files
-        raise StageFailed(NAME, f"{tok.repo_id}: {', '.join(absent)} missing from {cache} and the hub could not "
-                                "be asked for it. Run the same command again when the network is back.")
-
-
-def _explain(e: Exception, repo_id: str, what: str) -> Exception:
-    """Turn a huggingface_hub exception into an error that says what to do. HF_TOKEN never appears in it."""
-    from huggingface_hub import errors as hf
-
-    if isinstance(e, hf.GatedRepoError):
-        msg = (f"{repo_id} is gated: accept its license on https://huggingface.co/{repo_id} while logged in, "
-               "then set HF_TOKEN to a token of that account and run again.")
-    elif isinstance(e, hf.RepositoryNotFoundError):
-        msg = (f"repository {repo_id} was not found, or it is private and no valid HF_TOKEN was given. "
-               "Check HF_ENDPOINT/HF_TOKEN and run again.")
-    elif isinstance(e, hf.RevisionNotFoundError):
-        msg = f"revision not found in {repo_id}."
-    elif isinstance(e, hf.LocalEntryNotFoundError):  # before EntryNotFoundError: it is a subclass of it
-        msg = (f"could not reach the Hugging Face hub to fetch {repo_id}/{what} (network down or HF_ENDPOINT wrong?). "
-               "Run the same command again when the network is back: finished files are kept and a partial one "
-               "resumes.")
-    elif isinstance(e, hf.EntryNotFoundError):
-        msg = f"{what} was not found in {repo_id}."
-    elif isinstance(e, OSError) and getattr(e, "errno", None) == 28:
-        msg = f"the disk is full while downloading {repo_id}/{what}: free space, then run again (it resumes)."
+    """Make the files present and verified; sets ctx.weights. Returns summary info (files, commits, bytes)."""
+    s = ctx.settings
+    files = catalog.weights_for(s.task, s.dit_variant)
+    ctx.weights = {comp: wf.local_path(s.models_dir) for comp, wf in files.items()}
+    fetcher = _Fetcher(ctx)
+    if s.offline or s.skip_download:
+        fetcher.check_offline(files)
+        downloaded = False
     else:
-        msg = (f"downloading {repo_id}/{what} failed: {type(e).__name__}: {e}. "
-               "Run the same command again: finished files are kept and a partial one resumes.")
-    return StageFailed(NAME, msg)
+        fetcher.fetch(files)
+        downloaded = True
+    return {"downloaded": downloaded, "hub_cache": str(fetcher.cache), "bytes_fetched": fetcher.bytes_fetched,
+            "files": {c: {"path": str(ctx.weights[c]), "commit": r.commit, "sha256": r.sha256}
+                      for c, r in fetcher.records(files).items()}}
+
+
+class _Fetcher:
+    """The download stage's work for one run."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx, self.s, self.log = ctx, ctx.settings, ctx.log(NAME)
+        self.manifest = Manifest(self.s.models_dir)
+        self.endpoint = ctx.env.get("HF_ENDPOINT") or None
+        self.token = ctx.env.get("HF_TOKEN") or None
+        self.cache = hub_cache_dir(ctx.env)
+        self.bytes_fetched = 0
+
+    def records(self, files: dict[str, catalog.WeightFile]) -> dict:
+        return {c: self.manifest.get(wf.key) for c, wf in files.items() if self.manifest.get(wf.key)}
+
+    # -- online -------------------------------------------------------------------------------------------------
+
+    def fetch(self, files: dict[str, catalog.WeightFile]) -> None:
+        todo = [wf for wf in files.values() if not self._trusted(wf)]
+        remote = {wf.key: hub.remote_file(wf.repo_id, wf.filename, self.s.revision_for(wf.repo_id), self.endpoint,
+                                          self.token, self.log) for wf in todo}
+        missing = {wf.key: self._bytes_to_fetch(wf, remote[wf.key]) for wf in todo}
+        self._check_disk(sum(missing.values()))
+        remaining = sum(missing.values())
+        for i, wf in enumerate(todo, 1):
+            self.log(f"[{i}/{len(todo)}] {wf.component}: {wf.key} ({human_bytes(remote[wf.key].size)}); "
+                     f"{human_bytes(remaining)} still to fetch")
+            self._fetch_verified(wf, remote[wf.key])
+            remaining -= missing[wf.key]
+            self.bytes_fetched += missing[wf.key]
+        for wf in files.values():
+            if wf not in todo:
+                self.log(f"{wf.component}: {wf.local_path(self.s.models_dir)} (verified earlier)")
+        for tok in catalog.TOKENIZERS:
+            self._fetch_tokenizer(tok)
+
+    def _trusted(self, wf: catalog.WeightFile) -> bool:
+        """Present and recorded (quick check), or with --verify_weights, present and re-hashed to its record."""
+        path = wf.local_path(self.s.models_dir)
+        if not self.manifest.quick_ok(wf.key, path, self.s.revision_for(wf.repo_id)):
+            return False
+        if self.s.verify_weights:
+            return self._rehash_ok(wf, path)
+        return True
+
+    def _rehash_ok(self, wf: catalog.WeightFile, path: Path) -> bool:
+        self.log(f"{wf.key}: hashing (--verify_weights)")
+        sha256, _ = hashes(path)
+        if sha256 == self.manifest.get(wf.key).sha256:
+            return True
+        self.log(f"{wf.key}: sha256 differs from the one recorded at download: the file changed on disk")
+        self.manifest.forget(wf.key)
+        return False
+
+    def _bytes_to_fetch(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> int:
+        local_dir = self.s.models_dir / wf.repo_id
+        if wf.local_path(self.s.models_dir).is_file():
+            return 0  # hf_hub_download reuses it if its ETag matches; it is verified below either way
+        return max(0, remote.size - hub.partial_bytes(local_dir, wf.filename, remote.etag))
+
+    def _check_disk(self, needed: int) -> None:
+        target = self.s.models_dir
+        target.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(target).free
+        if needed > free:
+            raise UserError(f"the model files still to download need {human_bytes(needed)} but {target} has only "
+                            f"{human_bytes(free)} free. Free space there, or pass --models_dir on a larger disk.")
+
+    def _fetch_verified(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> None:
+        local_dir, revision = self.s.models_dir / wf.repo_id, self.s.revision_for(wf.repo_id)
+        for attempt in (1, 2):
+            # A retry after a mismatch starts clean (forget_local below) and may itself resume after a drop.
+            path = hub.download(wf.repo_id, wf.filename, local_dir, revision, self.cache, self.endpoint, self.token,
+                                self.log)
+            self.log(f"{wf.key}: verifying sha256")
+            sha256, git_sha1 = hashes(path)
+            if matches_etag(sha256, git_sha1, remote.etag) and (not remote.size or path.stat().st_size
+                                                                == remote.size):
+                self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, remote.commit,
+                                                     sha256))
+                return
+            self.log(f"{wf.key}: content does not match the hub (sha256 {sha256[:12]}..., expected "
+                     f"{remote.etag[:12]}...); " + ("downloading it again" if attempt == 1 else "giving up"))
+            hub.forget_local(local_dir, wf.filename)
+        raise StageFailed(NAME, f"{wf.key} was downloaded twice and both copies differ from what the hub says it "
+                          "holds (sha256/size). The connection or a proxy corrupts data; run again later or from "
+                          "another network.")
+
+    def _fetch_tokenizer(self, tok: catalog.TokenizerRepo) -> None:
+        if not _missing_tokenizer_files(tok, self.cache) and not _corrupt_tokenizer_files(tok, self.cache):
+            self.log(f"tokenizer {tok.repo_id}: in {self.cache}")
+            return
+        for attempt in (1, 2):
+            self.log(f"tokenizer {tok.repo_id} -> {self.cache}")
+            hub.snapshot(tok.repo_id, tok.allow_patterns, self.s.revision_for(tok.repo_id), self.cache,
+                         self.endpoint, self.token, self.log, force=attempt == 2)
+            absent = _missing_tokenizer_files(tok, self.cache)
+            if absent:  # offline, snapshot_download returns a cached snapshot folder without checking its files
+                raise StageFailed(NAME, f"{tok.repo_id}: {', '.join(absent)} missing from {self.cache} and the hub "
+                                        "could not be asked for it. Run the same command again when the network "
+                                        "is back.")
+            bad = _corrupt_tokenizer_files(tok, self.cache)
+            if not bad:
+                return
+            self.log(f"tokenizer {tok.repo_id}: {', '.join(p.name for p in bad)} do not match the hub; "
+                     + ("downloading again" if attempt == 1 else "giving up"))
+            for p in bad:  # the blob and the snapshot's link to it
+                Path(os.path.realpath(p)).unlink(missing_ok=True)
+                p.unlink(missing_ok=True)
+        raise StageFailed(NAME, f"tokenizer files of {tok.repo_id} in {self.cache} differ from the hub after two "
+                                "downloads. Run again later or from another network.")
+
+    # -- offline ------------------------------------------------------------------------------------------------
+
+    def check_offline(self, files: dict[str, catalog.WeightFile]) -> None:
+        """Every file present and matching: the manifest's quick check, or (never verified) a hash against what
+        huggingface_hub recorded when it downloaded the file. Raises UserError listing what is missing."""
+        flag = "--offline" if self.s.offline else "--skip_download"
+        missing = []
+        for wf in files.values():
+            path = wf.local_path(self.s.models_dir)
+            if not path.is_file():
+                missing.append(f"{wf.component}: {path}")
+            elif not self.manifest.quick_ok(wf.key, path) or self.s.verify_weights:
+                problem = self._verify_offline(wf, path)
+                if problem:
+                    missing.append(f"{wf.component}: {path} ({problem})")
+        for tok in catalog.TOKENIZERS:
+            absent = _missing_tokenizer_files(tok, self.cache)
+            if absent:
+                missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
+            bad = [] if absent else _corrupt_tokenizer_files(tok, self.cache)
+            if bad:
+                missing.append(f"tokenizer {tok.repo_id}: {', '.join(str(p) for p in bad)} (content differs from "
+                               "the hub's)")
+        if missing:
+            raise UserError(f"{flag}: these model files are missing or do not pass the check:\n  "
+                            + "\n  ".join(missing) + f"\nRun once without {flag} (with network) to fetch them.")
+        self.log(f"{flag}: all {len(files) + len(catalog.TOKENIZERS)} model files present and checked; nothing "
+                 "downloaded")
+
+    def _verify_offline(self, wf: catalog.WeightFile, path: Path) -> str | None:
+        """Hash the file and compare with the manifest, or with the ETag huggingface_hub stored beside it."""
+        from huggingface_hub._local_folder import read_download_metadata
+
+        record = self.manifest.get(wf.key)
+        meta = read_download_metadata(self.s.models_dir / wf.repo_id, wf.filename)
+        if record is None and meta is None:
+            return "not downloaded by this tool, cannot be checked offline"
+        self.log(f"{wf.key}: hashing")
+        sha256, git_sha1 = hashes(path)
+        if record is not None:
+            ok = sha256 == record.sha256
+        else:
+            ok = matches_etag(sha256, git_sha1, meta.etag)
+        if not ok:
+            return "content differs from what was downloaded"
+        revision = record.revision if record else self.s.revision_for(wf.repo_id)
+        commit = record.commit if record else meta.commit_hash
+        self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, commit, sha256))
+        return None
