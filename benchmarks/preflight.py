@@ -53,7 +53,7 @@ def timed(flags: list[str], workdir: Path) -> tuple[float, preflight.DataReport]
                        "--target_frames", "1,13,25", *flags])
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     t0 = time.perf_counter()
-    report = preflight.run(s, run_dir)
+    report = preflight.run(s, run_dir / "extracted")
     return time.perf_counter() - t0, report
 
 

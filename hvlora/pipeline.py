@@ -91,7 +91,7 @@ def check_data(ctx: RunContext) -> None:
     print("\n[preflight] check data", flush=True)
     t0 = time.monotonic()
     try:
-        report = preflight.run(ctx.settings, ctx.paths.root)
+        report = preflight.run(ctx.settings, ctx.paths.extracted)
     except BaseException as e:
         ctx.summary.stage("preflight", "failed", time.monotonic() - t0, error=str(e))
         raise

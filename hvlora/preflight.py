@@ -125,10 +125,10 @@ class DataReport:
         return h.hexdigest()
 
 
-def run(s: Settings, workdir: Path) -> DataReport:
-    """Check the input of `s`; a zip is unpacked into WORKDIR/extracted. Never raises for bad data (the report
-    holds the errors); raises DataError only when the input itself cannot be found or read."""
-    listing = source.list_input(s, workdir)
+def run(s: Settings, extract_dir: Path) -> DataReport:
+    """Check the input of `s`; a zip is unpacked into `extract_dir` (the run folder's extracted/). Never raises for
+    bad data (the report holds the errors); raises DataError only when the input cannot be found or read."""
+    listing = source.list_input(s, extract_dir)
     report = DataReport(listing.root, listing.kind, s, problems=list(listing.problems),
                         skipped_junk=listing.skipped_junk)
     captions_by_key = {_key(e.name): e for e in listing.entries if media.kind_of(e.name) is None}
@@ -141,7 +141,7 @@ def run(s: Settings, workdir: Path) -> DataReport:
     if any(p.severity == ERROR for p in listing.problems):
         return _finish(report)  # refused input: unpack nothing
     wanted = {f.name for f in report.files} | {f.caption_file for f in report.files if f.caption_file}
-    paths = source.materialize(listing, [e for e in listing.entries if e.name in wanted], workdir / "extracted")
+    paths = source.materialize(listing, [e for e in listing.entries if e.name in wanted], extract_dir)
     for f in report.files:
         f.path = paths[f.name]
     _probe_all(report.files)

@@ -41,7 +41,7 @@ def build(tmp_path: Path, files: dict[str, bytes | str | Path], as_zip: bool = F
 
 def check(make_settings, tmp_path, files, *flags, as_zip=False) -> preflight.DataReport:
     s = make_settings(*SMALL, *build(tmp_path, files, as_zip), *flags)
-    return preflight.run(s, tmp_path / "work")
+    return preflight.run(s, tmp_path / "work" / "extracted")
 
 
 def rec(report, name: str) -> preflight.FileRecord:
@@ -87,7 +87,7 @@ def test_input_is_never_modified(tmp_path, make_settings, src, img, as_zip):
     flags = build(tmp_path, files, as_zip)
     watched = tmp_path / ("data" if as_zip else "in")
     before = snapshot(watched)
-    rep = preflight.run(make_settings(*SMALL, *flags, "--trigger_word", "ohwx"), tmp_path / "work")
+    rep = preflight.run(make_settings(*SMALL, *flags, "--trigger_word", "ohwx"), tmp_path / "work" / "extracted")
     reporting.write(rep, tmp_path / "work")
     reporting.text(rep)
     assert snapshot(watched) == before  # same files, same bytes, same mtimes

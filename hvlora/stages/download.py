@@ -128,8 +128,9 @@ class _Fetcher:
         self._check_disk(sum(missing.values()))
         remaining = sum(missing.values())
         for i, wf in enumerate(todo, 1):
-            self.log(f"[{i}/{len(todo)}] {wf.component}: {wf.key} ({human_bytes(remote[wf.key].size)}); "
-                     f"{human_bytes(remaining)} still to fetch")
+            state = (f"{human_bytes(remaining)} still to fetch" if missing[wf.key] else
+                     "on disk, not verified yet")
+            self.log(f"[{i}/{len(todo)}] {wf.component}: {wf.key} ({human_bytes(remote[wf.key].size)}); {state}")
             self._fetch_verified(wf, remote[wf.key])
             remaining -= missing[wf.key]
             self.bytes_fetched += missing[wf.key]
