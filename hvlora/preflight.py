@@ -308,6 +308,12 @@ def _plan(report: DataReport) -> None:
     for f in report.usable:
         if f.info is None:
             continue
+        if f.kind == "image" and s.task == "i2v":
+            # musubi v0.3.4's i2v latent cache takes content[0] as the first video frame; for a still image that
+            # is a pixel row, and its SigLIP step asserts (seen with the real engine in the rig).
+            f.leave_out("--task i2v trains on videos; musubi cannot cache still images for i2v",
+                        "Train the images with --task t2v, or remove them")
+            continue
         if f.kind == "image":
             block = report.blocks.setdefault("images", Block("images", "image", None))
         else:

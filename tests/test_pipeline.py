@@ -214,15 +214,27 @@ def test_incomplete_lora_fails_the_run_and_publishes_nothing(ws):
     assert {p.name: p.stat().st_mtime_ns for p in ws.output.glob("*.safetensors")} == before
 
 
-def test_i2v_caches_image_latents_and_trains(ws):
-    """The stand-in trainer, like musubi's, fails on latents cached without --i2v: passing means they had them."""
+def test_i2v_trains_on_the_videos_and_leaves_the_images_out(ws):
+    """The stand-in trainer, like musubi's, fails on latents cached without --i2v, and its latent cache, like
+    musubi's, fails on still images with --i2v: passing means the images were left out and the videos cached
+    with image latents."""
     ws.calls.unlink(missing_ok=True)
     r = ws.train(*SMOKE, "--task", "i2v", "--output_name", "i2v", "--skip_download")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "stills/cat.png" in r.stdout and "--task i2v trains on videos" in r.stdout
     assert comfyui.verify(ws.output / "i2v.safetensors", ws.output / "i2v_comfyui.safetensors")
     argv = {c["module"]: c["argv"] for c in ws.calls_made()}
     assert "--i2v" in argv["hv_1_5_cache_latents"]
     assert any("720p_i2v" in a for a in argv["hv_1_5_train_network"])
+    summary = json.loads(sorted((ws.output / "runs").glob("i2v-*"))[-1].joinpath("summary.json").read_text())
+    assert set(summary["items"]["latent_caches"]) == {"videos_24fps"} and summary["items"]["images"] == 0
+
+
+def test_i2v_with_only_images_stops_before_any_work(tmp_path, ws):
+    src = tmp_path / "stills"
+    dataset_zip(tmp_path / "s", src / "only.zip", images={"a.png": "a", "b.png": "b"})
+    r = ws.train(*SMOKE, "--task", "i2v", "--input_zip", str(src / "only.zip"), "--skip_download")
+    assert r.returncode == 2 and "no usable media remain" in r.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -455,6 +455,16 @@ def test_mixed_frame_rates_make_one_block_per_rate(tmp_path, make_settings, src,
         "videos_30fps": {"kind": "video", "source_fps": 30.0, "files": 2}}
 
 
+def test_i2v_leaves_still_images_out(tmp_path, make_settings, src, img):
+    """musubi v0.3.4's i2v latent cache fails on still images (seen with the real engine): they are left out."""
+    files = {"img.png": img, "img.txt": "i", "v.mp4": make_video(src / "v.mp4", frames=9), "v.txt": "v"}
+    rep = check(make_settings, tmp_path, files, "--task", "i2v")
+    f = rec(rep, "img.png")
+    assert f.status == "left out" and only(f.problems, "img.png", "--task i2v trains on videos", "--task t2v")
+    assert set(rep.blocks) == {"videos_24fps"} and rep.errors == []
+    assert rec(check(make_settings, tmp_path / "t2v", files), "img.png").status == "ok"
+
+
 def test_strict_turns_warnings_into_errors(tmp_path, make_settings, src, img):
     files = {"ok.png": img, "ok.txt": "ok", "alpha.png": make_png(src / "a.png", "rgba"), "alpha.txt": "a",
              "pal.png": make_png(src / "p.png", "pal8"), "pal.txt": "p", "orphan.txt": "o",

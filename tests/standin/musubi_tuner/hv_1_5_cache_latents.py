@@ -5,6 +5,8 @@ dataset/cache_io.save_latent_cache_hunyuan_video_1_5 + save_latent_cache_common:
 - `--i2v` without `--image_encoder` -> AssertionError; `--image_encoder` alone turns i2v on;
 - the dataset config is read and the datasets built before anything else is checked; `--debug_mode` stops there
   (the stand-in only prints the items: no previews are written);
+- with `--i2v`, an image dataset fails with AssertionError, as in musubi v0.3.4 (its SigLIP step takes the first
+  "frame" of an image's pixel array, which is a pixel row);
 - `--vae` is asserted unless `--debug_mode`; the VAE and (i2v) image encoder files must exist;
 - per dataset: a tqdm bar without total over the batches; a bucket smaller than 16 px raises ValueError; one
   safetensors file per item with `latents_{F}x{H}x{W}_{dtype}` [32, F, H/16, W/16] (dtype = --vae_dtype, default
@@ -67,6 +69,10 @@ def encode_batch(batch: list[_dataset.Item], vae_dtype: torch.dtype, i2v: bool) 
         raise ValueError(f"Image or video size too small: {item.item_key} and {len(batch) - 1} more, "
                          f"size: {item.original_size}")
     for item in batch:
+        if i2v and item.frame_count is None:
+            # encode_and_save_batch takes `item.content[0]` as the first video frame; for a still image that is
+            # one pixel row, and frame_pack/clip_vision.hf_clip_vision_encode asserts a (H, W, 3) frame.
+            raise AssertionError()
         save_item(item, vae_dtype, i2v)
 
 
