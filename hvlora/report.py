@@ -27,7 +27,8 @@ def rows(report: DataReport) -> list[tuple[str, ...]]:
 
 
 def _problem_text(p) -> str:
-    return f"{p.message}. {p.fix}" if p.fix else p.message
+    message = p.message.removeprefix("left out: ")  # the status column says so already
+    return f"{message}. {p.fix}" if p.fix else message
 
 
 def table(report: DataReport, only_problems: bool = False) -> str:
