@@ -20,6 +20,8 @@ TRAIN = "musubi_tuner.hv_1_5_train_network"
 CONVERT = "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy"
 ACCELERATE_LAUNCH = "accelerate.commands.launch"  # `accelerate launch` as a module of the running interpreter
 
+# The caption files beside each dataset file (the dataset TOML's caption_extension).
+CAPTION_EXTENSION = ".txt"
 # Cache file names musubi writes into each dataset's cache_directory (architecture short name "hv15").
 LATENT_CACHE_SUFFIX = "_hv15.safetensors"
 TEXT_ENCODER_CACHE_SUFFIX = "_hv15_te.safetensors"

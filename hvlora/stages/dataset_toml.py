@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
-from .. import cache
+from .. import cache, musubi
 from ..config import Settings
 from ..context import RunContext
 from ..errors import StageFailed
@@ -32,7 +32,7 @@ def block_table(s: Settings, block: Block, directory: Path, cache_dir: Path) -> 
         "resolution": list(s.resolution),
         "enable_bucket": True,
         "bucket_no_upscale": False,
-        "caption_extension": ".txt",
+        "caption_extension": musubi.CAPTION_EXTENSION,
         "batch_size": 1,
         "num_repeats": s.num_repeats,
     }

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import musubi
 from ..context import RunContext
 from ..fsutil import link_or_copy
 from ..preflight import DataReport
 
 NAME = "extract"
 TITLE = "extract data"
-CAPTION_EXT = ".txt"
 
 
 def run(ctx: RunContext) -> dict:
@@ -34,7 +34,7 @@ def run(ctx: RunContext) -> dict:
                 os.symlink(f.path, dst)  # nothing copied; the user's file is only read
             else:
                 link_or_copy(f.path, dst)
-            (folder / (Path(f.flat).stem + CAPTION_EXT)).write_text(f.caption or "", encoding="utf-8")
+            (folder / (Path(f.flat).stem + musubi.CAPTION_EXTENSION)).write_text(f.caption or "", encoding="utf-8")
         log(f"{folder}: {len(block.files)} {block.kind}(s)"
             + (f", source_fps {block.source_fps}" if block.source_fps else ""))
     counts = {name: len(b.files) for name, b in report.blocks.items()}
