@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(argv)
+        if settings.offline:  # huggingface_hub reads it once, at its (lazy) import: nothing has imported it yet
+            os.environ["HF_HUB_OFFLINE"] = "1"
         for w in config.warnings_for(settings):
             print(f"warning: {w}", flush=True)
         pipeline.run(settings)

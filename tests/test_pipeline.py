@@ -190,7 +190,9 @@ def test_skip_cache_reuses_a_complete_cache_and_refuses_a_stale_one(ws):
 
 
 def test_failing_stage_prints_stage_command_and_log_tail(ws):
-    r = ws.train(*SMOKE, "--skip_download", env={"STANDIN_FAIL": "hv_1_5_train_network"})
+    before = len(ws.hub.requests)
+    r = ws.train(*SMOKE, "--offline", env={"STANDIN_FAIL": "hv_1_5_train_network"})
+    assert len(ws.hub.requests) == before  # --offline: not one request
     assert r.returncode == 1
     assert "stage train FAILED: exited with code 1" in r.stderr
     assert "command: " in r.stderr and "-m accelerate.commands.launch" in r.stderr
