@@ -39,16 +39,6 @@ def module_names(layout: dict[str, tuple[int, int]]) -> list[str]:
     return [f"lora_unet_double_blocks_{b}_{s}_{m}" for b in range(NUM_BLOCKS) for s in STREAMS for m in layout]
 
 
-def comfy_model_key(module: str) -> str:
-    """The ComfyUI model weight a ComfyUI-format module adapts:
-    'lora_unet_double_blocks_3_img_attn_qkv' -> 'diffusion_model.double_blocks.3.img_attn.qkv.weight'."""
-    rest = module.removeprefix("lora_unet_double_blocks_")
-    block, stream, name = rest.split("_", 2)
-    sub = {"attn_qkv": "attn.qkv", "attn_proj": "attn.proj", "mlp_0": "mlp.0", "mlp_2": "mlp.2",
-           "mod_lin": "mod.lin"}[name]
-    return f"diffusion_model.double_blocks.{block}.{stream}_{sub}.weight"
-
-
 def read_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor name -> shape, from the safetensors header alone (format: 8-byte little-endian header length, then
     a JSON object name -> {dtype, shape, data_offsets}). Raises LoraCheckError if the file is not safetensors."""

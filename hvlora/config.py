@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .catalog import check_variant
 from .errors import ConfigError
 
 TASKS = ("t2v", "i2v")
@@ -380,7 +381,6 @@ def validate(s: Settings) -> None:
     if s.offline and s.download_only:
         p.append("offline and download_only together: downloading needs the network")
     try:
-        from .catalog import check_variant
         check_variant(s.dit_variant)
     except ConfigError as e:
         p.append(str(e))

@@ -56,9 +56,7 @@ class Listing:
 def find_input(s: Settings) -> tuple[Path, str]:
     """(path, 'zip'|'folder'): --input_dir, --input_zip (also looked up in data_dir), or the only zip in data_dir.
     Raises DataError naming the candidates or saying where to put one."""
-    if s.input_dir is not None:
-        if s.input_zip is not None:
-            raise DataError("--input_zip and --input_dir both given: choose one")
+    if s.input_dir is not None:  # both given is refused by config.validate
         if not s.input_dir.is_dir():
             raise DataError(f"input_dir {s.input_dir} is not a folder")
         return s.input_dir, "folder"

@@ -79,11 +79,3 @@ def test_extra_keys_and_garbage(tmp_path, good):
     with pytest.raises(comfyui.LoraCheckError, match="not a readable safetensors"):
         comfyui.verify(junk, good[1])
 
-
-def test_comfy_model_keys():
-    assert comfyui.comfy_model_key("lora_unet_double_blocks_3_img_attn_qkv") == \
-        "diffusion_model.double_blocks.3.img_attn.qkv.weight"
-    assert comfyui.comfy_model_key("lora_unet_double_blocks_53_txt_mod_lin") == \
-        "diffusion_model.double_blocks.53.txt_mod.lin.weight"
-    keys = {comfyui.comfy_model_key(m) for m in comfyui.module_names(comfyui.COMFY_MODULES)}
-    assert len(keys) == 540
