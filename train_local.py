@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Train a HunyuanVideo 1.5 LoRA from a ZIP of captioned images and videos. `python train_local.py --help`."""
+
 import sys
 
 from hvlora.cli import main

@@ -5,6 +5,7 @@
 Prints the wall time and files/s of `hvlora.preflight.run` (listing, unpacking a zip, probing every file, captions,
 clip planning). Goal (issue 3): 1,000 files in under 10 s on a 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from hvlora.cli import load_settings  # noqa: E402
-from hvlora import preflight  # noqa: E402
 from mediafactory import make_image, make_video  # noqa: E402
+
+from hvlora import preflight  # noqa: E402
+from hvlora.cli import load_settings  # noqa: E402
 
 
 def generate(folder: Path, clips: int, images: int, frames: int, size: tuple[int, int]) -> None:
@@ -49,8 +51,19 @@ def zip_folder(folder: Path, zip_path: Path) -> None:
 def timed(flags: list[str], workdir: Path) -> tuple[float, preflight.DataReport]:
     cfg = workdir / "empty.toml"
     cfg.write_text("")
-    s = load_settings(["--config", str(cfg), "--output_dir", str(workdir / "out"), "--resolution", "640x352",
-                       "--target_frames", "1,13,25", *flags])
+    s = load_settings(
+        [
+            "--config",
+            str(cfg),
+            "--output_dir",
+            str(workdir / "out"),
+            "--resolution",
+            "640x352",
+            "--target_frames",
+            "1,13,25",
+            *flags,
+        ]
+    )
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     t0 = time.perf_counter()
     report = preflight.run(s, run_dir / "extracted")
@@ -69,8 +82,10 @@ def main() -> int:
     data = a.workdir / "data"
     t0 = time.perf_counter()
     generate(data, a.clips, a.images, a.frames, size)
-    print(f"dataset: {a.clips} clips ({a.frames} frames, {a.size}, 24/30 fps) + {a.images} images "
-          f"in {data} ({time.perf_counter() - t0:.1f} s to prepare)")
+    print(
+        f"dataset: {a.clips} clips ({a.frames} frames, {a.size}, 24/30 fps) + {a.images} images "
+        f"in {data} ({time.perf_counter() - t0:.1f} s to prepare)"
+    )
     zip_path = a.workdir / "bench.zip"
     if not zip_path.exists():
         zip_folder(data, zip_path)
@@ -79,8 +94,10 @@ def main() -> int:
     for label, flags in (("folder", ["--input_dir", str(data)]), ("zip", ["--input_zip", str(zip_path)])):
         wall, report = timed(flags, a.workdir)
         usable = len(report.usable)
-        print(f"{label:6s}: {n} files in {wall:.2f} s = {n / wall:.0f} files/s "
-              f"({usable} usable, {len(report.errors)} errors, {sum(report.buckets().values())} musubi items)")
+        print(
+            f"{label:6s}: {n} files in {wall:.2f} s = {n / wall:.0f} files/s "
+            f"({usable} usable, {len(report.errors)} errors, {sum(report.buckets().values())} musubi items)"
+        )
     return 0
 
 

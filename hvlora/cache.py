@@ -6,6 +6,7 @@ settings, task, fp8 and device. A run with the same key may reuse the cache (`--
 key, so a stale text cache after a caption or trigger change (a defect of the system we replace) cannot happen.
 `complete.json` is written only after both cache stages succeed, and removed before they run again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,9 +56,11 @@ def require_complete(root: Path) -> None:
     """--skip_cache: accept only a cache both cache stages completed for exactly this data and these settings.
     Raises UserError saying why there may be none."""
     if not is_complete(root):
-        raise UserError(f"--skip_cache: no complete cache for this data and these settings in {root} (the data, a "
-                        "caption, the trigger word or a cache setting changed, or caching never finished). "
-                        "Run without --skip_cache.")
+        raise UserError(
+            f"--skip_cache: no complete cache for this data and these settings in {root} (the data, a "
+            "caption, the trigger word or a cache setting changed, or caching never finished). "
+            "Run without --skip_cache."
+        )
 
 
 def mark_complete(root: Path, info: dict) -> None:

@@ -3,6 +3,7 @@
 musubi reads a caption as the whole UTF-8 file, stripped (dataset/datasources.py), and Qwen2.5-VL keeps the first
 1024 tokens after its prompt template (hunyuan_video_1_5_text_encoder.py, TOKENIZER_MAX_LENGTH).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -12,8 +13,12 @@ QWEN_MAX_TOKENS = 1024
 PLACEHOLDER = re.compile(r"\[trigger\]", re.IGNORECASE)  # ai-toolkit's convention
 
 
-BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
-        (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
 
 
 def decode(raw: bytes) -> tuple[str, str | None]:

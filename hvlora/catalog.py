@@ -9,6 +9,7 @@ DiT variants: the 720p (default) and 480p base T2V/I2V checkpoints of tencent/Hu
 architecture, which musubi loads strictly. The distilled variants may carry embedder weights musubi does not build
 (guidance_embed, meanflow), and the super-resolution models are another network: they are refused with a reason.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,25 +68,64 @@ class TokenizerRepo:
 
 
 def _dit(variant: str, task: str) -> WeightFile:
-    return WeightFile("dit", HV15_REPO, f"transformer/{variant}_{task}/diffusion_pytorch_model.safetensors", (task,),
-                      "--dit", DIT_BYTES, "bf16 safetensors, official key layout (q/k/v separate)", variant)
+    return WeightFile(
+        "dit",
+        HV15_REPO,
+        f"transformer/{variant}_{task}/diffusion_pytorch_model.safetensors",
+        (task,),
+        "--dit",
+        DIT_BYTES,
+        "bf16 safetensors, official key layout (q/k/v separate)",
+        variant,
+    )
 
 
 WEIGHTS: tuple[WeightFile, ...] = (
     *(_dit(variant, task) for variant in DIT_VARIANTS for task in ("t2v", "i2v")),
-    WeightFile("vae", HV15_REPO, "vae/diffusion_pytorch_model.safetensors", ("t2v", "i2v"), "--vae",
-               5_042_560_980, "fp32 safetensors (cast to --vae_dtype on load)"),
-    WeightFile("text_encoder", COMFY_REPO, "split_files/text_encoders/qwen_2.5_vl_7b.safetensors", ("t2v", "i2v"),
-               "--text_encoder", 16_584_415_608, "Qwen2.5-VL 7B, bf16 safetensors (not the fp8_scaled file)"),
-    WeightFile("byt5", COMFY_REPO, "split_files/text_encoders/byt5_small_glyphxl_fp16.safetensors", ("t2v", "i2v"),
-               "--byt5", 438_643_216, "byT5-small (Glyph), fp16 safetensors"),
-    WeightFile("image_encoder", COMFY_REPO, "split_files/clip_vision/sigclip_vision_patch14_384.safetensors",
-               ("i2v",), "--image_encoder", 856_505_672, "SigLIP vision, fp16 safetensors"),
+    WeightFile(
+        "vae",
+        HV15_REPO,
+        "vae/diffusion_pytorch_model.safetensors",
+        ("t2v", "i2v"),
+        "--vae",
+        5_042_560_980,
+        "fp32 safetensors (cast to --vae_dtype on load)",
+    ),
+    WeightFile(
+        "text_encoder",
+        COMFY_REPO,
+        "split_files/text_encoders/qwen_2.5_vl_7b.safetensors",
+        ("t2v", "i2v"),
+        "--text_encoder",
+        16_584_415_608,
+        "Qwen2.5-VL 7B, bf16 safetensors (not the fp8_scaled file)",
+    ),
+    WeightFile(
+        "byt5",
+        COMFY_REPO,
+        "split_files/text_encoders/byt5_small_glyphxl_fp16.safetensors",
+        ("t2v", "i2v"),
+        "--byt5",
+        438_643_216,
+        "byT5-small (Glyph), fp16 safetensors",
+    ),
+    WeightFile(
+        "image_encoder",
+        COMFY_REPO,
+        "split_files/clip_vision/sigclip_vision_patch14_384.safetensors",
+        ("i2v",),
+        "--image_encoder",
+        856_505_672,
+        "SigLIP vision, fp16 safetensors",
+    ),
 )
 
 TOKENIZERS: tuple[TokenizerRepo, ...] = (
-    TokenizerRepo("Qwen/Qwen-Image", ("tokenizer/*",),
-                  ("tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt")),
+    TokenizerRepo(
+        "Qwen/Qwen-Image",
+        ("tokenizer/*",),
+        ("tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt"),
+    ),
     TokenizerRepo("google/byt5-small", ("*.json",), ("config.json", "tokenizer_config.json")),
 )
 
@@ -97,8 +137,7 @@ def check_variant(variant: str) -> None:
     reason = REFUSED_VARIANTS.get(variant)
     allowed = ", ".join(DIT_VARIANTS)
     if reason:
-        raise ConfigError(f"dit_variant {variant}: {reason}; musubi-tuner v0.3.4 trains only the base DiTs: "
-                          f"{allowed}")
+        raise ConfigError(f"dit_variant {variant}: {reason}; musubi-tuner v0.3.4 trains only the base DiTs: {allowed}")
     raise ConfigError(f"dit_variant {variant!r} is not a HunyuanVideo 1.5 DiT; use one of {allowed}")
 
 

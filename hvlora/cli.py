@@ -3,6 +3,7 @@
 Exit codes: 0 done; 1 a stage failed (its log tail is printed); 2 bad settings or data (nothing was started);
 130/143 stopped by Ctrl-C/SIGTERM (the running stage was stopped and waited for).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,27 +31,38 @@ these flags. Every flag below is also a key of that file. Boolean flags have a -
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser. Flags default to SUPPRESS so that only flags given on the command line override the file."""
-    p = argparse.ArgumentParser(prog="train_local.py", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS)
-    p.add_argument("--config", metavar="PATH",
-                   help=f"TOML file with any of the keys below (default: {DEFAULT_CONFIG.name} beside train_local.py).")
+    p = argparse.ArgumentParser(
+        prog="train_local.py",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"TOML file with any of the keys below (default: {DEFAULT_CONFIG.name} beside train_local.py).",
+    )
     for opt in config.OPTIONS:
         default = _describe_default(opt)
         help_text = f"{opt.help} (default: {default})"
         if opt.parse is config._as_bool:
             p.add_argument("--" + opt.name, action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            p.add_argument("--" + opt.name, choices=opt.choices, metavar=None if opt.choices else opt.metavar,
-                           help=help_text)
+            p.add_argument(
+                "--" + opt.name, choices=opt.choices, metavar=None if opt.choices else opt.metavar, help=help_text
+            )
     return p
 
 
 def _describe_default(opt: config.Option) -> str:
     d = opt.default
     if d is None:
-        return {"input_zip": "the only .zip in data_dir", "input_dir": "unset (use a zip)",
-                "network_alpha": "= rank"}.get(opt.name, "unset")
+        return {
+            "input_zip": "the only .zip in data_dir",
+            "input_dir": "unset (use a zip)",
+            "network_alpha": "= rank",
+        }.get(opt.name, "unset")
     if isinstance(d, bool):
         return "on" if d else "off"
     if opt.parse is config.parse_resolution:

@@ -9,6 +9,7 @@ Oracle (contract §5, from musubi's networks/lora_hv_1_5.py and convert_hunyuan_
   key map derives from its model weight `diffusion_model.double_blocks.N.img_attn.qkv.weight`.
 Only the safetensors headers are read (no tensor data), so this takes milliseconds even for large ranks.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,20 @@ HIDDEN = 2048
 STREAMS = ("img", "txt")
 # module -> (in_features, out_features) of the Linear it adapts, HV1.5 (hidden 2048, mlp 8192, modulation 6x).
 MUSUBI_MODULES = {
-    "attn_q": (HIDDEN, HIDDEN), "attn_k": (HIDDEN, HIDDEN), "attn_v": (HIDDEN, HIDDEN),
-    "attn_proj": (HIDDEN, HIDDEN), "mlp_fc1": (HIDDEN, 4 * HIDDEN), "mlp_fc2": (4 * HIDDEN, HIDDEN),
+    "attn_q": (HIDDEN, HIDDEN),
+    "attn_k": (HIDDEN, HIDDEN),
+    "attn_v": (HIDDEN, HIDDEN),
+    "attn_proj": (HIDDEN, HIDDEN),
+    "mlp_fc1": (HIDDEN, 4 * HIDDEN),
+    "mlp_fc2": (4 * HIDDEN, HIDDEN),
     "mod_linear": (HIDDEN, 6 * HIDDEN),
 }
 COMFY_MODULES = {
-    "attn_qkv": (HIDDEN, 3 * HIDDEN), "attn_proj": (HIDDEN, HIDDEN), "mlp_0": (HIDDEN, 4 * HIDDEN),
-    "mlp_2": (4 * HIDDEN, HIDDEN), "mod_lin": (HIDDEN, 6 * HIDDEN),
+    "attn_qkv": (HIDDEN, 3 * HIDDEN),
+    "attn_proj": (HIDDEN, HIDDEN),
+    "mlp_0": (HIDDEN, 4 * HIDDEN),
+    "mlp_2": (4 * HIDDEN, HIDDEN),
+    "mod_lin": (HIDDEN, 6 * HIDDEN),
 }
 SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 
@@ -71,13 +79,17 @@ def check_layout(path: Path, layout: dict[str, tuple[int, int]], fused: int) -> 
     problems += _shape_problems(shapes, layout, rank, fused)
     if problems:
         more = f" (and {len(problems) - 30} more)" if len(problems) > 30 else ""
-        raise LoraCheckError(f"{path}: {len(missing)} key(s) missing, {len(unexpected)} unexpected:\n  "
-                             + "\n  ".join(problems[:30]) + more)
+        raise LoraCheckError(
+            f"{path}: {len(missing)} key(s) missing, {len(unexpected)} unexpected:\n  "
+            + "\n  ".join(problems[:30])
+            + more
+        )
     return rank
 
 
-def _shape_problems(shapes: dict[str, list[int]], layout: dict[str, tuple[int, int]], rank: int,
-                    fused: int) -> list[str]:
+def _shape_problems(
+    shapes: dict[str, list[int]], layout: dict[str, tuple[int, int]], rank: int, fused: int
+) -> list[str]:
     problems = []
     for m in module_names(layout):
         name = m.split("_", 6)[-1]
@@ -98,5 +110,10 @@ def verify(musubi_lora: Path, comfy_lora: Path) -> dict:
     if comfy_rank != rank:
         raise LoraCheckError(f"{comfy_lora} has rank {comfy_rank}, its source {musubi_lora} rank {rank}")
     n_musubi, n_comfy = len(module_names(MUSUBI_MODULES)), len(module_names(COMFY_MODULES))
-    return {"rank": rank, "musubi_modules": n_musubi, "musubi_keys": 3 * n_musubi,
-            "comfyui_modules": n_comfy, "comfyui_keys": 3 * n_comfy}
+    return {
+        "rank": rank,
+        "musubi_modules": n_musubi,
+        "musubi_keys": 3 * n_musubi,
+        "comfyui_modules": n_comfy,
+        "comfyui_keys": 3 * n_comfy,
+    }

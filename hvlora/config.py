@@ -5,15 +5,18 @@ commented `train.toml` (`render_toml`) and the validation below all derive from 
 and its documentation cannot drift apart. Names follow musubi-tuner's flags where one exists (`network_dim` is called
 `rank` here, as in the system we replace; `network_alpha`, `target_frames`, `frame_extraction`, `blocks_to_swap`).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from .catalog import check_variant
 from .errors import ConfigError
@@ -123,82 +126,226 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("input_zip", _as_str, None, "The dataset ZIP (images and videos with same-named .txt captions). "
-           "Unset: the only .zip in data_dir. A bare file name is also looked up in data_dir.",
-           metavar="PATH", is_path=True),
-    Option("input_dir", _as_str, None, "A folder with the same layout as the zip, used instead of a zip "
-           "(never modified).", metavar="DIR", is_path=True),
-    Option("task", _as_str, "t2v", "t2v trains text-to-video; i2v trains image-to-video (caches the first "
-           "frame with the SigLIP image encoder too).", choices=TASKS),
-    Option("trigger_word", _as_str, "", "Prepended to every caption as 'trigger, caption' unless the caption "
-           "already contains it. Empty: captions are used as they are.", metavar="WORD"),
+    Option(
+        "input_zip",
+        _as_str,
+        None,
+        "The dataset ZIP (images and videos with same-named .txt captions). "
+        "Unset: the only .zip in data_dir. A bare file name is also looked up in data_dir.",
+        metavar="PATH",
+        is_path=True,
+    ),
+    Option(
+        "input_dir",
+        _as_str,
+        None,
+        "A folder with the same layout as the zip, used instead of a zip (never modified).",
+        metavar="DIR",
+        is_path=True,
+    ),
+    Option(
+        "task",
+        _as_str,
+        "t2v",
+        "t2v trains text-to-video; i2v trains image-to-video (caches the first "
+        "frame with the SigLIP image encoder too).",
+        choices=TASKS,
+    ),
+    Option(
+        "trigger_word",
+        _as_str,
+        "",
+        "Prepended to every caption as 'trigger, caption' unless the caption "
+        "already contains it. Empty: captions are used as they are.",
+        metavar="WORD",
+    ),
     Option("epochs", _as_int, 10, "Number of training epochs (musubi --max_train_epochs).", metavar="N"),
-    Option("max_train_steps", _as_int, -1, "Train this many steps instead of epochs (musubi --max_train_steps). "
-           "-1: use epochs.", metavar="N"),
-    Option("rank", _as_int, 32, f"LoRA rank (musubi --network_dim), {RANK_RANGE[0]} to {RANK_RANGE[1]}.",
-           metavar="N"),
-    Option("network_alpha", _as_float, None, "LoRA alpha; the update is scaled by alpha/rank. Unset: equal "
-           "to rank (scale 1).", metavar="ALPHA"),
+    Option(
+        "max_train_steps",
+        _as_int,
+        -1,
+        "Train this many steps instead of epochs (musubi --max_train_steps). -1: use epochs.",
+        metavar="N",
+    ),
+    Option("rank", _as_int, 32, f"LoRA rank (musubi --network_dim), {RANK_RANGE[0]} to {RANK_RANGE[1]}.", metavar="N"),
+    Option(
+        "network_alpha",
+        _as_float,
+        None,
+        "LoRA alpha; the update is scaled by alpha/rank. Unset: equal to rank (scale 1).",
+        metavar="ALPHA",
+    ),
     Option("learning_rate", _as_float, 1e-4, "Learning rate (musubi --learning_rate).", metavar="LR"),
-    Option("optimizer", _as_str, "adamw8bit", "Optimizer: adamw8bit (bitsandbytes, least memory), adamw, or "
-           "AdaFactor (with a fixed learning rate).", choices=OPTIMIZERS),
-    Option("dit_variant", _as_str, "720p", "Which base DiT of tencent/HunyuanVideo-1.5 to train: 720p or 480p "
-           "(the distilled and super-resolution variants cannot be trained by musubi).", metavar="VARIANT"),
-    Option("fp8", _as_bool, False, "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled) and the "
-           "Qwen2.5-VL text encoder in fp8 while caching (--fp8_vl): for GPUs with 24 GB or less."),
-    Option("blocks_to_swap", _as_int, 0, f"Offload this many of the DiT's 54 blocks to CPU memory "
-           f"(musubi --blocks_to_swap), 0 to {MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps.", metavar="N"),
-    Option("resolution", parse_resolution, (960, 544), "Training resolution WIDTHxHEIGHT; media are "
-           "bucketed by aspect ratio around this area.", metavar="WxH"),
-    Option("target_frames", parse_frames, (1, 13, 25), "Clip lengths cut from each video, comma-separated; "
-           "each must be 4n+1 (1, 5, 9, 13, ...).", metavar="N,N,..."),
-    Option("frame_extraction", _as_str, "head", "How clips are cut from videos (musubi frame_extraction): "
-           "head = first frames, chunk = back-to-back, slide = sliding window, uniform = evenly spaced, "
-           "full = whole video.", choices=FRAME_EXTRACTIONS),
-    Option("frame_stride", _as_int, 1, "slide: frames between the starts of two clips (musubi frame_stride).",
-           metavar="N"),
-    Option("frame_sample", _as_int, 1, "uniform: clips per video and target length (musubi frame_sample).",
-           metavar="N"),
-    Option("max_frames", _as_int, 129, "full: at most this many frames per video (musubi max_frames).",
-           metavar="N"),
-    Option("missing_caption", _as_str, "error", "Media without a caption: error stops the run; trigger "
-           "captions them with the trigger word; skip leaves them out. Either way they are reported.",
-           choices=MISSING_CAPTION),
-    Option("strict", _as_bool, False, "Treat every data warning as an error (the run stops before any "
-           "weights load)."),
-    Option("max_unpacked_gb", _as_float, 100.0, "Refuse a zip that would unpack to more than this many GB "
-           "(zip-bomb guard).", metavar="GB"),
+    Option(
+        "optimizer",
+        _as_str,
+        "adamw8bit",
+        "Optimizer: adamw8bit (bitsandbytes, least memory), adamw, or AdaFactor (with a fixed learning rate).",
+        choices=OPTIMIZERS,
+    ),
+    Option(
+        "dit_variant",
+        _as_str,
+        "720p",
+        "Which base DiT of tencent/HunyuanVideo-1.5 to train: 720p or 480p "
+        "(the distilled and super-resolution variants cannot be trained by musubi).",
+        metavar="VARIANT",
+    ),
+    Option(
+        "fp8",
+        _as_bool,
+        False,
+        "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled) and the "
+        "Qwen2.5-VL text encoder in fp8 while caching (--fp8_vl): for GPUs with 24 GB or less.",
+    ),
+    Option(
+        "blocks_to_swap",
+        _as_int,
+        0,
+        f"Offload this many of the DiT's 54 blocks to CPU memory "
+        f"(musubi --blocks_to_swap), 0 to {MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps.",
+        metavar="N",
+    ),
+    Option(
+        "resolution",
+        parse_resolution,
+        (960, 544),
+        "Training resolution WIDTHxHEIGHT; media are bucketed by aspect ratio around this area.",
+        metavar="WxH",
+    ),
+    Option(
+        "target_frames",
+        parse_frames,
+        (1, 13, 25),
+        "Clip lengths cut from each video, comma-separated; each must be 4n+1 (1, 5, 9, 13, ...).",
+        metavar="N,N,...",
+    ),
+    Option(
+        "frame_extraction",
+        _as_str,
+        "head",
+        "How clips are cut from videos (musubi frame_extraction): "
+        "head = first frames, chunk = back-to-back, slide = sliding window, uniform = evenly spaced, "
+        "full = whole video.",
+        choices=FRAME_EXTRACTIONS,
+    ),
+    Option(
+        "frame_stride", _as_int, 1, "slide: frames between the starts of two clips (musubi frame_stride).", metavar="N"
+    ),
+    Option(
+        "frame_sample", _as_int, 1, "uniform: clips per video and target length (musubi frame_sample).", metavar="N"
+    ),
+    Option("max_frames", _as_int, 129, "full: at most this many frames per video (musubi max_frames).", metavar="N"),
+    Option(
+        "missing_caption",
+        _as_str,
+        "error",
+        "Media without a caption: error stops the run; trigger "
+        "captions them with the trigger word; skip leaves them out. Either way they are reported.",
+        choices=MISSING_CAPTION,
+    ),
+    Option("strict", _as_bool, False, "Treat every data warning as an error (the run stops before any weights load)."),
+    Option(
+        "max_unpacked_gb",
+        _as_float,
+        100.0,
+        "Refuse a zip that would unpack to more than this many GB (zip-bomb guard).",
+        metavar="GB",
+    ),
     Option("num_repeats", _as_int, 1, "How often each item is repeated per epoch.", metavar="N"),
     Option("output_name", _as_str, "lora", "Base name of the LoRA files and of the run folder.", metavar="NAME"),
     Option("seed", _as_int, 42, "Random seed for training.", metavar="N"),
-    Option("save_every_n_epochs", _as_int, 1, "Save a checkpoint and the training state every N epochs; "
-           "the last 3 checkpoints and the last state are kept.", metavar="N"),
-    Option("save_precision", _as_str, "bf16", "Precision of the saved LoRA (musubi --save_precision); bf16 "
-           "is half the size of fp32.", choices=SAVE_PRECISIONS),
-    Option("skip_download", _as_bool, False, "Download nothing; check that every model file is already in "
-           "models_dir and the HF cache."),
-    Option("skip_cache", _as_bool, False, "Do not run the cache stages; reuse the latent and text-encoder "
-           "cache of an earlier run with the same data and settings (fails if there is none)."),
-    Option("revision", parse_revision, {"*": "main"}, "Hub revision to download: a branch, tag or commit for "
-           "every repo, or REPO_ID=REVISION[,REPO_ID=REVISION] per repo. The commit resolved is recorded in "
-           "models/manifest.json.", metavar="REV"),
-    Option("offline", _as_bool, False, "No network at all: every model file must already be in models_dir (and "
-           "pass the quick check against models/manifest.json) and the tokenizers in the HF cache."),
-    Option("verify_weights", _as_bool, False, "Re-hash every model file against its recorded sha256 instead of "
-           "the quick size-and-time check (minutes for ~40 GB)."),
+    Option(
+        "save_every_n_epochs",
+        _as_int,
+        1,
+        "Save a checkpoint and the training state every N epochs; the last 3 checkpoints and the last state are kept.",
+        metavar="N",
+    ),
+    Option(
+        "save_precision",
+        _as_str,
+        "bf16",
+        "Precision of the saved LoRA (musubi --save_precision); bf16 is half the size of fp32.",
+        choices=SAVE_PRECISIONS,
+    ),
+    Option(
+        "skip_download",
+        _as_bool,
+        False,
+        "Download nothing; check that every model file is already in models_dir and the HF cache.",
+    ),
+    Option(
+        "skip_cache",
+        _as_bool,
+        False,
+        "Do not run the cache stages; reuse the latent and text-encoder "
+        "cache of an earlier run with the same data and settings (fails if there is none).",
+    ),
+    Option(
+        "revision",
+        parse_revision,
+        {"*": "main"},
+        "Hub revision to download: a branch, tag or commit for "
+        "every repo, or REPO_ID=REVISION[,REPO_ID=REVISION] per repo. The commit resolved is recorded in "
+        "models/manifest.json.",
+        metavar="REV",
+    ),
+    Option(
+        "offline",
+        _as_bool,
+        False,
+        "No network at all: every model file must already be in models_dir (and "
+        "pass the quick check against models/manifest.json) and the tokenizers in the HF cache.",
+    ),
+    Option(
+        "verify_weights",
+        _as_bool,
+        False,
+        "Re-hash every model file against its recorded sha256 instead of "
+        "the quick size-and-time check (minutes for ~40 GB).",
+    ),
     Option("data_dir", _as_str, "data", "Where the dataset ZIP is found.", metavar="DIR", is_path=True),
-    Option("models_dir", _as_str, "models", "Where model weights are downloaded to.", metavar="DIR",
-           is_path=True),
-    Option("output_dir", _as_str, "output", "Where LoRA files, run folders and caches are written.",
-           metavar="DIR", is_path=True),
-    Option("device", _as_str, "cuda", "cuda trains on the GPU. cpu is for smoke runs on machines without "
-           "a GPU (very slow).", choices=DEVICES),
-    Option("download_only", _as_bool, False, "Only fetch and verify the model files the task and DiT variant "
-           "need, then stop (to pre-fetch before a training session).", toml=False),
-    Option("check_data", _as_bool, False, "Only check the data: print the report, write dataset_report.json, "
-           "exit 0 when it is usable and 2 when not. Nothing is downloaded or trained.", toml=False),
-    Option("dry_run", _as_bool, False, "Extract the data and write the dataset TOML, then print the "
-           "commands and write plan.json without downloading or starting musubi.", toml=False),
+    Option("models_dir", _as_str, "models", "Where model weights are downloaded to.", metavar="DIR", is_path=True),
+    Option(
+        "output_dir",
+        _as_str,
+        "output",
+        "Where LoRA files, run folders and caches are written.",
+        metavar="DIR",
+        is_path=True,
+    ),
+    Option(
+        "device",
+        _as_str,
+        "cuda",
+        "cuda trains on the GPU. cpu is for smoke runs on machines without a GPU (very slow).",
+        choices=DEVICES,
+    ),
+    Option(
+        "download_only",
+        _as_bool,
+        False,
+        "Only fetch and verify the model files the task and DiT variant "
+        "need, then stop (to pre-fetch before a training session).",
+        toml=False,
+    ),
+    Option(
+        "check_data",
+        _as_bool,
+        False,
+        "Only check the data: print the report, write dataset_report.json, "
+        "exit 0 when it is usable and 2 when not. Nothing is downloaded or trained.",
+        toml=False,
+    ),
+    Option(
+        "dry_run",
+        _as_bool,
+        False,
+        "Extract the data and write the dataset TOML, then print the "
+        "commands and write plan.json without downloading or starting musubi.",
+        toml=False,
+    ),
 )
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -297,8 +444,9 @@ def read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_settings(file_values: dict[str, Any], file_dir: Path, cli_values: dict[str, Any],
-                   cwd: Path | None = None) -> Settings:
+def build_settings(
+    file_values: dict[str, Any], file_dir: Path, cli_values: dict[str, Any], cwd: Path | None = None
+) -> Settings:
     """Merge built-in defaults < file values < CLI values, parse and validate them.
 
     Relative paths from the file are taken relative to `file_dir`, those from the command line relative to `cwd`.
@@ -360,8 +508,10 @@ def validate(s: Settings) -> None:
     if w < 64 or h < 64:
         p.append(f"resolution: {w}x{h} is too small; use at least 64x64 (960x544 is the default)")
     elif w % 16 or h % 16:
-        p.append(f"resolution: {w}x{h} must be multiples of 16 (HV1.5 buckets step by 16), "
-                 f"e.g. {w // 16 * 16}x{h // 16 * 16}")
+        p.append(
+            f"resolution: {w}x{h} must be multiples of 16 (HV1.5 buckets step by 16), "
+            f"e.g. {w // 16 * 16}x{h // 16 * 16}"
+        )
     bad = [f for f in s.target_frames if f < 1 or (f - 1) % 4]
     if bad:
         hint = ", ".join(f"{f}->{max(1, (f - 1) // 4 * 4 + 1)}" for f in bad)
@@ -402,8 +552,10 @@ def warnings_for(s: Settings) -> list[str]:
     """Settings that are valid but probably not what the user meant; each line says what to change."""
     w: list[str] = []
     if s.frame_extraction == "chunk" and 1 in s.target_frames:
-        w.append("target_frames includes 1 with frame_extraction chunk: every single frame becomes an item; "
-                 "drop 1 from --target_frames unless that is intended")
+        w.append(
+            "target_frames includes 1 with frame_extraction chunk: every single frame becomes an item; "
+            "drop 1 from --target_frames unless that is intended"
+        )
     if s.max_train_steps > 0 and s.epochs != OPTION_BY_NAME["epochs"].default:
         w.append(f"max_train_steps {s.max_train_steps} is set, so epochs {s.epochs} is ignored")
     return w

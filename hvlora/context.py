@@ -2,6 +2,7 @@
 
 A stage reads what earlier stages put into `RunContext` and adds its own results; no stage imports another.
 """
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """Errors a user can act on, each with the exit code the CLI returns for it."""
+
 from __future__ import annotations
 
 
@@ -27,8 +28,9 @@ class StageFailed(Exception):
 
     exit_code = 1
 
-    def __init__(self, stage: str, message: str, command: list[str] | None = None, log_path=None,
-                 returncode: int | None = None):
+    def __init__(
+        self, stage: str, message: str, command: list[str] | None = None, log_path=None, returncode: int | None = None
+    ):
         super().__init__(message)
         self.stage = stage
         self.command = command

@@ -8,6 +8,7 @@ Mirrors, for architecture hv15 (resolution step 16, target fps 24):
 - VideoDataset/ImageDataset.prepare_for_training: training buckets (width, height, frames) x num_repeats.
 Item counts computed here are what musubi's latent cache writes; the pipeline checks that after caching.
 """
+
 from __future__ import annotations
 
 import math
@@ -80,8 +81,14 @@ def effective_mode(mode: str, frame_sample: int) -> str:
     return "head" if mode == "uniform" and frame_sample == 1 else mode
 
 
-def clips(frame_count: int, target_frames: tuple[int, ...], mode: str, frame_stride: int = 1,
-          frame_sample: int = 1, max_frames: int = 129) -> list[Clip]:
+def clips(
+    frame_count: int,
+    target_frames: tuple[int, ...],
+    mode: str,
+    frame_stride: int = 1,
+    frame_sample: int = 1,
+    max_frames: int = 129,
+) -> list[Clip]:
     """The clips musubi cuts from `frame_count` frames (already resampled and limited, see frames_read).
 
     Duplicate clips (uniform sampling more windows than there are positions) share one cache file, so they are
@@ -109,8 +116,15 @@ def clips(frame_count: int, target_frames: tuple[int, ...], mode: str, frame_str
     return list(dict.fromkeys(out))
 
 
-def video_clips(frame_count: int, source_fps: float | None, target_frames: tuple[int, ...], mode: str,
-                frame_stride: int = 1, frame_sample: int = 1, max_frames: int = 129) -> list[Clip]:
+def video_clips(
+    frame_count: int,
+    source_fps: float | None,
+    target_frames: tuple[int, ...],
+    mode: str,
+    frame_stride: int = 1,
+    frame_sample: int = 1,
+    max_frames: int = 129,
+) -> list[Clip]:
     """frames_read + clips: everything musubi will cache from one video."""
     head = effective_mode(mode, frame_sample) == "head"
     n = frames_read(frame_count, source_fps, max(target_frames) if head else None)

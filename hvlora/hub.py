@@ -6,12 +6,14 @@ later call (even from a new process, after a kill) continues it with a `Range` r
 connection cut mid-body is not retried by huggingface_hub 0.34 itself, so it is retried here; so are 5xx answers,
 429 and network errors, with exponential backoff. HF_TOKEN is passed as a value and never put into any message.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from .errors import StageFailed
 
@@ -30,8 +32,9 @@ class RemoteFile:
     size: int
 
 
-def remote_file(repo_id: str, filename: str, revision: str, endpoint: str | None, token: str | None,
-                log: Callable[[str], None]) -> RemoteFile:
+def remote_file(
+    repo_id: str, filename: str, revision: str, endpoint: str | None, token: str | None, log: Callable[[str], None]
+) -> RemoteFile:
     """HEAD the file (retrying transient failures). Raises StageFailed with an actionable message."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
@@ -40,26 +43,58 @@ def remote_file(repo_id: str, filename: str, revision: str, endpoint: str | None
     return RemoteFile(meta.commit_hash, (meta.etag or "").strip('"'), meta.size or 0)
 
 
-def download(repo_id: str, filename: str, local_dir: Path, revision: str, cache_dir: Path, endpoint: str | None,
-             token: str | None, log: Callable[[str], None], force: bool = False) -> Path:
+def download(
+    repo_id: str,
+    filename: str,
+    local_dir: Path,
+    revision: str,
+    cache_dir: Path,
+    endpoint: str | None,
+    token: str | None,
+    log: Callable[[str], None],
+    force: bool = False,
+) -> Path:
     """hf_hub_download into `local_dir` (resuming a partial file), retrying transient failures."""
     from huggingface_hub import hf_hub_download
 
     def call() -> str:
-        return hf_hub_download(repo_id, filename, revision=revision, local_dir=local_dir, cache_dir=cache_dir,
-                               endpoint=endpoint, token=token, force_download=force)
+        return hf_hub_download(
+            repo_id,
+            filename,
+            revision=revision,
+            local_dir=local_dir,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            token=token,
+            force_download=force,
+        )
 
     return Path(retrying(call, f"{repo_id}/{filename}", log, revision))
 
 
-def snapshot(repo_id: str, allow_patterns: tuple[str, ...], revision: str, cache_dir: Path, endpoint: str | None,
-             token: str | None, log: Callable[[str], None], force: bool = False) -> Path:
+def snapshot(
+    repo_id: str,
+    allow_patterns: tuple[str, ...],
+    revision: str,
+    cache_dir: Path,
+    endpoint: str | None,
+    token: str | None,
+    log: Callable[[str], None],
+    force: bool = False,
+) -> Path:
     """snapshot_download of the matching files into the HF cache (where transformers looks for them)."""
     from huggingface_hub import snapshot_download
 
     def call() -> str:
-        return snapshot_download(repo_id, allow_patterns=list(allow_patterns), revision=revision,
-                                 cache_dir=cache_dir, endpoint=endpoint, token=token, force_download=force)
+        return snapshot_download(
+            repo_id,
+            allow_patterns=list(allow_patterns),
+            revision=revision,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            token=token,
+            force_download=force,
+        )
 
     return Path(retrying(call, f"{repo_id} ({' '.join(allow_patterns)})", log, revision))
 
@@ -90,8 +125,10 @@ def retrying(call: Callable[[], T], what: str, log: Callable[[str], None], revis
             if attempt == RETRIES or not is_transient(e):
                 raise explain(e, what, revision) from e
             wait = BACKOFF_S * 2 ** (attempt - 1)
-            log(f"{what}: {describe(e)}; retrying in {wait:g} s (try {attempt + 1} of {RETRIES}, a partial file "
-                "resumes)")
+            log(
+                f"{what}: {describe(e)}; retrying in {wait:g} s (try {attempt + 1} of {RETRIES}, a partial file "
+                "resumes)"
+            )
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -101,8 +138,9 @@ def is_transient(e: Exception) -> bool:
     from huggingface_hub import errors as hf
     from requests import exceptions as rq
 
-    if isinstance(e, (hf.RepositoryNotFoundError, hf.EntryNotFoundError, hf.RevisionNotFoundError)) \
-            and not isinstance(e, hf.LocalEntryNotFoundError):
+    if isinstance(e, (hf.RepositoryNotFoundError, hf.EntryNotFoundError, hf.RevisionNotFoundError)) and not isinstance(
+        e, hf.LocalEntryNotFoundError
+    ):
         return False
     if isinstance(e, (rq.ChunkedEncodingError, rq.ConnectionError, rq.Timeout, hf.LocalEntryNotFoundError)):
         return True
@@ -122,23 +160,31 @@ def explain(e: Exception, what: str, revision: str | None = None) -> StageFailed
 
     repo_id = "/".join(what.split("/")[:2]).split(" ")[0]
     if isinstance(e, hf.GatedRepoError):
-        msg = (f"{repo_id} is gated: accept its license on https://huggingface.co/{repo_id} while logged in, then "
-               "set HF_TOKEN to a token of that account and run again.")
+        msg = (
+            f"{repo_id} is gated: accept its license on https://huggingface.co/{repo_id} while logged in, then "
+            "set HF_TOKEN to a token of that account and run again."
+        )
     elif isinstance(e, hf.RepositoryNotFoundError):
-        msg = (f"repository {repo_id} was not found, or it is private and HF_TOKEN is missing or has no access. "
-               "Check the name, HF_ENDPOINT and HF_TOKEN, and run again.")
+        msg = (
+            f"repository {repo_id} was not found, or it is private and HF_TOKEN is missing or has no access. "
+            "Check the name, HF_ENDPOINT and HF_TOKEN, and run again."
+        )
     elif isinstance(e, hf.RevisionNotFoundError):
         msg = f"{what}: revision {revision or '(requested)'} does not exist in {repo_id}. Check --revision."
     elif isinstance(e, (hf.LocalEntryNotFoundError, rq.ConnectionError, rq.Timeout)):
         # LocalEntryNotFoundError first: it is a subclass of EntryNotFoundError
-        msg = (f"could not reach the Hugging Face hub for {what} (network down, or HF_ENDPOINT wrong?). Run the "
-               "same command again when the network is back: finished files are kept and a partial one resumes. "
-               "With every file already present, --offline needs no network.")
+        msg = (
+            f"could not reach the Hugging Face hub for {what} (network down, or HF_ENDPOINT wrong?). Run the "
+            "same command again when the network is back: finished files are kept and a partial one resumes. "
+            "With every file already present, --offline needs no network."
+        )
     elif isinstance(e, hf.EntryNotFoundError):
         msg = f"{what} was not found in {repo_id} at revision {revision or 'main'}. Check --revision."
     elif isinstance(e, OSError) and getattr(e, "errno", None) == 28:
         msg = f"the disk is full while downloading {what}: free space, then run again (it resumes)."
     else:
-        msg = (f"downloading {what} failed: {describe(e)}: {e}. Run the same command again: finished files are "
-               "kept and a partial one resumes.")
+        msg = (
+            f"downloading {what} failed: {describe(e)}: {e}. Run the same command again: finished files are "
+            "kept and a partial one resumes."
+        )
     return StageFailed("download", msg)

@@ -5,6 +5,7 @@ The quick check compares size and mtime with the record (a file changed or repla
 (--verify_weights) hashes the file again. Hashes follow the hub: an LFS file's ETag is its sha256, a small file's
 ETag is its git blob sha1.
 """
+
 from __future__ import annotations
 
 import datetime as dt

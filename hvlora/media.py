@@ -4,6 +4,7 @@ Only what is needed is decoded: an image's only frame; a video's first frame (si
 last keyframe (the end of the file is readable). Frames are counted from the demuxed packets, not from the header (webm and mkv
 have none; a header can lie) and not by decoding (slow). Packet timestamps tell the frame rate and whether it varies.
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,10 @@ def _probe_image(path: Path) -> MediaInfo:
         stream = _video_stream(container)
         frame = _first_frame(container, stream)
     if frame.width * frame.height > 2 * PILLOW_MAX_PIXELS:
-        raise MediaError(f"has {frame.width}x{frame.height} pixels, more than Pillow (which musubi uses) opens "
-                         f"({2 * PILLOW_MAX_PIXELS})")
+        raise MediaError(
+            f"has {frame.width}x{frame.height} pixels, more than Pillow (which musubi uses) opens "
+            f"({2 * PILLOW_MAX_PIXELS})"
+        )
     return MediaInfo("image", frame.width, frame.height, frame.format.name, stream.codec_context.name)
 
 
@@ -138,8 +141,9 @@ def _probe_video(path: Path) -> MediaInfo:
     _check_last_frames(path, max(pts))
     fps, vfr = _frame_rate(pts, time_base, average_rate)
     duration = len(pts) / fps if fps else None
-    return MediaInfo("video", width, height, pix_fmt, codec, len(pts), header_frames, fps, vfr, duration, rotation,
-                     declared)
+    return MediaInfo(
+        "video", width, height, pix_fmt, codec, len(pts), header_frames, fps, vfr, duration, rotation, declared
+    )
 
 
 def _video_stream(container):

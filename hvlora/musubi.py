@@ -4,6 +4,7 @@ Each builder returns a `Command`: the module to run with `python -m`, the argv a
 training the `accelerate launch` flags. The same objects drive a real run and `--dry_run`'s plan.json, so what
 is printed is what runs. Flags, defaults and traps are from the contract (shared/musubi-hv15.md §3).
 """
+
 from __future__ import annotations
 
 import os
@@ -79,8 +80,18 @@ def cache_latents(s: Settings, dataset_config: Path, weights: dict[str, Path]) -
 
 def cache_text_encoder_outputs(s: Settings, dataset_config: Path, weights: dict[str, Path]) -> Command:
     """hv_1_5_cache_text_encoder_outputs with Qwen2.5-VL (fp8 with --fp8) and byT5."""
-    argv = ["--dataset_config", str(dataset_config), "--text_encoder", str(weights["text_encoder"]),
-            "--byt5", str(weights["byt5"]), "--batch_size", str(TEXT_ENCODER_BATCH_SIZE), "--device", s.device]
+    argv = [
+        "--dataset_config",
+        str(dataset_config),
+        "--text_encoder",
+        str(weights["text_encoder"]),
+        "--byt5",
+        str(weights["byt5"]),
+        "--batch_size",
+        str(TEXT_ENCODER_BATCH_SIZE),
+        "--device",
+        s.device,
+    ]
     if s.fp8:
         argv.append("--fp8_vl")
     return Command("cache_text_encoder_outputs", CACHE_TEXT_ENCODER, tuple(argv))
@@ -90,25 +101,56 @@ def launcher(s: Settings) -> tuple[str, ...]:
     """`accelerate launch` flags: one process, bf16. Every value is given so that no accelerate config file or
     GPU count changes the run behind the user's back. With --device cpu: forced CPU, all cores."""
     threads = (os.cpu_count() or 1) if s.device == "cpu" else 1
-    flags = ["accelerate", "launch", "--num_cpu_threads_per_process", str(threads), "--num_processes", "1",
-             "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no"]
+    flags = [
+        "accelerate",
+        "launch",
+        "--num_cpu_threads_per_process",
+        str(threads),
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "bf16",
+        "--dynamo_backend",
+        "no",
+    ]
     if s.device == "cpu":
         flags.append("--cpu")
     return tuple(flags)
 
 
-def train(s: Settings, dataset_config: Path, weights: dict[str, Path], output_dir: Path,
-          logging_dir: Path) -> Command:
+def train(s: Settings, dataset_config: Path, weights: dict[str, Path], output_dir: Path, logging_dir: Path) -> Command:
     """hv_1_5_train_network with every flag musubi needs in practice (contract §3c): an attention mode, an
     optimizer type (its empty default crashes), output_dir/output_name, a real learning rate and network_dim
     (defaults 2e-6 and 4), and the docs' HV1.5 timestep settings."""
     argv = [
-        "--dit", str(weights["dit"]), "--dataset_config", str(dataset_config), "--task", s.task,
-        "--sdpa", "--mixed_precision", "bf16",
-        "--timestep_sampling", "shift", "--weighting_scheme", "none", "--discrete_flow_shift", "2.0",
-        "--optimizer_type", OPTIMIZER_TYPES[s.optimizer], "--learning_rate", _num(s.learning_rate),
+        "--dit",
+        str(weights["dit"]),
+        "--dataset_config",
+        str(dataset_config),
+        "--task",
+        s.task,
+        "--sdpa",
+        "--mixed_precision",
+        "bf16",
+        "--timestep_sampling",
+        "shift",
+        "--weighting_scheme",
+        "none",
+        "--discrete_flow_shift",
+        "2.0",
+        "--optimizer_type",
+        OPTIMIZER_TYPES[s.optimizer],
+        "--learning_rate",
+        _num(s.learning_rate),
         "--gradient_checkpointing",
-        "--network_module", "networks.lora_hv_1_5", "--network_dim", str(s.rank), "--network_alpha", _num(s.alpha),
+        "--network_module",
+        "networks.lora_hv_1_5",
+        "--network_dim",
+        str(s.rank),
+        "--network_alpha",
+        _num(s.alpha),
     ]
     if s.optimizer == "AdaFactor":
         argv += ["--optimizer_args", *ADAFACTOR_ARGS]
@@ -117,11 +159,26 @@ def train(s: Settings, dataset_config: Path, weights: dict[str, Path], output_di
     else:
         argv += ["--max_train_epochs", str(s.epochs)]
     argv += [
-        "--save_every_n_epochs", str(s.save_every_n_epochs), "--save_last_n_epochs", "3",
-        "--save_state", "--save_last_n_epochs_state", "1", "--save_precision", s.save_precision,
-        "--seed", str(s.seed), "--output_dir", str(output_dir), "--output_name", s.output_name,
-        "--logging_dir", str(logging_dir),
-        "--max_data_loader_n_workers", "2", "--persistent_data_loader_workers",
+        "--save_every_n_epochs",
+        str(s.save_every_n_epochs),
+        "--save_last_n_epochs",
+        "3",
+        "--save_state",
+        "--save_last_n_epochs_state",
+        "1",
+        "--save_precision",
+        s.save_precision,
+        "--seed",
+        str(s.seed),
+        "--output_dir",
+        str(output_dir),
+        "--output_name",
+        s.output_name,
+        "--logging_dir",
+        str(logging_dir),
+        "--max_data_loader_n_workers",
+        "2",
+        "--persistent_data_loader_workers",
     ]
     if s.fp8:
         argv += ["--fp8_base", "--fp8_scaled"]

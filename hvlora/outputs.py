@@ -5,14 +5,15 @@ is replaced, its sha256 is looked up among the runs' recorded outputs; if no run
 file (it was made by hand, or its run folder was deleted), it is moved to OUTPUT_DIR/runs/kept-<UTC time>/ first.
 The new file arrives by copy to a temporary name and a rename, so OUTPUT_DIR/X is never half-written.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .fsutil import atomic_copy
 

@@ -5,6 +5,7 @@ exact items musubi will cache planned: before any download) -> [1/7] download ->
 TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -> [7/7] convert.
 `--dry_run` runs the preflight and stages 2 and 3, then writes plan.json; `--check_data` runs only the preflight.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -98,39 +99,53 @@ def check_data(ctx: RunContext) -> None:
     log(data_report.text(report))
     json_path = data_report.write(report, ctx.paths.root)
     totals = data_report.totals(report)
-    ctx.summary.update("items", {k: totals[k] for k in ("images", "videos", "left_out", "items",
-                                                        "training_items_per_epoch", "items_per_bucket")})
+    ctx.summary.update(
+        "items",
+        {
+            k: totals[k]
+            for k in ("images", "videos", "left_out", "items", "training_items_per_epoch", "items_per_bucket")
+        },
+    )
     wall = time.monotonic() - t0
     status = "failed" if report.errors else "ok"
-    ctx.summary.stage("preflight", status, wall, report=str(json_path), errors=len(report.errors),
-                      warnings=totals["warnings"])
+    ctx.summary.stage(
+        "preflight", status, wall, report=str(json_path), errors=len(report.errors), warnings=totals["warnings"]
+    )
     if ctx.settings.check_data or report.errors:
         shutil.rmtree(ctx.paths.extracted, ignore_errors=True)  # nothing will train on it
     if report.errors:
         lines = "\n  ".join(str(p) for p in report.errors[:50])
         more = f"\n  ... and {len(report.errors) - 50} more" if len(report.errors) > 50 else ""
-        raise DataError(f"the data cannot be trained on as it is ({len(report.errors)} error(s); nothing was "
-                        f"downloaded or started):\n  {lines}{more}\nFull report: {json_path}")
+        raise DataError(
+            f"the data cannot be trained on as it is ({len(report.errors)} error(s); nothing was "
+            f"downloaded or started):\n  {lines}{more}\nFull report: {json_path}"
+        )
     print(f"[preflight] check data: done in {format_seconds(wall)}", flush=True)
     ctx.data = report
 
 
 def _require_module(name: str, what: str) -> None:
     if importlib.util.find_spec(name) is None:
-        raise UserError(f"{what} ({sys.executable}). Use `docker compose run train`, or install musubi-tuner "
-                        "v0.3.4 and this project's requirements into this environment.")
+        raise UserError(
+            f"{what} ({sys.executable}). Use `docker compose run train`, or install musubi-tuner "
+            "v0.3.4 and this project's requirements into this environment."
+        )
 
 
 def _require_cuda() -> None:
     try:
         import torch
     except ImportError:
-        raise UserError(f"PyTorch is not installed in this Python ({sys.executable}); use `docker compose run "
-                        "train` or install musubi-tuner's environment.") from None
+        raise UserError(
+            f"PyTorch is not installed in this Python ({sys.executable}); use `docker compose run "
+            "train` or install musubi-tuner's environment."
+        ) from None
     if not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA GPU is visible to PyTorch. Check `nvidia-smi` on the host; in "
-                        "Docker install the NVIDIA Container Toolkit (compose reserves the GPU for the train "
-                        "service). For a CPU smoke run, pass --device cpu.")
+        raise UserError(
+            "--device cuda, but no CUDA GPU is visible to PyTorch. Check `nvidia-smi` on the host; in "
+            "Docker install the NVIDIA Container Toolkit (compose reserves the GPU for the train "
+            "service). For a CPU smoke run, pass --device cpu."
+        )
 
 
 def _run_stage(ctx: RunContext, index: int, stage) -> None:
@@ -207,16 +222,20 @@ def _report_failure(e: StageFailed) -> None:
 def _report_interrupted(ctx: RunContext, e: Interrupted) -> None:
     stage = e.stage or (ctx.summary.data["stages"][-1]["name"] if ctx.summary.data["stages"] else "startup")
     reuse = ctx.cache_root is not None and cache.is_complete(ctx.cache_root)
-    print(f"\nStopped ({signal.Signals(e.signum).name}) during {stage}; every process it started has exited.\n"
-          f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and any checkpoints and training state "
-          "written so far; downloaded model files are kept and a partial download resumes.\n"
-          "To continue, run the same command again"
-          + (" with --skip_cache (the cache is complete)." if reuse else "."), file=sys.stderr, flush=True)
+    print(
+        f"\nStopped ({signal.Signals(e.signum).name}) during {stage}; every process it started has exited.\n"
+        f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and any checkpoints and training state "
+        "written so far; downloaded model files are kept and a partial download resumes.\n"
+        "To continue, run the same command again" + (" with --skip_cache (the cache is complete)." if reuse else "."),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager
 def _sigterm_raises():
     """In-process stages: SIGTERM (docker stop) ends them like Ctrl-C, with the resume message."""
+
     def handler(signum, _frame):
         raise Interrupted(signum)
 

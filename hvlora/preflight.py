@@ -7,6 +7,7 @@ them -> plan musubi's items (frames.py): videos grouped into one dataset block p
 length, buckets, the exact cache file names. The result, a DataReport, drives the extract and dataset-TOML stages
 and is checked against musubi's latent cache afterwards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,20 @@ from . import captions, frames, media, source
 from .config import Settings
 from .problems import ERROR, NOTE, WARNING, Problem, strict
 
-ALPHA_FORMATS = ("rgba", "bgra", "argb", "abgr", "ya8", "ya16be", "ya16le", "rgba64be", "rgba64le",
-                 "yuva420p", "yuva444p", "gbrap")
+ALPHA_FORMATS = (
+    "rgba",
+    "bgra",
+    "argb",
+    "abgr",
+    "ya8",
+    "ya16be",
+    "ya16le",
+    "rgba64be",
+    "rgba64le",
+    "yuva420p",
+    "yuva444p",
+    "gbrap",
+)
 
 
 @dataclass
@@ -129,15 +142,22 @@ def run(s: Settings, extract_dir: Path) -> DataReport:
     """Check the input of `s`; a zip is unpacked into `extract_dir` (the run folder's extracted/). Never raises for
     bad data (the report holds the errors); raises DataError only when the input cannot be found or read."""
     listing = source.list_input(s, extract_dir)
-    report = DataReport(listing.root, listing.kind, s, problems=list(listing.problems),
-                        skipped_junk=listing.skipped_junk)
+    report = DataReport(
+        listing.root, listing.kind, s, problems=list(listing.problems), skipped_junk=listing.skipped_junk
+    )
     captions_by_key = {_key(e.name): e for e in listing.entries if media.kind_of(e.name) is None}
     media_entries = [e for e in listing.entries if media.kind_of(e.name)]
     report.files = [_record(e, captions_by_key.get(_key(e.name))) for e in media_entries]
     _pair_problems(report, captions_by_key)
     if not report.files and not report.errors:
-        report.problems.append(Problem(ERROR, str(listing.root), "contains no images or videos",
-                                       "Supported: " + ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)))
+        report.problems.append(
+            Problem(
+                ERROR,
+                str(listing.root),
+                "contains no images or videos",
+                "Supported: " + ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS),
+            )
+        )
     if any(p.severity == ERROR for p in listing.problems):
         return _finish(report)  # refused input: unpack nothing
     wanted = {f.name for f in report.files} | {f.caption_file for f in report.files if f.caption_file}
@@ -155,8 +175,7 @@ def run(s: Settings, extract_dir: Path) -> DataReport:
 
 def _finish(report: DataReport) -> DataReport:
     if not report.usable and not report.errors:
-        report.problems.append(Problem(ERROR, str(report.input), "no usable media remain",
-                                       "See the problems above"))
+        report.problems.append(Problem(ERROR, str(report.input), "no usable media remain", "See the problems above"))
     if report.settings.strict:
         report.problems = strict(report.problems)
         for f in report.files:
@@ -176,8 +195,7 @@ def _record(entry: source.Entry, caption: source.Entry | None) -> FileRecord:
     else:
         st = entry.path.stat()
         identity = f"file:{st.st_size}:{st.st_mtime_ns}"
-    return FileRecord(entry.name, media.kind_of(entry.name), entry.size, identity,
-                      caption.name if caption else None)
+    return FileRecord(entry.name, media.kind_of(entry.name), entry.size, identity, caption.name if caption else None)
 
 
 def _pair_problems(report: DataReport, captions_by_key: dict[str, source.Entry]) -> None:
@@ -190,26 +208,45 @@ def _pair_problems(report: DataReport, captions_by_key: dict[str, source.Entry])
             continue
         cap = PurePosixPath(_key(f.name)).name + source.CAPTION_EXT
         if s.missing_caption == "error":
-            f.add(ERROR, f"has no caption ({cap} beside it)", f"Add {_key(f.name)}{source.CAPTION_EXT} with a "
-                  "description, pass --missing_caption trigger or skip, or remove the file")
+            f.add(
+                ERROR,
+                f"has no caption ({cap} beside it)",
+                f"Add {_key(f.name)}{source.CAPTION_EXT} with a "
+                "description, pass --missing_caption trigger or skip, or remove the file",
+            )
         elif s.missing_caption == "trigger":
-            f.add(WARNING, f"has no caption; it is captioned with the trigger word '{s.trigger_word}'",
-                  f"Add {cap} to describe it")
+            f.add(
+                WARNING,
+                f"has no caption; it is captioned with the trigger word '{s.trigger_word}'",
+                f"Add {cap} to describe it",
+            )
         else:
-            f.leave_out(f"has no caption (--missing_caption skip)", f"Add {cap} to train on it")
+            f.leave_out("has no caption (--missing_caption skip)", f"Add {cap} to train on it")
     for key, group in by_key.items():
         if len(group) > 1:
-            report.problems.append(Problem(WARNING, ", ".join(f.name for f in group), "share one stem and so one "
-                                           f"caption {key}{source.CAPTION_EXT}", "Both train with that caption; "
-                                           "rename one and give it its own caption if that is not intended"))
+            report.problems.append(
+                Problem(
+                    WARNING,
+                    ", ".join(f.name for f in group),
+                    f"share one stem and so one caption {key}{source.CAPTION_EXT}",
+                    "Both train with that caption; rename one and give it its own caption if that is not intended",
+                )
+            )
     for key, entry in captions_by_key.items():
         if key not in by_key:
-            report.problems.append(Problem(WARNING, entry.name, "caption without a media file, ignored",
-                                           "Check that the media file's name matches the caption's"))
+            report.problems.append(
+                Problem(
+                    WARNING,
+                    entry.name,
+                    "caption without a media file, ignored",
+                    "Check that the media file's name matches the caption's",
+                )
+            )
 
 
 def _probe_all(files: list[FileRecord]) -> None:
     """Probe every media file in parallel threads (PyAV releases the GIL while it reads and decodes)."""
+
     def one(f: FileRecord):
         try:
             return media.probe(f.path, f.kind)
@@ -230,20 +267,49 @@ def _read_caption(f: FileRecord, paths: dict[str, Path], s: Settings) -> None:
         return
     text, encoding = captions.decode(paths[f.caption_file].read_bytes())
     if encoding:
-        f.problems.append(Problem(WARNING, f.caption_file, f"is not UTF-8; read as {encoding}",
-                                  "Save captions as UTF-8 so every character arrives as written"))
+        f.problems.append(
+            Problem(
+                WARNING,
+                f.caption_file,
+                f"is not UTF-8; read as {encoding}",
+                "Save captions as UTF-8 so every character arrives as written",
+            )
+        )
     if not text:
-        f.problems.append(Problem(WARNING, f.caption_file, "is empty", "Write a description of the media into it"
-                                  + (f"; it trains with the trigger word '{s.trigger_word}' alone" if s.trigger_word
-                                     else "; it trains unconditioned")))
+        f.problems.append(
+            Problem(
+                WARNING,
+                f.caption_file,
+                "is empty",
+                "Write a description of the media into it"
+                + (
+                    f"; it trains with the trigger word '{s.trigger_word}' alone"
+                    if s.trigger_word
+                    else "; it trains unconditioned"
+                ),
+            )
+        )
     if captions.has_placeholder(text) and not s.trigger_word.strip():
-        f.problems.append(Problem(WARNING, f.caption_file, "uses [trigger] but no --trigger_word is set; the "
-                                  "placeholder is removed", "Pass --trigger_word"))
+        f.problems.append(
+            Problem(
+                WARNING,
+                f.caption_file,
+                "uses [trigger] but no --trigger_word is set; the placeholder is removed",
+                "Pass --trigger_word",
+            )
+        )
     f.caption = captions.apply_trigger(text, s.trigger_word)
     tokens = captions.estimate_tokens(f.caption)
     if tokens > captions.QWEN_MAX_TOKENS - 24:  # the template's own tokens count too
-        f.problems.append(Problem(WARNING, f.caption_file, f"is about {tokens} tokens long (estimated); the text "
-                                  f"encoder keeps the first {captions.QWEN_MAX_TOKENS}", "Shorten it"))
+        f.problems.append(
+            Problem(
+                WARNING,
+                f.caption_file,
+                f"is about {tokens} tokens long (estimated); the text "
+                f"encoder keeps the first {captions.QWEN_MAX_TOKENS}",
+                "Shorten it",
+            )
+        )
 
 
 def _check_media(f: FileRecord, s: Settings) -> None:
@@ -252,9 +318,12 @@ def _check_media(f: FileRecord, s: Settings) -> None:
     info = f.info
     f.bucket = frames.bucket_for((info.width, info.height), s.resolution)
     if frames.is_upscaled((info.width, info.height), f.bucket):
-        f.add(WARNING, f"{info.width}x{info.height} is smaller than its {f.bucket[0]}x{f.bucket[1]} bucket at "
-              f"--resolution {s.resolution[0]}x{s.resolution[1]}: it is upscaled (blurry)",
-              "Use a larger file or a lower --resolution")
+        f.add(
+            WARNING,
+            f"{info.width}x{info.height} is smaller than its {f.bucket[0]}x{f.bucket[1]} bucket at "
+            f"--resolution {s.resolution[0]}x{s.resolution[1]}: it is upscaled (blurry)",
+            "Use a larger file or a lower --resolution",
+        )
     if f.kind == "image":
         _check_image_format(f)
     else:
@@ -264,16 +333,25 @@ def _check_media(f: FileRecord, s: Settings) -> None:
 def _check_image_format(f: FileRecord) -> None:
     fmt, codec = f.info.pix_fmt or "", f.info.codec or ""
     if f.info.width * f.info.height > media.PILLOW_MAX_PIXELS:
-        f.add(WARNING, f"has {f.info.width * f.info.height} pixels: Pillow warns of a decompression bomb and "
-              "decoding is slow", "Downscale it; training uses at most the --resolution area anyway")
+        f.add(
+            WARNING,
+            f"has {f.info.width * f.info.height} pixels: Pillow warns of a decompression bomb and decoding is slow",
+            "Downscale it; training uses at most the --resolution area anyway",
+        )
     if codec == "mjpeg" and fmt.startswith("gbra"):
-        f.add(WARNING, "is a CMYK JPEG: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
-              "Save it as an RGB (sRGB) image")
+        f.add(
+            WARNING,
+            "is a CMYK JPEG: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
+            "Save it as an RGB (sRGB) image",
+        )
     elif fmt.startswith("gray16"):
         f.add(WARNING, "is 16-bit greyscale: Pillow's conversion to RGB clips it to white", "Save it as 8-bit")
     elif fmt in ALPHA_FORMATS:
-        f.add(WARNING, "has an alpha channel: musubi drops it, so transparent areas train as their hidden colour",
-              "Flatten it onto a background")
+        f.add(
+            WARNING,
+            "has an alpha channel: musubi drops it, so transparent areas train as their hidden colour",
+            "Flatten it onto a background",
+        )
     elif fmt == "pal8":
         f.add(NOTE, "is a palette image: converted to RGB")
     elif fmt.startswith("gray"):
@@ -283,18 +361,27 @@ def _check_image_format(f: FileRecord) -> None:
 def _check_video(f: FileRecord) -> None:
     info = f.info
     if info.rotation:
-        f.add(WARNING, f"has rotation metadata ({info.rotation} degrees) that musubi ignores: it trains on the "
-              "frames as stored (sideways)", "Re-encode it with the rotation applied")
+        f.add(
+            WARNING,
+            f"has rotation metadata ({info.rotation} degrees) that musubi ignores: it trains on the "
+            "frames as stored (sideways)",
+            "Re-encode it with the rotation applied",
+        )
     if info.header_frames and info.header_frames != info.frames:
-        f.add(NOTE, f"its header says {info.header_frames} frames but it holds {info.frames}; "
-              f"{info.frames} are used")
+        f.add(NOTE, f"its header says {info.header_frames} frames but it holds {info.frames}; {info.frames} are used")
     elif info.cut_short():  # the timestamps at a cut are ragged, so no frame-rate verdict on top
-        f.add(WARNING, f"is truncated: its frames end at {info.duration:.2f} s but its header says "
-              f"{info.declared_duration:.2f} s; the {info.frames} frames present are used",
-              "Copy or download the file again")
+        f.add(
+            WARNING,
+            f"is truncated: its frames end at {info.duration:.2f} s but its header says "
+            f"{info.declared_duration:.2f} s; the {info.frames} frames present are used",
+            "Copy or download the file again",
+        )
     elif info.vfr:
-        f.add(WARNING, "has a variable frame rate: musubi drops frames by position, so motion speed varies",
-              "Re-encode it at a constant frame rate")
+        f.add(
+            WARNING,
+            "has a variable frame rate: musubi drops frames by position, so motion speed varies",
+            "Re-encode it at a constant frame rate",
+        )
     if info.fps is None:
         f.add(NOTE, "has no frame rate: its frames are used as they are, without resampling to 24 fps")
     elif info.fps < frames.TARGET_FPS - 0.5:
@@ -311,8 +398,10 @@ def _plan(report: DataReport) -> None:
         if f.kind == "image" and s.task == "i2v":
             # musubi v0.3.4's i2v latent cache takes content[0] as the first video frame; for a still image that
             # is a pixel row, and its SigLIP step asserts (seen with the real engine in the rig).
-            f.leave_out("--task i2v trains on videos; musubi cannot cache still images for i2v",
-                        "Train the images with --task t2v, or remove them")
+            f.leave_out(
+                "--task i2v trains on videos; musubi cannot cache still images for i2v",
+                "Train the images with --task t2v, or remove them",
+            )
             continue
         if f.kind == "image":
             block = report.blocks.setdefault("images", Block("images", "image", None))
@@ -320,8 +409,15 @@ def _plan(report: DataReport) -> None:
             fps = round(f.info.fps, 3) if f.info.fps else None
             bname = f"videos_{fps:g}fps".replace(".", "_") if fps else "videos"
             block = report.blocks.setdefault(bname, Block(bname, "video", fps))
-            f.clips = frames.video_clips(f.info.frames, block.source_fps, s.target_frames, s.frame_extraction,
-                                         s.frame_stride, s.frame_sample, s.max_frames)
+            f.clips = frames.video_clips(
+                f.info.frames,
+                block.source_fps,
+                s.target_frames,
+                s.frame_extraction,
+                s.frame_stride,
+                s.frame_sample,
+                s.max_frames,
+            )
             if not f.clips:
                 _leave_out_short(f, block.source_fps, s)
                 continue
@@ -340,8 +436,10 @@ def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> No
     head = frames.effective_mode(s.frame_extraction, s.frame_sample) == "head"
     at24 = frames.frames_read(n, source_fps, max(s.target_frames) if head else None)
     resampled = f" ({at24} at 24 fps)" if source_fps and at24 != n else ""
-    f.leave_out(f"{n} frames{resampled}; the shortest --target_frames needs {min(s.target_frames)}",
-                "Lower --target_frames or drop the file")
+    f.leave_out(
+        f"{n} frames{resampled}; the shortest --target_frames needs {min(s.target_frames)}",
+        "Lower --target_frames or drop the file",
+    )
 
 
 class _FlatNames:

@@ -1,4 +1,5 @@
 """Findings about the user's data, each naming the file and saying what to do."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The preflight's report: a table for the console, dataset_report.json for tools, both from one DataReport."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,7 +52,7 @@ def table(report: DataReport, only_problems: bool = False) -> str:
 
 def _cell(value: str, width: int) -> str:
     if width and len(value) > width:
-        value = "..." + value[-(width - 3):]
+        value = "..." + value[-(width - 3) :]
     return value.ljust(width)
 
 
@@ -71,8 +72,9 @@ def totals(report: DataReport) -> dict:
         "items": items,
         "items_per_bucket": {f"{w}x{h}x{n}": c for (w, h, n), c in buckets.items()},
         "training_items_per_epoch": items * s.num_repeats,
-        "blocks": {b.name: {"kind": b.kind, "source_fps": b.source_fps, "files": len(b.files)}
-                   for b in report.blocks.values()},
+        "blocks": {
+            b.name: {"kind": b.kind, "source_fps": b.source_fps, "files": len(b.files)} for b in report.blocks.values()
+        },
     }
 
 
@@ -80,35 +82,52 @@ def text(report: DataReport) -> str:
     """What the console shows: the table (or its problem rows), input-level problems, and totals."""
     t = totals(report)
     big = len(report.files) > FULL_TABLE_MAX
-    parts = [f"data: {report.input} ({report.input_kind}, {len(report.files)} media files"
-             f"{f', {report.skipped_junk} junk entries skipped' if report.skipped_junk else ''})"]
+    parts = [
+        f"data: {report.input} ({report.input_kind}, {len(report.files)} media files"
+        f"{f', {report.skipped_junk} junk entries skipped' if report.skipped_junk else ''})"
+    ]
     if report.files:
-        parts.append(table(report, only_problems=big) + ("\n(files without problems are in dataset_report.txt)"
-                                                        if big else ""))
+        parts.append(
+            table(report, only_problems=big) + ("\n(files without problems are in dataset_report.txt)" if big else "")
+        )
     parts += [str(p) for p in report.problems]
     per_bucket = ", ".join(f"{k}: {v}" for k, v in t["items_per_bucket"].items()) or "none"
-    fps = ", ".join(f"{name} (source_fps {b['source_fps']})" if b["source_fps"] else name
-                    for name, b in t["blocks"].items())
-    parts.append(f"usable: {t['images']} image(s), {t['videos']} video(s); left out: {t['left_out']}; "
-                 f"{t['errors']} error(s), {t['warnings']} warning(s)")
+    fps = ", ".join(
+        f"{name} (source_fps {b['source_fps']})" if b["source_fps"] else name for name, b in t["blocks"].items()
+    )
+    parts.append(
+        f"usable: {t['images']} image(s), {t['videos']} video(s); left out: {t['left_out']}; "
+        f"{t['errors']} error(s), {t['warnings']} warning(s)"
+    )
     parts.append(f"musubi items per bucket (WxHxframes): {per_bucket}")
-    parts.append(f"dataset blocks: {fps or 'none'}; training items per epoch: {t['training_items_per_epoch']} "
-                 f"({t['items']} x num_repeats {report.settings.num_repeats})")
+    parts.append(
+        f"dataset blocks: {fps or 'none'}; training items per epoch: {t['training_items_per_epoch']} "
+        f"({t['items']} x num_repeats {report.settings.num_repeats})"
+    )
     return "\n".join(parts)
 
 
 def file_json(f: FileRecord) -> dict:
     info = f.info
     return {
-        "file": f.name, "kind": f.kind, "bytes": f.bytes, "status": f.status,
-        "width": info.width if info else None, "height": info.height if info else None,
-        "frames": info.frames if info else None, "fps": info.fps if info else None,
+        "file": f.name,
+        "kind": f.kind,
+        "bytes": f.bytes,
+        "status": f.status,
+        "width": info.width if info else None,
+        "height": info.height if info else None,
+        "frames": info.frames if info else None,
+        "fps": info.fps if info else None,
         "duration_s": round(info.duration, 3) if info and info.duration else None,
-        "pix_fmt": info.pix_fmt if info else None, "rotation": info.rotation if info else None,
+        "pix_fmt": info.pix_fmt if info else None,
+        "rotation": info.rotation if info else None,
         "variable_frame_rate": info.vfr if info else None,
-        "caption_file": f.caption_file, "caption": f.caption,
+        "caption_file": f.caption_file,
+        "caption": f.caption,
         "problems": [p.to_json() for p in f.problems],
-        "block": f.block, "dataset_name": f.flat, "bucket": list(f.bucket) if f.bucket else None,
+        "block": f.block,
+        "dataset_name": f.flat,
+        "bucket": list(f.bucket) if f.bucket else None,
         "clips": [{"start": c.start, "frames": c.frames} for c in f.clips],
         "latent_cache_files": f.cache_files,
     }
@@ -117,11 +136,16 @@ def file_json(f: FileRecord) -> dict:
 def write(report: DataReport, run_dir: Path) -> Path:
     """dataset_report.json (and the full table as dataset_report.txt) in the run folder; returns the json path."""
     path = run_dir / "dataset_report.json"
-    atomic_write_json(path, {
-        "input": str(report.input), "input_kind": report.input_kind, "usable": not report.errors,
-        "files": [file_json(f) for f in report.files],
-        "problems": [p.to_json() for p in report.problems],
-        "totals": totals(report),
-    })
+    atomic_write_json(
+        path,
+        {
+            "input": str(report.input),
+            "input_kind": report.input_kind,
+            "usable": not report.errors,
+            "files": [file_json(f) for f in report.files],
+            "problems": [p.to_json() for p in report.problems],
+            "totals": totals(report),
+        },
+    )
     atomic_write_text(run_dir / "dataset_report.txt", table(report) + "\n")
     return path

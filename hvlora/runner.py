@@ -6,6 +6,7 @@
 - Output goes to the console unchanged (musubi's tqdm bars keep working) and to the log with carriage returns turned
   into line breaks, so the log reads as lines and its tail can be shown when the stage fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,7 +56,7 @@ class _GroupStopper:
         self.signum: int | None = None
         self._saved: dict[int, object] = {}
 
-    def __enter__(self) -> "_GroupStopper":
+    def __enter__(self) -> _GroupStopper:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._saved[s] = signal.signal(s, self._handle)
@@ -71,8 +72,12 @@ class _GroupStopper:
             kill_group(self.proc, signal.SIGKILL)
             return
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping {self.stage} (waiting up to {self.grace_s:.0f} s; "
-              f"press Ctrl-C again to kill it at once)", file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping {self.stage} (waiting up to {self.grace_s:.0f} s; "
+            f"press Ctrl-C again to kill it at once)",
+            file=sys.stderr,
+            flush=True,
+        )
         kill_group(self.proc, signum)
         timer = threading.Timer(self.grace_s, kill_group, (self.proc, signal.SIGKILL))
         timer.daemon = True
@@ -87,8 +92,16 @@ def kill_group(proc: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def run_logged(argv: list[str], *, stage: str, log_path: Path, env: dict[str, str],
-               cwd: Path | None = None, grace_s: float = GRACE_S, console: BinaryIO | None = None) -> None:
+def run_logged(
+    argv: list[str],
+    *,
+    stage: str,
+    log_path: Path,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    grace_s: float = GRACE_S,
+    console: BinaryIO | None = None,
+) -> None:
     """Run `argv` (a list, never a shell string) to completion, streaming its output to the console and `log_path`.
 
     Raises StageFailed (non-zero exit; carries the command and log path) or Interrupted (Ctrl-C/SIGTERM, after the
@@ -101,8 +114,15 @@ def run_logged(argv: list[str], *, stage: str, log_path: Path, env: dict[str, st
         logf.flush()
         log = _LineLog(logf)
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         except OSError as e:
             raise StageFailed(stage, f"could not start {argv[0]}: {e}", argv, log_path) from None
         pump = threading.Thread(target=_pump, args=(proc, console, log), daemon=True)

@@ -7,6 +7,7 @@ absurd compression ratios, and unpacking stops if an entry grows past its declar
 following links; a link or special file in it is refused the same way. Archive junk (`__MACOSX/`, `._*`,
 `.DS_Store`) is skipped silently; media in hidden folders and nested archives are reported and left out.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 ARCHIVE_EXTENSIONS = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
 MAX_RATIO = 100  # uncompressed/compressed: media barely compress, text ~3-10x; a bomb reaches 1000x+
 RATIO_MIN_BYTES = 1 << 20  # tiny entries may compress well; only judge ratios of entries over 1 MiB
-GB = 1000 ** 3
+GB = 1000**3
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,20 @@ def find_input(s: Settings) -> tuple[Path, str]:
         for c in candidates:
             if c.is_file():
                 return c, "zip"
-        raise DataError(f"input_zip {s.input_zip} does not exist (also looked for {candidates[1]}). "
-                        f"Put the zip into {s.data_dir} or pass its path with --input_zip.")
-    zips = sorted(p for p in s.data_dir.glob("*") if p.suffix.lower() == ".zip" and p.is_file()) \
-        if s.data_dir.is_dir() else []
+        raise DataError(
+            f"input_zip {s.input_zip} does not exist (also looked for {candidates[1]}). "
+            f"Put the zip into {s.data_dir} or pass its path with --input_zip."
+        )
+    zips = (
+        sorted(p for p in s.data_dir.glob("*") if p.suffix.lower() == ".zip" and p.is_file())
+        if s.data_dir.is_dir()
+        else []
+    )
     if not zips:
-        raise DataError(f"no .zip found in {s.data_dir}. Put your dataset zip (images/videos with same-named .txt "
-                        "captions) there, or pass --input_zip PATH or --input_dir FOLDER.")
+        raise DataError(
+            f"no .zip found in {s.data_dir}. Put your dataset zip (images/videos with same-named .txt "
+            "captions) there, or pass --input_zip PATH or --input_dir FOLDER."
+        )
     if len(zips) > 1:
         names = "\n  ".join(str(z) for z in zips)
         raise DataError(f"several zips in {s.data_dir}; choose one with --input_zip NAME:\n  {names}")
@@ -107,8 +115,14 @@ def _list_zip(root: Path, limit: int, free: int) -> Listing:
         name, bad_name = _zip_name(info)
         refusal = bad_name or _zip_refusal(info, name)
         if refusal:
-            listing.problems.append(Problem(ERROR, name, refusal, "Re-create the zip with plain files, relative "
-                                            "paths and UTF-8 names; nothing was unpacked"))
+            listing.problems.append(
+                Problem(
+                    ERROR,
+                    name,
+                    refusal,
+                    "Re-create the zip with plain files, relative paths and UTF-8 names; nothing was unpacked",
+                )
+            )
         else:
             _classify(listing, Entry(name, info.file_size, zinfo=info))
     _check_sizes(listing, limit, free)
@@ -148,20 +162,33 @@ def _zip_refusal(info: zipfile.ZipInfo, name: str) -> str | None:
     if info.flag_bits & 0x1:
         return "is encrypted (password-protected)"
     if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(1, info.compress_size):
-        return (f"expands {info.file_size // max(1, info.compress_size)}x ({info.compress_size} -> {info.file_size} "
-                "bytes): a zip bomb, not media")
+        return (
+            f"expands {info.file_size // max(1, info.compress_size)}x ({info.compress_size} -> {info.file_size} "
+            "bytes): a zip bomb, not media"
+        )
     return None
 
 
 def _check_sizes(listing: Listing, limit: int, free: int) -> None:
     total = sum(e.size for e in listing.entries)
     if total > limit:
-        listing.problems.append(Problem(ERROR, str(listing.root), f"declares {human_bytes(total)} of files to "
-                                        f"unpack, more than the limit of {human_bytes(limit)}",
-                                        "Raise --max_unpacked_gb if this is right"))
+        listing.problems.append(
+            Problem(
+                ERROR,
+                str(listing.root),
+                f"declares {human_bytes(total)} of files to unpack, more than the limit of {human_bytes(limit)}",
+                "Raise --max_unpacked_gb if this is right",
+            )
+        )
     elif total > free:
-        listing.problems.append(Problem(ERROR, str(listing.root), f"needs {human_bytes(total)} to unpack but "
-                                        f"only {human_bytes(free)} are free there", "Free disk space in --output_dir"))
+        listing.problems.append(
+            Problem(
+                ERROR,
+                str(listing.root),
+                f"needs {human_bytes(total)} to unpack but only {human_bytes(free)} are free there",
+                "Free disk space in --output_dir",
+            )
+        )
 
 
 def _list_folder(root: Path) -> Listing:
@@ -178,13 +205,20 @@ def _list_folder(root: Path) -> Listing:
             st = path.lstat()
             if not _is_utf8(name):
                 shown = os.fsencode(name).decode("utf-8", "backslashreplace")
-                listing.problems.append(Problem(ERROR, shown, "has a file name that is not valid UTF-8",
-                                                "Rename it (musubi's text files and our report are UTF-8)"))
+                listing.problems.append(
+                    Problem(
+                        ERROR,
+                        shown,
+                        "has a file name that is not valid UTF-8",
+                        "Rename it (musubi's text files and our report are UTF-8)",
+                    )
+                )
             elif stat.S_ISLNK(st.st_mode):
                 _refuse_link(listing, path)
             elif not stat.S_ISREG(st.st_mode):
-                listing.problems.append(Problem(ERROR, name, "is a special file (device, pipe or socket)",
-                                                "Remove it from the folder"))
+                listing.problems.append(
+                    Problem(ERROR, name, "is a special file (device, pipe or socket)", "Remove it from the folder")
+                )
             else:
                 _classify(listing, Entry(name, st.st_size, path=path))
     listing.entries.sort(key=lambda e: e.name)
@@ -201,8 +235,14 @@ def _is_utf8(name: str) -> bool:
 
 
 def _refuse_link(listing: Listing, path: Path) -> None:
-    listing.problems.append(Problem(ERROR, path.relative_to(listing.root).as_posix(), "is a symbolic link",
-                                    "Replace the link by the file or folder it points to"))
+    listing.problems.append(
+        Problem(
+            ERROR,
+            path.relative_to(listing.root).as_posix(),
+            "is a symbolic link",
+            "Replace the link by the file or folder it points to",
+        )
+    )
 
 
 def _classify(listing: Listing, entry: Entry) -> None:
@@ -214,19 +254,34 @@ def _classify(listing: Listing, entry: Entry) -> None:
         listing.skipped_junk += 1
     elif any(p.startswith(".") for p in parts):
         if kind:
-            listing.problems.append(Problem(WARNING, entry.name, "is hidden (its name or a folder starts with "
-                                            "'.'), left out", "Move it out of the hidden folder if it should train"))
+            listing.problems.append(
+                Problem(
+                    WARNING,
+                    entry.name,
+                    "is hidden (its name or a folder starts with '.'), left out",
+                    "Move it out of the hidden folder if it should train",
+                )
+            )
         else:
             listing.skipped_junk += 1
     elif kind or base.lower().endswith(CAPTION_EXT):
         listing.entries.append(entry)
     elif base.lower().endswith(ARCHIVE_EXTENSIONS):
-        listing.problems.append(Problem(WARNING, entry.name, "is an archive inside the input, not unpacked",
-                                        "Unpack it and put its files into the zip's folders"))
+        listing.problems.append(
+            Problem(
+                WARNING,
+                entry.name,
+                "is an archive inside the input, not unpacked",
+                "Unpack it and put its files into the zip's folders",
+            )
+        )
     else:
         supported = ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)
-        listing.problems.append(Problem(WARNING, entry.name, "unsupported file type, ignored",
-                                        f"Supported: {supported}, captions {CAPTION_EXT}"))
+        listing.problems.append(
+            Problem(
+                WARNING, entry.name, "unsupported file type, ignored", f"Supported: {supported}, captions {CAPTION_EXT}"
+            )
+        )
 
 
 def materialize(listing: Listing, entries: list[Entry], dest: Path) -> dict[str, Path]:

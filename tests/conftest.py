@@ -1,4 +1,5 @@
 """Shared fixtures: settings and a run context in a temporary project layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,16 @@ def make_settings(tmp_path):
     cfg.write_text("")
 
     def make(*flags: str):
-        base = ["--config", str(cfg), "--data_dir", str(tmp_path / "data"), "--models_dir",
-                str(tmp_path / "models"), "--output_dir", str(tmp_path / "output")]
+        base = [
+            "--config",
+            str(cfg),
+            "--data_dir",
+            str(tmp_path / "data"),
+            "--models_dir",
+            str(tmp_path / "models"),
+            "--output_dir",
+            str(tmp_path / "output"),
+        ]
         return load_settings([*base, *flags], cwd=tmp_path)
 
     return make
@@ -26,6 +35,7 @@ def make_settings(tmp_path):
 @pytest.fixture
 def make_ctx():
     """make_ctx(settings, env=None) -> RunContext with a fresh run folder."""
+
     def make(settings, env: dict | None = None) -> RunContext:
         paths = new_run_paths(settings.output_dir, settings.output_name)
         return RunContext(settings, paths, Summary(paths.summary, settings), child_env(env or {}))

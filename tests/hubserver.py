@@ -28,6 +28,7 @@ Every request is recorded in `hub.requests` (the Authorization header only as pr
 stored). Responses close the connection (HTTP/1.0), so after stop() no pooled keep-alive connection can reach the
 server.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -59,9 +60,15 @@ class FakeHub:
     """The server. `repos` maps repo id -> {path in repo: content}; `private` and `gated` map a repo id to the token
     that opens it. Use as a context manager, or call start() / stop()."""
 
-    def __init__(self, repos: dict[str, dict[str, bytes]], *, private: dict[str, str] | None = None,
-                 gated: dict[str, str] | None = None, fail_after_bytes: int | None = None,
-                 hold_after_bytes: int | None = None):
+    def __init__(
+        self,
+        repos: dict[str, dict[str, bytes]],
+        *,
+        private: dict[str, str] | None = None,
+        gated: dict[str, str] | None = None,
+        fail_after_bytes: int | None = None,
+        hold_after_bytes: int | None = None,
+    ):
         self.repos = repos
         self.private = dict(private or {})
         self.gated = dict(gated or {})
@@ -95,7 +102,7 @@ class FakeHub:
         assert self._server is not None, "FakeHub is not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -104,8 +111,9 @@ class FakeHub:
         Handler.hub = hub
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fakehub",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fakehub", daemon=True
+        ).start()
         return self
 
     def corrupt(self, repo_id: str, path: str, times: int = 1) -> None:
@@ -119,7 +127,7 @@ class FakeHub:
             self._server.shutdown()
             self._server.server_close()
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -183,8 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, sent: int) -> None:
         self._recorded = True
-        self.hub.requests.append(Request(self.command, self.path, self.headers.get("Range"),
-                                         "Authorization" in self.headers, self._status, sent))
+        self.hub.requests.append(
+            Request(
+                self.command, self.path, self.headers.get("Range"), "Authorization" in self.headers, self._status, sent
+            )
+        )
 
     # -- checks shared by every endpoint ---------------------------------------------------------------------------
 
@@ -197,8 +208,12 @@ class _Handler(BaseHTTPRequestHandler):
         if repo in hub.private and token != f"Bearer {hub.private[repo]}":
             return self._error(401, "RepoNotFound", "Invalid username or password.")
         if repo in hub.gated and token != f"Bearer {hub.gated[repo]}":
-            return self._error(403, "GatedRepo", f"Access to model {repo} is restricted. You must have access to "
-                                                 "it and be authenticated to access it. Please log in.")
+            return self._error(
+                403,
+                "GatedRepo",
+                f"Access to model {repo} is restricted. You must have access to "
+                "it and be authenticated to access it. Please log in.",
+            )
         if rev is not None and rev not in ("main", hub.commit(repo)):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         return None
@@ -253,14 +268,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(end - start + 1))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        body = content[start:end + 1]
+        body = content[start : end + 1]
         if not head and hub._corrupt.get((repo, name), 0) > 0:
             hub._corrupt[(repo, name)] -= 1
             body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]  # same length, other sha256
-        hold = (not head and hub.hold_after_bytes is not None and (repo, name) not in hub._held
-                and len(body) > hub.hold_after_bytes)
-        cut = (not head and hub.fail_after_bytes is not None and (repo, name) not in hub._dropped
-               and len(body) > hub.fail_after_bytes)
+        hold = (
+            not head
+            and hub.hold_after_bytes is not None
+            and (repo, name) not in hub._held
+            and len(body) > hub.hold_after_bytes
+        )
+        cut = (
+            not head
+            and hub.fail_after_bytes is not None
+            and (repo, name) not in hub._dropped
+            and len(body) > hub.fail_after_bytes
+        )
         if cut:
             self._body_len = hub.fail_after_bytes  # what will really be sent
         self.end_headers()
@@ -268,15 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
             return status, 0
         if hold:
             hub._held.add((repo, name))
-            self.wfile.write(body[:hub.hold_after_bytes])
+            self.wfile.write(body[: hub.hold_after_bytes])
             self.wfile.flush()
             hub.holding.set()
             hub.release.wait(timeout=60)
-            self.wfile.write(body[hub.hold_after_bytes:])  # BrokenPipe when the client was killed meanwhile
+            self.wfile.write(body[hub.hold_after_bytes :])  # BrokenPipe when the client was killed meanwhile
             return status, len(body)
         if cut:
             hub._dropped.add((repo, name))
-            self.wfile.write(body[:hub.fail_after_bytes])
+            self.wfile.write(body[: hub.fail_after_bytes])
             self.wfile.flush()
             self.close_connection = True  # the client sees the connection end before Content-Length bytes
             return status, hub.fail_after_bytes
@@ -295,8 +318,11 @@ class _Handler(BaseHTTPRequestHandler):
         def entry(path: str, tree: bool) -> dict:
             """A siblings entry (model info) or a tree entry, with `lfs` for LFS-like files."""
             data = files[path]
-            out = {"path" if tree else "rfilename": path, "size": len(data),
-                   "oid" if tree else "blobId": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
+            out = {
+                "path" if tree else "rfilename": path,
+                "size": len(data),
+                "oid" if tree else "blobId": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+            }
             sha = hub.etag(path, data)
             if len(sha) == 64:
                 out["lfs"] = {"oid" if tree else "sha256": sha, "size": len(data), "pointerSize": 134}
@@ -304,12 +330,18 @@ class _Handler(BaseHTTPRequestHandler):
 
         if kind == "tree":
             prefix = "/".join(rest[2:]).strip("/")
-            body = [{"type": "file", **entry(p, True)} for p in sorted(files)
-                    if not prefix or p.startswith(prefix + "/")]
+            body = [
+                {"type": "file", **entry(p, True)} for p in sorted(files) if not prefix or p.startswith(prefix + "/")
+            ]
         else:
-            body = {"id": repo, "modelId": repo, "sha": hub.commit(repo), "private": repo in hub.private,
-                    "gated": "manual" if repo in hub.gated else False,
-                    "siblings": [entry(p, False) for p in sorted(files)]}
+            body = {
+                "id": repo,
+                "modelId": repo,
+                "sha": hub.commit(repo),
+                "private": repo in hub.private,
+                "gated": "manual" if repo in hub.gated else False,
+                "siblings": [entry(p, False) for p in sorted(files)],
+            }
         data = json.dumps(body).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

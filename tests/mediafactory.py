@@ -2,6 +2,7 @@
 the preflight must catch: audio-only, zero-frame, variable-frame-rate, rotated, truncated and lying-header videos,
 16-bit/palette/alpha PNGs, CMYK JPEGs (Pillow), and zips with raw non-UTF-8 names, encrypted or special entries
 and understated sizes (patched bytes)."""
+
 from __future__ import annotations
 
 import stat
@@ -17,19 +18,32 @@ import numpy as np
 def _frame(width: int, height: int, i: int) -> np.ndarray:
     """An RGB frame with a moving gradient, so encoders produce real, distinct frames."""
     y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([(x * 255 // max(1, width - 1) + 7 * i) % 256,
-                    (y * 255 // max(1, height - 1)) % 256,
-                    np.full_like(x, (40 * i) % 256)], axis=-1)
+    img = np.stack(
+        [
+            (x * 255 // max(1, width - 1) + 7 * i) % 256,
+            (y * 255 // max(1, height - 1)) % 256,
+            np.full_like(x, (40 * i) % 256),
+        ],
+        axis=-1,
+    )
     return img.astype(np.uint8)
 
 
-def make_video(path: Path, frames: int = 9, width: int = 96, height: int = 64, fps: int = 24,
-               codec: str | None = None, options: dict[str, str] | None = None) -> Path:
+def make_video(
+    path: Path,
+    frames: int = 9,
+    width: int = 96,
+    height: int = 64,
+    fps: int = 24,
+    codec: str | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
     """Encode `frames` frames at `fps` into `path` (container from the extension: mp4/mov/mkv -> h264,
     avi -> mpeg4, webm -> vp9). `options` go to the muxer, e.g. {"movflags": "faststart"}."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    codec = codec or ("libvpx-vp9" if path.suffix.lower() == ".webm" else
-                      "mpeg4" if path.suffix.lower() == ".avi" else "libx264")
+    codec = codec or (
+        "libvpx-vp9" if path.suffix.lower() == ".webm" else "mpeg4" if path.suffix.lower() == ".avi" else "libx264"
+    )
     with av.open(str(path), "w", options=options or {}) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -75,8 +89,14 @@ def make_zip(zip_path: Path, files: dict[str, bytes | Path], symlinks: dict[str,
     return zip_path
 
 
-def dataset_zip(tmp: Path, zip_path: Path, *, images: dict[str, str] | None = None,
-                videos: dict[str, tuple[str, int]] | None = None, extra: dict[str, bytes] | None = None) -> Path:
+def dataset_zip(
+    tmp: Path,
+    zip_path: Path,
+    *,
+    images: dict[str, str] | None = None,
+    videos: dict[str, tuple[str, int]] | None = None,
+    extra: dict[str, bytes] | None = None,
+) -> Path:
     """A dataset zip: images {zip path: caption}, videos {zip path: (caption, frames)}, extra raw entries.
     Captions are written beside each media file as `.txt` (skip by passing caption None)."""
     files: dict[str, bytes | Path] = {}
@@ -158,8 +178,9 @@ def make_audio_only(path: Path, seconds: float = 0.3, codec: str = "aac") -> Pat
         stream.layout = "mono"
         for i in range(max(1, int(seconds * rate) // n)):
             t = (np.arange(n) + i * n) / rate
-            frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
-                                               format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], format="fltp", layout="mono"
+            )
             frame.sample_rate, frame.pts = rate, i * n
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -207,7 +228,7 @@ def rotate_mp4(path: Path, matrix: tuple[int, ...] = ROTATE_90) -> Path:
     box = data.find(b"tkhd") - 4
     assert box >= 0, f"{path} has no tkhd box"
     at = box + (48 if data[box + 8] == 0 else 60)  # version 0: 32-bit times; version 1: 64-bit times
-    data[at:at + 36] = struct.pack(">9i", *matrix)
+    data[at : at + 36] = struct.pack(">9i", *matrix)
     path.write_bytes(bytes(data))
     return path
 
@@ -216,8 +237,8 @@ def lie_avi_frames(path: Path, frames: int) -> Path:
     """Patch the first AVI stream header's dwLength (what FFmpeg reports as stream.frames) to `frames`."""
     data = bytearray(path.read_bytes())
     strh = data.find(b"strh")
-    assert data[strh + 8:strh + 12] == b"vids", f"{path}: first stream is not video"
-    data[strh + 8 + 32:strh + 8 + 36] = struct.pack("<I", frames)  # AVISTREAMHEADER.dwLength
+    assert data[strh + 8 : strh + 12] == b"vids", f"{path}: first stream is not video"
+    data[strh + 8 + 32 : strh + 8 + 36] = struct.pack("<I", frames)  # AVISTREAMHEADER.dwLength
     path.write_bytes(bytes(data))
     return path
 
@@ -227,7 +248,7 @@ def box_end(path: Path, box: bytes) -> int:
     data = path.read_bytes()
     start = data.find(box) - 4
     assert start >= 0, f"{path} has no {box!r} box"
-    return start + struct.unpack(">I", data[start:start + 4])[0]
+    return start + struct.unpack(">I", data[start : start + 4])[0]
 
 
 def truncate(path: Path, size: int) -> Path:
@@ -242,7 +263,7 @@ def corrupt_first_packet(path: Path) -> Path:
         packet = next(p for p in c.demux(c.streams.video[0]) if p.size)
         pos, size = packet.pos, packet.size
     data = bytearray(path.read_bytes())
-    data[pos:pos + size] = bytes((0xAB, 0x17)) * (size // 2) + b"\x17" * (size % 2)
+    data[pos : pos + size] = bytes((0xAB, 0x17)) * (size // 2) + b"\x17" * (size % 2)
     path.write_bytes(bytes(data))
     return path
 
@@ -250,8 +271,9 @@ def corrupt_first_packet(path: Path) -> Path:
 # --- hand-made zip entries -------------------------------------------------------------------------------------
 
 
-def add_zip_entry(zip_path: Path, name: str, data: bytes = b"", *, mode: int | None = None,
-                  compress: int = zipfile.ZIP_DEFLATED) -> Path:
+def add_zip_entry(
+    zip_path: Path, name: str, data: bytes = b"", *, mode: int | None = None, compress: int = zipfile.ZIP_DEFLATED
+) -> Path:
     """Append one entry; `mode` (e.g. stat.S_IFIFO | 0o644) is stored as a Unix st_mode in external_attr."""
     with zipfile.ZipFile(zip_path, "a", compression=compress) as zf:
         info = zipfile.ZipInfo(name)
@@ -267,8 +289,8 @@ def _central_header(data: bytes | bytearray, name: bytes) -> int:
     """Offset of the central directory header of the entry whose raw name is `name`."""
     pos = data.find(b"PK\x01\x02")
     while pos >= 0:
-        n = struct.unpack("<H", data[pos + 28:pos + 30])[0]
-        if data[pos + 46:pos + 46 + n] == name:
+        n = struct.unpack("<H", data[pos + 28 : pos + 30])[0]
+        if data[pos + 46 : pos + 46 + n] == name:
             return pos
         pos = data.find(b"PK\x01\x02", pos + 4)
     raise AssertionError(f"no central directory entry {name!r}")
@@ -280,10 +302,10 @@ def rename_zip_entry_raw(zip_path: Path, placeholder: str, raw: bytes) -> Path:
     assert len(raw) == len(placeholder)
     data = bytearray(zip_path.read_bytes())
     cd = _central_header(data, placeholder.encode())
-    local = struct.unpack("<I", data[cd + 42:cd + 46])[0]
-    assert data[local + 30:local + 30 + len(raw)] == placeholder.encode()
-    data[cd + 46:cd + 46 + len(raw)] = raw
-    data[local + 30:local + 30 + len(raw)] = raw
+    local = struct.unpack("<I", data[cd + 42 : cd + 46])[0]
+    assert data[local + 30 : local + 30 + len(raw)] == placeholder.encode()
+    data[cd + 46 : cd + 46 + len(raw)] = raw
+    data[local + 30 : local + 30 + len(raw)] = raw
     zip_path.write_bytes(bytes(data))
     return zip_path
 
@@ -292,7 +314,7 @@ def set_zip_flag(zip_path: Path, name: str, bit: int) -> Path:
     """Set a general-purpose flag bit (0x1: encrypted) on an entry in both its local and central headers."""
     data = bytearray(zip_path.read_bytes())
     cd = _central_header(data, name.encode())
-    local = struct.unpack("<I", data[cd + 42:cd + 46])[0]
+    local = struct.unpack("<I", data[cd + 42 : cd + 46])[0]
     data[cd + 8] |= bit
     data[local + 6] |= bit
     zip_path.write_bytes(bytes(data))
@@ -303,6 +325,6 @@ def set_declared_size(zip_path: Path, name: str, size: int) -> Path:
     """Understate an entry's uncompressed size in the central directory (what zipfile and the preflight trust)."""
     data = bytearray(zip_path.read_bytes())
     cd = _central_header(data, name.encode())
-    data[cd + 24:cd + 28] = struct.pack("<I", size)
+    data[cd + 24 : cd + 28] = struct.pack("<I", size)
     zip_path.write_bytes(bytes(data))
     return zip_path

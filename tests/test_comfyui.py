@@ -1,4 +1,5 @@
 """The ComfyUI key check on synthetic LoRA files in musubi's and ComfyUI's key layouts (real safetensors)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,10 +9,22 @@ from safetensors.torch import save_file
 from hvlora import comfyui
 
 # Written out independently of hvlora.comfyui: HV1.5 double block Linear shapes (in, out), contract §5.
-MUSUBI = {"attn_q": (2048, 2048), "attn_k": (2048, 2048), "attn_v": (2048, 2048), "attn_proj": (2048, 2048),
-          "mlp_fc1": (2048, 8192), "mlp_fc2": (8192, 2048), "mod_linear": (2048, 12288)}
-COMFY = {"attn_qkv": (2048, 6144), "attn_proj": (2048, 2048), "mlp_0": (2048, 8192), "mlp_2": (8192, 2048),
-         "mod_lin": (2048, 12288)}
+MUSUBI = {
+    "attn_q": (2048, 2048),
+    "attn_k": (2048, 2048),
+    "attn_v": (2048, 2048),
+    "attn_proj": (2048, 2048),
+    "mlp_fc1": (2048, 8192),
+    "mlp_fc2": (8192, 2048),
+    "mod_linear": (2048, 12288),
+}
+COMFY = {
+    "attn_qkv": (2048, 6144),
+    "attn_proj": (2048, 2048),
+    "mlp_0": (2048, 8192),
+    "mlp_2": (8192, 2048),
+    "mod_lin": (2048, 12288),
+}
 
 
 def lora(path, layout, rank=2, qkv_factor=1, drop=(), extra=()):
@@ -41,8 +54,13 @@ def good(tmp_path_factory):
 
 def test_complete_pair(good):
     report = comfyui.verify(*good)
-    assert report == {"rank": 2, "musubi_modules": 756, "musubi_keys": 2268, "comfyui_modules": 540,
-                      "comfyui_keys": 1620}
+    assert report == {
+        "rank": 2,
+        "musubi_modules": 756,
+        "musubi_keys": 2268,
+        "comfyui_modules": 540,
+        "comfyui_keys": 1620,
+    }
 
 
 def test_missing_comfy_module_is_named(tmp_path, good):
@@ -78,4 +96,3 @@ def test_extra_keys_and_garbage(tmp_path, good):
     junk.write_bytes(b"not safetensors")
     with pytest.raises(comfyui.LoraCheckError, match="not a readable safetensors"):
         comfyui.verify(junk, good[1])
-

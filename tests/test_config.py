@@ -1,10 +1,11 @@
 """Settings: defaults, train.toml, precedence CLI > file > defaults, validation messages."""
+
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from hvlora import config
 from hvlora.cli import DEFAULT_CONFIG, build_parser, load_settings
@@ -37,8 +38,7 @@ def test_train_toml_values_equal_builtin_defaults():
 def test_defaults_without_any_file(tmp_path):
     s = load_settings(["--config", str(write(tmp_path / "empty.toml", ""))], cwd=tmp_path)
     assert (s.task, s.rank, s.alpha, s.epochs, s.max_train_steps) == ("t2v", 32, 32.0, 10, -1)
-    assert (s.learning_rate, s.optimizer, s.resolution, s.target_frames) == (1e-4, "adamw8bit", (960, 544),
-                                                                             (1, 13, 25))
+    assert (s.learning_rate, s.optimizer, s.resolution, s.target_frames) == (1e-4, "adamw8bit", (960, 544), (1, 13, 25))
     assert (s.frame_extraction, s.num_repeats, s.output_name, s.seed) == ("head", 1, "lora", 42)
     assert (s.save_every_n_epochs, s.save_precision, s.device, s.blocks_to_swap) == (1, "bf16", "cuda", 0)
     assert s.fp8 is False and s.skip_download is False and s.skip_cache is False and s.dry_run is False
@@ -48,10 +48,14 @@ def test_defaults_without_any_file(tmp_path):
 
 
 def test_precedence_cli_over_file_over_defaults(tmp_path):
-    cfg = write(tmp_path / "c.toml", 'rank = 16\nepochs = 3\nfp8 = true\ntrigger_word = "ohwx"\n'
-                                     'target_frames = [1, 5]\nresolution = [512, 512]\noutput_dir = "out"\n')
-    s = load_settings(["--config", str(cfg), "--rank", "64", "--no-fp8", "--output_dir", "elsewhere"],
-                      cwd=tmp_path / "cwd")
+    cfg = write(
+        tmp_path / "c.toml",
+        'rank = 16\nepochs = 3\nfp8 = true\ntrigger_word = "ohwx"\n'
+        'target_frames = [1, 5]\nresolution = [512, 512]\noutput_dir = "out"\n',
+    )
+    s = load_settings(
+        ["--config", str(cfg), "--rank", "64", "--no-fp8", "--output_dir", "elsewhere"], cwd=tmp_path / "cwd"
+    )
     assert s.rank == 64 and s.epochs == 3 and s.fp8 is False and s.trigger_word == "ohwx"
     assert s.target_frames == (1, 5) and s.resolution == (512, 512)
     assert s.output_dir == tmp_path / "cwd" / "elsewhere"  # CLI paths are relative to the working directory
@@ -76,22 +80,25 @@ def test_missing_and_broken_config_files(tmp_path):
         load_settings(["--config", str(write(tmp_path / "bad.toml", "rank = = 3\n"))])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--rank", "2"], "rank: 2 is outside 4..128"),
-    (["--rank", "129"], "rank: 129 is outside"),
-    (["--rank", "x"], "--rank: 'x' is not a whole number"),
-    (["--target_frames", "1,12,25"], "12->9"),
-    (["--target_frames", "a,b"], "comma-separated"),
-    (["--resolution", "960"], "WIDTHxHEIGHT"),
-    (["--resolution", "950x544"], "multiples of 16"),
-    (["--blocks_to_swap", "52"], "blocks_to_swap: 52 is outside 0..51"),
-    (["--max_train_steps", "0"], "max_train_steps"),
-    (["--epochs", "0"], "epochs: 0"),
-    (["--learning_rate", "0"], "learning_rate"),
-    (["--network_alpha", "-1"], "network_alpha"),
-    (["--output_name", "a/b"], "output_name"),
-    (["--num_repeats", "0"], "num_repeats"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--rank", "2"], "rank: 2 is outside 4..128"),
+        (["--rank", "129"], "rank: 129 is outside"),
+        (["--rank", "x"], "--rank: 'x' is not a whole number"),
+        (["--target_frames", "1,12,25"], "12->9"),
+        (["--target_frames", "a,b"], "comma-separated"),
+        (["--resolution", "960"], "WIDTHxHEIGHT"),
+        (["--resolution", "950x544"], "multiples of 16"),
+        (["--blocks_to_swap", "52"], "blocks_to_swap: 52 is outside 0..51"),
+        (["--max_train_steps", "0"], "max_train_steps"),
+        (["--epochs", "0"], "epochs: 0"),
+        (["--learning_rate", "0"], "learning_rate"),
+        (["--network_alpha", "-1"], "network_alpha"),
+        (["--output_name", "a/b"], "output_name"),
+        (["--num_repeats", "0"], "num_repeats"),
+    ],
+)
 def test_invalid_values_are_reported_with_the_fix(tmp_path, flags, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         load_settings(["--config", str(write(tmp_path / "e.toml", "")), *flags])
@@ -121,13 +128,30 @@ def test_help_lists_every_flag_with_its_default(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for opt in config.OPTIONS:
         assert f"--{opt.name}" in out
-    for expected in ["(default: 32)", "(default: 0.0001)", "(default: 960x544)",
-                     "(default: 1,13,25)", "(default: adamw8bit)", "(default: = rank)", "(default: -1)"]:
+    for expected in [
+        "(default: 32)",
+        "(default: 0.0001)",
+        "(default: 960x544)",
+        "(default: 1,13,25)",
+        "(default: adamw8bit)",
+        "(default: = rank)",
+        "(default: -1)",
+    ]:
         assert expected in out
 
 
 def test_warnings_for_likely_mistakes(tmp_path):
-    s = load_settings(["--config", str(write(tmp_path / "e.toml", "")), "--frame_extraction", "chunk",
-                       "--max_train_steps", "100", "--epochs", "5"])
+    s = load_settings(
+        [
+            "--config",
+            str(write(tmp_path / "e.toml", "")),
+            "--frame_extraction",
+            "chunk",
+            "--max_train_steps",
+            "100",
+            "--epochs",
+            "5",
+        ]
+    )
     w = config.warnings_for(s)
     assert any("chunk" in x for x in w) and any("epochs 5 is ignored" in x for x in w)

@@ -1,17 +1,25 @@
 """Stage 3: musubi dataset TOML for mixed, image-only, video-only and mixed-frame-rate data, read back."""
+
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
+from mediafactory import dataset_zip, make_video
 
 from hvlora import pipeline
 from hvlora.stages import dataset_toml, extract
-from mediafactory import dataset_zip, make_video
 
-COMMON = {"resolution", "enable_bucket", "bucket_no_upscale", "caption_extension", "batch_size", "num_repeats",
-          "cache_directory"}
+COMMON = {
+    "resolution",
+    "enable_bucket",
+    "bucket_no_upscale",
+    "caption_extension",
+    "batch_size",
+    "num_repeats",
+    "cache_directory",
+}
 VIDEO = {"video_directory", "target_frames", "frame_extraction", "source_fps"}
 
 
@@ -30,9 +38,23 @@ def prepared(tmp_path, make_settings, make_ctx, images, videos, *flags):
 
 
 def test_mixed_zip_gets_an_image_and_a_video_block(tmp_path, make_settings, make_ctx):
-    ctx, doc = prepared(tmp_path, make_settings, make_ctx, {"i/a.png": "a"}, {"v/b.mp4": ("b", 9)},
-                        "--resolution", "512x288", "--target_frames", "1,5", "--frame_extraction", "slide",
-                        "--frame_stride", "2", "--num_repeats", "3")
+    ctx, doc = prepared(
+        tmp_path,
+        make_settings,
+        make_ctx,
+        {"i/a.png": "a"},
+        {"v/b.mp4": ("b", 9)},
+        "--resolution",
+        "512x288",
+        "--target_frames",
+        "1,5",
+        "--frame_extraction",
+        "slide",
+        "--frame_stride",
+        "2",
+        "--num_repeats",
+        "3",
+    )
     assert set(doc) == {"datasets"} and len(doc["datasets"]) == 2
     img, vid = doc["datasets"]
     assert set(img) == COMMON | {"image_directory"}
@@ -47,8 +69,7 @@ def test_mixed_zip_gets_an_image_and_a_video_block(tmp_path, make_settings, make
     # each block its own cache directory, outside the run folder (reusable with --skip_cache)
     caches = {Path(img["cache_directory"]), Path(vid["cache_directory"])}
     assert len(caches) == 2 and all(ctx.settings.output_dir / "cache" in c.parents for c in caches)
-    assert ctx.cache_dirs == {"images": Path(img["cache_directory"]),
-                              "videos_24fps": Path(vid["cache_directory"])}
+    assert ctx.cache_dirs == {"images": Path(img["cache_directory"]), "videos_24fps": Path(vid["cache_directory"])}
     assert "# musubi-tuner dataset config" in ctx.dataset_toml.read_text()
 
 
@@ -75,9 +96,18 @@ def test_24_and_30_fps_videos_get_two_blocks_with_their_source_fps(tmp_path, mak
     assert fps == {"videos_24fps": 24.0, "videos_30fps": 30.0}
 
 
-@pytest.mark.parametrize("flags", [(), ("--trigger_word", "ohwx"), ("--resolution", "128x128"),
-                                   ("--target_frames", "1"), ("--task", "i2v"), ("--fp8",),
-                                   ("--frame_extraction", "chunk")])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        (),
+        ("--trigger_word", "ohwx"),
+        ("--resolution", "128x128"),
+        ("--target_frames", "1"),
+        ("--task", "i2v"),
+        ("--fp8",),
+        ("--frame_extraction", "chunk"),
+    ],
+)
 def test_cache_directory_changes_with_what_the_cache_depends_on(tmp_path, make_settings, make_ctx, flags):
     _, base = prepared(tmp_path, make_settings, make_ctx, {"a.png": "a"}, {"b.mp4": ("b", 5)})
     _, doc = prepared(tmp_path, make_settings, make_ctx, {"a.png": "a"}, {"b.mp4": ("b", 5)}, *flags)
@@ -87,6 +117,19 @@ def test_cache_directory_changes_with_what_the_cache_depends_on(tmp_path, make_s
 
 def test_settings_that_do_not_change_the_cache_keep_it(tmp_path, make_settings, make_ctx):
     _, a = prepared(tmp_path, make_settings, make_ctx, {"a.png": "a"}, None)
-    _, b = prepared(tmp_path, make_settings, make_ctx, {"a.png": "a"}, None, "--rank", "8", "--num_repeats", "2",
-                    "--learning_rate", "3e-4", "--output_name", "other")
+    _, b = prepared(
+        tmp_path,
+        make_settings,
+        make_ctx,
+        {"a.png": "a"},
+        None,
+        "--rank",
+        "8",
+        "--num_repeats",
+        "2",
+        "--learning_rate",
+        "3e-4",
+        "--output_name",
+        "other",
+    )
     assert a["datasets"][0]["cache_directory"] == b["datasets"][0]["cache_directory"]

@@ -1,4 +1,5 @@
 """Dockerfile and docker-compose.yml, checked with the real Compose parser and hadolint (no engine needed)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ def tool(name: str) -> str:
 def compose_config(**env) -> dict:
     run_env = {k: v for k, v in os.environ.items() if k not in ("UID", "GID", "HF_TOKEN", "HF_ENDPOINT")}
     run_env.update(env)
-    out = subprocess.run([tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "--format",
-                          "json"], capture_output=True, text=True, env=run_env, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=run_env,
+        cwd=ROOT,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -51,7 +58,7 @@ def test_gpu_shm_user_init(services):
     for s in services.values():
         devices = s["deploy"]["resources"]["reservations"]["devices"]
         assert any("gpu" in d["capabilities"] and d["driver"] == "nvidia" for d in devices)
-        assert int(s["shm_size"]) >= 8 * 1024 ** 3
+        assert int(s["shm_size"]) >= 8 * 1024**3
         assert s["user"] == "1000:1000" and s["init"] is True
 
 
@@ -84,7 +91,7 @@ def test_dockerfile_pins():
     text = (ROOT / "Dockerfile").read_text()
     base = re.search(r"^FROM (\S+)", text, re.M).group(1)
     assert re.fullmatch(r"nvidia/cuda:12\.8\.\d+-[a-z-]*ubuntu24\.04", base)  # Ubuntu 24.04: Python 3.12
-    torch = re.search(r'ARG TORCH_VERSION=(\d+)\.(\d+)\.(\d+)', text)
+    torch = re.search(r"ARG TORCH_VERSION=(\d+)\.(\d+)\.(\d+)", text)
     assert (int(torch.group(1)), int(torch.group(2))) >= (2, 9)
     assert "ARG TORCHVISION_VERSION=" in text and "download.pytorch.org/whl/cu128" in text
     assert f"ARG MUSUBI_COMMIT={MUSUBI_COMMIT}" in text

@@ -5,6 +5,7 @@ through ctx.env (HF_ENDPOINT, HF_HOME, HF_TOKEN), as in a real run. Tests that n
 the --download_only command line) run `train_local.py` as a subprocess against a fake hub served by the test.
 Retries back off by hvlora.hub.BACKOFF_S, set to 0 here (the subprocesses keep the real one; nothing retries there).
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,8 +26,8 @@ from urllib.parse import unquote
 import huggingface_hub
 import pytest
 import requests
-from huggingface_hub import constants, try_to_load_from_cache
 from hubserver import FakeHub
+from huggingface_hub import constants, try_to_load_from_cache
 
 from hvlora import catalog, pipeline
 from hvlora import hub as hvhub
@@ -71,11 +72,27 @@ def make_ctx(tmp_path: Path, hub_url: str, *flags: str, **env: str) -> RunContex
     """A RunContext as the pipeline builds it, with the settings from `flags` and HF_* pointing at the fake hub."""
     cfg = tmp_path / "empty.toml"
     cfg.write_text("", encoding="utf-8")
-    s = load_settings(["--config", str(cfg), "--models_dir", str(tmp_path / "models"),
-                       "--output_dir", str(tmp_path / "out"), "--device", "cpu", *flags], cwd=tmp_path)
+    s = load_settings(
+        [
+            "--config",
+            str(cfg),
+            "--models_dir",
+            str(tmp_path / "models"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *flags,
+        ],
+        cwd=tmp_path,
+    )
     paths = new_run_paths(s.output_dir, s.output_name)
-    base = {"HF_ENDPOINT": hub_url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_XET": "1"}
+    base = {
+        "HF_ENDPOINT": hub_url,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+    }
     return RunContext(s, paths, Summary(paths.summary, s), {**base, **env})
 
 
@@ -123,17 +140,34 @@ def cli_env(tmp_path: Path, hub_url: str, **extra: str) -> dict[str, str]:
     """The environment of a `train_local.py` subprocess: the fake hub, its own HF_HOME, no token from this
     machine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
-    env.update(HF_ENDPOINT=hub_url, HF_HOME=str(tmp_path / "hf"), HF_TOKEN_PATH=str(tmp_path / "no-token"),
-               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1", **extra)
+    env.update(
+        HF_ENDPOINT=hub_url,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_TOKEN_PATH=str(tmp_path / "no-token"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        **extra,
+    )
     return env
 
 
 def cli_argv(tmp_path: Path, *flags: str) -> list[str]:
     cfg = tmp_path / "empty.toml"
     cfg.write_text("", encoding="utf-8")
-    return [sys.executable, str(PROJECT / "train_local.py"), "--download_only", "--config", str(cfg),
-            "--models_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out"),
-            "--data_dir", str(tmp_path / "data"), *flags]
+    return [
+        sys.executable,
+        str(PROJECT / "train_local.py"),
+        "--download_only",
+        "--config",
+        str(cfg),
+        "--models_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--data_dir",
+        str(tmp_path / "data"),
+        *flags,
+    ]
 
 
 def run_cli(tmp_path: Path, hub_url: str, *flags: str, tty: bool = False, **env: str) -> subprocess.CompletedProcess:
@@ -188,6 +222,7 @@ def hub():
 
 
 # -- (1)-(3): what lands where -----------------------------------------------------------------------------------
+
 
 def test_t2v_downloads_every_file_to_its_place(tmp_path, hub):
     """Every t2v weight lands at models_dir/<repo_id>/<path> with the served bytes; i2v-only files are never
@@ -264,8 +299,11 @@ def test_manifest_records_repo_path_revision_commit_size_sha256_mtime(tmp_path, 
         assert rec["size"] == len(content) == path.stat().st_size
         assert rec["sha256"] == sha256(content) == FakeHub.etag(wf.filename, content)
         assert rec["mtime_ns"] == path.stat().st_mtime_ns
-        assert info["files"][comp] == {"path": str(path), "commit": FakeHub.commit(wf.repo_id),
-                                       "sha256": sha256(content)}
+        assert info["files"][comp] == {
+            "path": str(path),
+            "commit": FakeHub.commit(wf.repo_id),
+            "sha256": sha256(content),
+        }
     assert info["bytes_fetched"] == sum(len(hub.repos[w.repo_id][w.filename]) for w in wanted.values())
     p = download.presence("t2v", ctx.settings.models_dir, ctx.env)
     assert p.missing == [] and all("(verified)" in line for line in p.present if "tokenizer" not in line)
@@ -341,6 +379,7 @@ def test_unknown_revision_fails_naming_repo_and_revision(tmp_path, hub):
 
 # -- (4): --skip_download ------------------------------------------------------------------------------------------
 
+
 def test_skip_download_checks_presence_without_network(tmp_path, hub):
     download.run(make_ctx(tmp_path, hub.url))
     n = len(hub.requests)
@@ -372,6 +411,7 @@ def test_skip_download_names_a_missing_tokenizer(tmp_path, hub):
 
 
 # -- (5)-(8): failures and what they tell the user -------------------------------------------------------------------
+
 
 def test_gated_repo_needs_hf_token_which_never_leaks(tmp_path, capsys):
     with FakeHub(make_repos(), gated={catalog.HV15_REPO: TOKEN}) as hub:
@@ -509,7 +549,7 @@ def test_transient_server_errors_are_retried_with_backoff(tmp_path, hub, monkeyp
     hub.fail_first = hvhub.RETRIES - 1
     ctx = make_ctx(tmp_path, hub.url)
     download.run(ctx)
-    assert [r.status for r in hub.requests[:hvhub.RETRIES]] == [500] * (hvhub.RETRIES - 1) + [200]
+    assert [r.status for r in hub.requests[: hvhub.RETRIES]] == [500] * (hvhub.RETRIES - 1) + [200]
     assert download.presence("t2v", ctx.settings.models_dir, ctx.env).missing == []
     log = ctx.paths.log("download").read_text(encoding="utf-8")
     assert "HTTP 500; retrying in 0.001 s" in log and "retrying in 0.002 s" in log and "retrying in 0.004 s" in log
@@ -562,8 +602,9 @@ def test_killed_process_resumes_from_the_bytes_on_disk(tmp_path):
     with FakeHub(make_repos(big=wf.filename, big_size=size), hold_after_bytes=hold) as hub:
         content = hub.repos[wf.repo_id][wf.filename]
         with open(tmp_path / "run1.out", "w") as out, open(tmp_path / "run1.err", "w") as err:
-            proc = subprocess.Popen(cli_argv(tmp_path), cwd=tmp_path, env=cli_env(tmp_path, hub.url), stdout=out,
-                                    stderr=err)
+            proc = subprocess.Popen(
+                cli_argv(tmp_path), cwd=tmp_path, env=cli_env(tmp_path, hub.url), stdout=out, stderr=err
+            )
         try:
             held = hub.holding.wait(60)
             on_disk = held and wait_until(lambda: sum(p.stat().st_size for p in partial()) >= chunk)
@@ -737,6 +778,7 @@ def test_disk_full_while_writing_says_free_space(tmp_path, hub, monkeypatch):
 
 # -- --offline ---------------------------------------------------------------------------------------------------
 
+
 def test_offline_with_every_file_verified_sends_nothing(tmp_path, hub):
     download.run(make_ctx(tmp_path, hub.url))
     n = len(hub.requests)
@@ -805,6 +847,7 @@ def test_offline_file_never_verified_is_checked_against_hf_metadata_or_listed(tm
 
 # -- the command line: --download_only, HF_TOKEN -----------------------------------------------------------------
 
+
 def test_download_only_cli_fetches_verifies_stops_and_never_shows_the_token(tmp_path):
     """`train_local.py --download_only` on a gated repo: with a wrong token it fails (exit 1) with the gated
     message; with the right one it fetches and verifies the files, writes a run folder whose summary.json lists
@@ -855,6 +898,7 @@ def test_download_only_cli_fetches_verifies_stops_and_never_shows_the_token(tmp_
 
 # -- presence() and hub_cache_dir() --------------------------------------------------------------------------------
 
+
 def test_presence_lists_every_missing_file(tmp_path):
     env = {"HF_HOME": str(tmp_path / "hf")}
     p = download.presence("t2v", tmp_path / "models", env)
@@ -901,7 +945,7 @@ def test_fake_hub_answers_like_the_hub():
         commit = FakeHub.commit("o/r")
         h = requests.head(f"{hub.url}/o/r/resolve/main/a.safetensors").headers
         assert h["X-Repo-Commit"] == commit and h["Content-Length"] == "10" and h["Accept-Ranges"] == "bytes"
-        assert h["X-Linked-Etag"] == h["ETag"] == '"%s"' % FakeHub.etag("a.safetensors", b"0123456789")
+        assert h["X-Linked-Etag"] == h["ETag"] == '"{}"'.format(FakeHub.etag("a.safetensors", b"0123456789"))
         assert len(FakeHub.etag("d/b.json", b"{}")) == 40
         r = requests.get(f"{hub.url}/o/r/resolve/{commit}/a.safetensors", headers={"Range": "bytes=2-4"})
         assert (r.status_code, r.content, r.headers["Content-Range"]) == (206, b"234", "bytes 2-4/10")
@@ -909,12 +953,12 @@ def test_fake_hub_answers_like_the_hub():
         assert (r.status_code, r.content) == (206, b"789")
         r = requests.get(f"{hub.url}/o/r/resolve/main/a.safetensors", headers={"Range": "bytes=-2"})
         assert (r.status_code, r.content) == (206, b"89")
-        assert requests.get(f"{hub.url}/o/r/resolve/main/a.safetensors",
-                            headers={"Range": "bytes=10-"}).status_code == 416
+        assert (
+            requests.get(f"{hub.url}/o/r/resolve/main/a.safetensors", headers={"Range": "bytes=10-"}).status_code == 416
+        )
         urls = ("/o/r/resolve/main/nope", "/o/r/resolve/v9/a.safetensors", "/o/x/resolve/main/a", "/o/g/resolve/main/x")
         codes = [(r.status_code, r.headers.get("X-Error-Code")) for r in (requests.get(hub.url + u) for u in urls)]
-        assert codes == [(404, "EntryNotFound"), (404, "RevisionNotFound"), (404, "RepoNotFound"),
-                                        (403, "GatedRepo")]
+        assert codes == [(404, "EntryNotFound"), (404, "RevisionNotFound"), (404, "RepoNotFound"), (403, "GatedRepo")]
         assert requests.get(f"{hub.url}/o/g/resolve/main/x", headers={"Authorization": "Bearer tok"}).content == b"x"
         info = requests.get(f"{hub.url}/api/models/o/r/revision/main").json()
         assert info["sha"] == commit and [s["rfilename"] for s in info["siblings"]] == ["a.safetensors", "d/b.json"]

@@ -1,18 +1,23 @@
 """Stage 2: the checked data laid out as musubi reads it, from a real zip and from a real folder."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 
 from conftest import tree
+from mediafactory import dataset_zip, make_image, make_video
+
 from hvlora import pipeline
 from hvlora.stages import extract
-from mediafactory import dataset_zip, make_image, make_video
 
 
 def snapshot(root):
-    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def prepare(ctx):
@@ -22,9 +27,12 @@ def prepare(ctx):
 
 
 def test_zip_layout_flat_unique_names_hard_links_and_captions(tmp_path, make_settings, make_ctx):
-    dataset_zip(tmp_path, tmp_path / "data" / "set.zip",
-                images={"a/cat.png": "a cat", "b/cat.PNG": "another cat", "top.jpg": "ohwx on top"},
-                videos={"clips/deep/run.mp4": ("running", 9), "b/dog.webm": ("dog video", 5)})
+    dataset_zip(
+        tmp_path,
+        tmp_path / "data" / "set.zip",
+        images={"a/cat.png": "a cat", "b/cat.PNG": "another cat", "top.jpg": "ohwx on top"},
+        videos={"clips/deep/run.mp4": ("running", 9), "b/dog.webm": ("dog video", 5)},
+    )
     before = snapshot(tmp_path / "data")
     ctx = prepare(make_ctx(make_settings("--trigger_word", "ohwx", "--target_frames", "1,5")))
     images, videos = ctx.paths.block("images"), ctx.paths.block("videos_24fps")
@@ -47,8 +55,7 @@ def test_folder_input_is_linked_never_written(tmp_path, make_settings, make_ctx)
     make_video(src / "v.mkv", frames=5)
     (src / "v.txt").write_text("[trigger] walking")
     before = snapshot(src)
-    ctx = prepare(make_ctx(make_settings("--input_dir", str(src), "--trigger_word", "ohwx",
-                                         "--target_frames", "1,5")))
+    ctx = prepare(make_ctx(make_settings("--input_dir", str(src), "--trigger_word", "ohwx", "--target_frames", "1,5")))
     link = ctx.paths.block("images") / "p__a.png"
     assert link.is_symlink() and os.readlink(link) == str(src / "p" / "a.png")
     assert (ctx.paths.block("videos_24fps") / "v.txt").read_text() == "ohwx walking"

@@ -3,12 +3,22 @@
 The same rules were cross-checked against musubi v0.3.4's own dataset classes on 156 dataset blocks (every mode,
 with and without source_fps); these cases are small enough to verify by hand.
 """
+
 from __future__ import annotations
 
 import pytest
 
-from hvlora.frames import (Clip, bucket_for, bucket_resolutions, clips, frames_read, image_cache_name,
-                           is_upscaled, video_cache_name, video_clips)
+from hvlora.frames import (
+    Clip,
+    bucket_for,
+    bucket_resolutions,
+    clips,
+    frames_read,
+    image_cache_name,
+    is_upscaled,
+    video_cache_name,
+    video_clips,
+)
 
 
 def starts(cs, frames):
@@ -84,8 +94,8 @@ def test_buckets_around_the_resolution_area():
     buckets = bucket_resolutions((64, 64))
     assert (64, 64) in buckets and (80, 48) in buckets and (48, 80) in buckets
     assert all(w % 16 == 0 and h % 16 == 0 for w, h in buckets)
-    assert bucket_for((256, 160), (64, 64)) == (80, 48)   # aspect 1.6: 80x48 (1.67) beats 64x64 (1.0)
-    assert bucket_for((200, 150), (64, 64)) == (64, 64)   # 1.33 sits between; 1.0 is a hair closer
+    assert bucket_for((256, 160), (64, 64)) == (80, 48)  # aspect 1.6: 80x48 (1.67) beats 64x64 (1.0)
+    assert bucket_for((200, 150), (64, 64)) == (64, 64)  # 1.33 sits between; 1.0 is a hair closer
     assert bucket_for((192, 192), (64, 64)) == (64, 64)
     assert bucket_for((1920, 1080), (960, 544)) == (960, 544)
     assert bucket_for((1080, 1920), (960, 544)) == (544, 960)

@@ -1,10 +1,11 @@
 """PyAV probing on real PyAV-made clips and images."""
+
 from __future__ import annotations
 
 import pytest
+from mediafactory import make_image, make_video
 
 from hvlora import media
-from mediafactory import make_image, make_video
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv", ".webm", ".avi"])
@@ -29,12 +30,14 @@ def test_undecodable_file(tmp_path):
 
 def test_truncated_video(tmp_path):
     v = make_video(tmp_path / "v.mp4", frames=20)
-    v.write_bytes(v.read_bytes()[: 600])
+    v.write_bytes(v.read_bytes()[:600])
     with pytest.raises(media.MediaError):
         media.probe(v, "video")
 
 
-@pytest.mark.parametrize("name, kind", [("a.PNG", "image"), ("b.Mp4", "video"), ("c.txt", None),
-                                        ("d.gif", None), ("e.jpeg", "image"), ("f.avi", "video")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [("a.PNG", "image"), ("b.Mp4", "video"), ("c.txt", None), ("d.gif", None), ("e.jpeg", "image"), ("f.avi", "video")],
+)
 def test_kind_of(name, kind):
     assert media.kind_of(name) == kind

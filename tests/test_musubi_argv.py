@@ -1,4 +1,5 @@
 """The argv of every musubi stage for t2v, i2v, --fp8, --blocks_to_swap, optimizers, steps and CPU mode."""
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,14 @@ def test_t2v_cache_latents(make_settings):
     s = make_settings()
     cmd = musubi.cache_latents(s, TOML, weights(s))
     assert cmd.module == "musubi_tuner.hv_1_5_cache_latents"
-    assert list(cmd.argv) == ["--dataset_config", str(TOML), "--vae",
-                              str(s.models_dir / "tencent/HunyuanVideo-1.5/vae/diffusion_pytorch_model.safetensors"),
-                              "--device", "cuda"]
+    assert list(cmd.argv) == [
+        "--dataset_config",
+        str(TOML),
+        "--vae",
+        str(s.models_dir / "tencent/HunyuanVideo-1.5/vae/diffusion_pytorch_model.safetensors"),
+        "--device",
+        "cuda",
+    ]
 
 
 def test_i2v_cache_latents_caches_image_latents(make_settings):
@@ -67,19 +73,50 @@ def test_text_encoder_cache(make_settings):
 def test_train_defaults(make_settings):
     s = make_settings()
     cmd = musubi.train(s, TOML, weights(s), Path("/run/checkpoints"), Path("/run/tb"))
-    assert cmd.launcher == ("accelerate", "launch", "--num_cpu_threads_per_process", "1", "--num_processes", "1",
-                            "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no")
+    assert cmd.launcher == (
+        "accelerate",
+        "launch",
+        "--num_cpu_threads_per_process",
+        "1",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "bf16",
+        "--dynamo_backend",
+        "no",
+    )
     a = cmd.argv
     expected = {
-        "--dit": str(s.models_dir / "tencent/HunyuanVideo-1.5/transformer/720p_t2v/diffusion_pytorch_model.safetensors"),
-        "--dataset_config": str(TOML), "--task": "t2v", "--sdpa": True, "--mixed_precision": "bf16",
-        "--timestep_sampling": "shift", "--weighting_scheme": "none", "--discrete_flow_shift": "2.0",
-        "--optimizer_type": "AdamW8bit", "--learning_rate": "0.0001", "--gradient_checkpointing": True,
-        "--network_module": "networks.lora_hv_1_5", "--network_dim": "32", "--network_alpha": "32",
-        "--max_train_epochs": "10", "--save_every_n_epochs": "1", "--save_last_n_epochs": "3",
-        "--save_state": True, "--save_last_n_epochs_state": "1", "--save_precision": "bf16", "--seed": "42",
-        "--output_dir": "/run/checkpoints", "--output_name": "lora", "--logging_dir": "/run/tb",
-        "--max_data_loader_n_workers": "2", "--persistent_data_loader_workers": True,
+        "--dit": str(
+            s.models_dir / "tencent/HunyuanVideo-1.5/transformer/720p_t2v/diffusion_pytorch_model.safetensors"
+        ),
+        "--dataset_config": str(TOML),
+        "--task": "t2v",
+        "--sdpa": True,
+        "--mixed_precision": "bf16",
+        "--timestep_sampling": "shift",
+        "--weighting_scheme": "none",
+        "--discrete_flow_shift": "2.0",
+        "--optimizer_type": "AdamW8bit",
+        "--learning_rate": "0.0001",
+        "--gradient_checkpointing": True,
+        "--network_module": "networks.lora_hv_1_5",
+        "--network_dim": "32",
+        "--network_alpha": "32",
+        "--max_train_epochs": "10",
+        "--save_every_n_epochs": "1",
+        "--save_last_n_epochs": "3",
+        "--save_state": True,
+        "--save_last_n_epochs_state": "1",
+        "--save_precision": "bf16",
+        "--seed": "42",
+        "--output_dir": "/run/checkpoints",
+        "--output_name": "lora",
+        "--logging_dir": "/run/tb",
+        "--max_data_loader_n_workers": "2",
+        "--persistent_data_loader_workers": True,
     }
     assert {k: flag(a, k) for k in expected} == expected
     for absent in ("--max_train_steps", "--fp8_base", "--fp8_scaled", "--blocks_to_swap", "--optimizer_args"):
@@ -90,8 +127,23 @@ def test_train_defaults(make_settings):
 
 
 def test_train_i2v_fp8_swap_steps(make_settings):
-    s = make_settings("--task", "i2v", "--fp8", "--blocks_to_swap", "20", "--max_train_steps", "500",
-                      "--rank", "16", "--network_alpha", "8", "--learning_rate", "2e-5", "--save_precision", "fp16")
+    s = make_settings(
+        "--task",
+        "i2v",
+        "--fp8",
+        "--blocks_to_swap",
+        "20",
+        "--max_train_steps",
+        "500",
+        "--rank",
+        "16",
+        "--network_alpha",
+        "8",
+        "--learning_rate",
+        "2e-5",
+        "--save_precision",
+        "fp16",
+    )
     a = musubi.train(s, TOML, weights(s), Path("/o"), Path("/l")).argv
     assert flag(a, "--task") == "i2v" and "720p_i2v" in flag(a, "--dit")
     assert flag(a, "--fp8_base") is True and flag(a, "--fp8_scaled") is True
@@ -108,7 +160,7 @@ def test_optimizer_mapping(make_settings, ours, theirs):
     assert flag(a, "--optimizer_type") == theirs
     if ours == "AdaFactor":  # a fixed learning rate instead of Adafactor's relative step
         i = a.index("--optimizer_args")
-        assert a[i + 1:i + 4] == ["scale_parameter=False", "relative_step=False", "warmup_init=False"]
+        assert a[i + 1 : i + 4] == ["scale_parameter=False", "relative_step=False", "warmup_init=False"]
     else:
         assert "--optimizer_args" not in a
 
@@ -116,14 +168,19 @@ def test_optimizer_mapping(make_settings, ours, theirs):
 def test_convert_and_executables(make_settings):
     cmd = musubi.convert(Path("/c/lora.safetensors"), Path("/c/lora_comfyui.safetensors"))
     assert cmd.argv == ("/c/lora.safetensors", "/c/lora_comfyui.safetensors")
-    assert cmd.executable("/py") == ["/py", "-m", "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy",
-                                     "/c/lora.safetensors", "/c/lora_comfyui.safetensors"]
+    assert cmd.executable("/py") == [
+        "/py",
+        "-m",
+        "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy",
+        "/c/lora.safetensors",
+        "/c/lora_comfyui.safetensors",
+    ]
     s = make_settings()
     train = musubi.train(s, TOML, weights(s), Path("/o"), Path("/l"))
     exe = train.executable()
     assert exe[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert exe[3:exe.index("-m", 3)] == list(train.launcher[2:])
-    assert exe[exe.index("-m", 3):exe.index("-m", 3) + 2] == ["-m", "musubi_tuner.hv_1_5_train_network"]
-    assert exe[-len(train.argv):] == list(train.argv)
+    assert exe[3 : exe.index("-m", 3)] == list(train.launcher[2:])
+    assert exe[exe.index("-m", 3) : exe.index("-m", 3) + 2] == ["-m", "musubi_tuner.hv_1_5_train_network"]
+    assert exe[-len(train.argv) :] == list(train.argv)
     assert train.display().startswith("accelerate launch --num_cpu_threads_per_process 1")
     assert train.plan_entry()["launcher"][:2] == ["accelerate", "launch"]

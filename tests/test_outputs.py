@@ -1,4 +1,5 @@
 """Publishing LoRA files: atomic copies, and an earlier LoRA is never lost."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def test_publish_copies_and_records(tmp_path):
     logs = []
     rec = publish({"lora.safetensors": src}, out, logs.append)
     assert (out / "lora.safetensors").read_bytes() == b"first"
-    assert rec["lora.safetensors"] == {"path": str(out / "lora.safetensors"), "source": str(src),
-                                       "sha256": sha256_file(src), "bytes": 5}
+    assert rec["lora.safetensors"] == {
+        "path": str(out / "lora.safetensors"),
+        "source": str(src),
+        "sha256": sha256_file(src),
+        "bytes": 5,
+    }
     assert not list(out.glob(".*tmp"))  # no temporary left behind
 
 

@@ -1,5 +1,6 @@
 """End to end: `train_local.py` as a subprocess through all seven stages, with the real download code against a
 local hub, real zips and media, real accelerate, and the stand-in musubi package (tests/standin) on PYTHONPATH."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,29 @@ from pathlib import Path
 
 import pytest
 from hubserver import FakeHub
+from mediafactory import dataset_zip, make_video
 
 from hvlora import catalog, comfyui
 from hvlora.cli import load_settings
 from hvlora.context import RunContext, Summary, new_run_paths
 from hvlora.stages import download
-from mediafactory import dataset_zip, make_video
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standin"
-SMOKE = ["--device", "cpu", "--resolution", "64x64", "--target_frames", "1,5", "--max_train_steps", "2",
-         "--rank", "4", "--optimizer", "adamw"]
+SMOKE = [
+    "--device",
+    "cpu",
+    "--resolution",
+    "64x64",
+    "--target_frames",
+    "1,5",
+    "--max_train_steps",
+    "2",
+    "--rank",
+    "4",
+    "--optimizer",
+    "adamw",
+]
 
 
 def hub_repos() -> dict[str, dict[str, bytes]]:
@@ -46,18 +59,36 @@ class Workspace:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "STANDIN_"))}
-        env.update(PYTHONPATH=str(STANDIN), HF_ENDPOINT=self.hub.url, HF_HOME=str(self.root / "hf"),
-                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", STANDIN_CALLS=str(self.calls))
+        env.update(
+            PYTHONPATH=str(STANDIN),
+            HF_ENDPOINT=self.hub.url,
+            HF_HOME=str(self.root / "hf"),
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            STANDIN_CALLS=str(self.calls),
+        )
         env.update(extra)
         return env
 
     def argv(self, *flags: str) -> list[str]:
-        return [sys.executable, str(ROOT / "train_local.py"), "--config", str(self.config), "--data_dir",
-                str(self.data), "--models_dir", str(self.models), "--output_dir", str(self.output), *flags]
+        return [
+            sys.executable,
+            str(ROOT / "train_local.py"),
+            "--config",
+            str(self.config),
+            "--data_dir",
+            str(self.data),
+            "--models_dir",
+            str(self.models),
+            "--output_dir",
+            str(self.output),
+            *flags,
+        ]
 
     def train(self, *flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(*flags), capture_output=True, text=True, env=self.env(**(env or {})),
-                              timeout=600)
+        return subprocess.run(
+            self.argv(*flags), capture_output=True, text=True, env=self.env(**(env or {})), timeout=600
+        )
 
     def runs(self) -> list[Path]:
         return sorted((self.output / "runs").glob("lora-*"))  # names hold the UTC time: oldest first
@@ -78,9 +109,12 @@ def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     with FakeHub(hub_repos()) as hub:
         w = Workspace(root, hub)
-        dataset_zip(root / "src", w.data / "set.zip",
-                    images={"stills/cat.png": "a cat", "stills/dog.jpg": "a dog"},
-                    videos={"clips/walk.mp4": ('a walk, the sign says "HELLO"', 9), "clips/short.mp4": ("short", 3)})
+        dataset_zip(
+            root / "src",
+            w.data / "set.zip",
+            images={"stills/cat.png": "a cat", "stills/dog.jpg": "a dog"},
+            videos={"clips/walk.mp4": ('a walk, the sign says "HELLO"', 9), "clips/short.mp4": ("short", 3)},
+        )
         for task in ("t2v", "i2v"):
             _download(w, task)
         yield w
@@ -88,8 +122,20 @@ def ws(tmp_path_factory):
 
 def _download(w: Workspace, task: str) -> None:
     """The real download stage, in-process, against the fake hub."""
-    s = load_settings(["--config", str(w.config), "--models_dir", str(w.models), "--output_dir",
-                       str(w.root / "prefetch"), "--task", task, "--device", "cpu"])
+    s = load_settings(
+        [
+            "--config",
+            str(w.config),
+            "--models_dir",
+            str(w.models),
+            "--output_dir",
+            str(w.root / "prefetch"),
+            "--task",
+            task,
+            "--device",
+            "cpu",
+        ]
+    )
     paths = new_run_paths(s.output_dir, s.output_name)
     env = {"HF_ENDPOINT": w.hub.url, "HF_HOME": str(w.root / "hf"), "HF_HUB_DISABLE_XET": "1"}
     download.run(RunContext(s, paths, Summary(paths.summary, s), env))
@@ -103,17 +149,34 @@ def test_full_run_produces_both_loras(ws):
     r = ws.train(*SMOKE, "--trigger_word", "ohwx")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[preflight] check data" in r.stdout and "musubi items per bucket" in r.stdout
-    for i, title in enumerate(["download weights", "extract data", "write dataset TOML", "cache latents",
-                               "cache text-encoder outputs", "train LoRA", "convert to ComfyUI"], 1):
+    for i, title in enumerate(
+        [
+            "download weights",
+            "extract data",
+            "write dataset TOML",
+            "cache latents",
+            "cache text-encoder outputs",
+            "train LoRA",
+            "convert to ComfyUI",
+        ],
+        1,
+    ):
         assert f"[{i}/7] {title}" in r.stdout and f"[{i}/7] {title}: done in " in r.stdout
     lora, comfy = ws.output / "lora.safetensors", ws.output / "lora_comfyui.safetensors"
     assert comfyui.verify(lora, comfy)["comfyui_modules"] == 540
     run = ws.runs()[-1]
     summary = ws.summary(run)
     assert summary["status"] == "succeeded"
-    assert [s["name"] for s in summary["stages"]] == ["preflight", "download", "extract", "dataset_toml",
-                                                      "cache_latents", "cache_text_encoder_outputs", "train",
-                                                      "convert"]
+    assert [s["name"] for s in summary["stages"]] == [
+        "preflight",
+        "download",
+        "extract",
+        "dataset_toml",
+        "cache_latents",
+        "cache_text_encoder_outputs",
+        "train",
+        "convert",
+    ]
     assert all(s["status"] == "ok" and s["wall_s"] >= 0 for s in summary["stages"])
     assert all(s["exit_code"] == 0 for s in summary["stages"][4:])
     assert summary["outputs"]["lora.safetensors"]["path"] == str(lora)
@@ -127,12 +190,28 @@ def test_full_run_produces_both_loras(ws):
     cache_root = Path([s for s in summary["stages"] if s["name"] == "dataset_toml"][0]["cache_root"])
     assert {p.name for p in cache_root.rglob("*_hv15.safetensors")} == predicted
     # the run folder has everything the issue lists
-    for rel in ("dataset.toml", "config.toml", "summary.json", "checkpoints/lora.safetensors",
-                "checkpoints/lora_comfyui.safetensors", "checkpoints/lora-state"):
+    for rel in (
+        "dataset.toml",
+        "config.toml",
+        "summary.json",
+        "checkpoints/lora.safetensors",
+        "checkpoints/lora_comfyui.safetensors",
+        "checkpoints/lora-state",
+    ):
         assert (run / rel).exists(), rel
     assert sorted(p.name for p in (run / "logs").glob("*.log")) == sorted(
-        f"{n}.log" for n in ("preflight", "download", "extract", "dataset_toml", "cache_latents",
-                             "cache_text_encoder_outputs", "train", "convert"))
+        f"{n}.log"
+        for n in (
+            "preflight",
+            "download",
+            "extract",
+            "dataset_toml",
+            "cache_latents",
+            "cache_text_encoder_outputs",
+            "train",
+            "convert",
+        )
+    )
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     # the stand-in saw the captions with the trigger word, and musubi's progress reached the train log
     assert "ohwx, a cat" in (run / "dataset" / "images" / "stills__cat.txt").read_text()
@@ -140,12 +219,18 @@ def test_full_run_produces_both_loras(ws):
     assert "steps" in (run / "logs" / "train.log").read_text()
     # each musubi module ran once, with this interpreter
     modules = [c["module"] for c in ws.calls_made()]
-    assert modules == ["hv_1_5_cache_latents", "hv_1_5_cache_text_encoder_outputs", "hv_1_5_train_network",
-                       "networks.convert_hunyuan_video_1_5_lora_to_comfy"]
+    assert modules == [
+        "hv_1_5_cache_latents",
+        "hv_1_5_cache_text_encoder_outputs",
+        "hv_1_5_train_network",
+        "networks.convert_hunyuan_video_1_5_lora_to_comfy",
+    ]
 
 
-@pytest.mark.parametrize("mode", [["--frame_extraction", "slide", "--frame_stride", "2"],
-                                  ["--frame_extraction", "uniform", "--frame_sample", "3"]])
+@pytest.mark.parametrize(
+    "mode",
+    [["--frame_extraction", "slide", "--frame_stride", "2"], ["--frame_extraction", "uniform", "--frame_sample", "3"]],
+)
 def test_preflight_predicts_the_caches_of_mixed_frame_rates(tmp_path, ws, mode):
     """24 and 30 fps videos: two blocks with their source_fps; the latent stage checks that musubi (here the
     stand-in, whose clip logic was checked against musubi's own classes) wrote exactly the predicted files."""
@@ -180,8 +265,10 @@ def test_skip_cache_reuses_a_complete_cache_and_refuses_a_stale_one(ws):
     r = ws.train(*SMOKE, "--trigger_word", "skipc", "--skip_cache", "--skip_download")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "[4/7] cache latents: skipped" in r.stdout and "[5/7] cache text-encoder outputs: skipped" in r.stdout
-    assert [c["module"] for c in ws.calls_made()] == ["hv_1_5_train_network",
-                                                      "networks.convert_hunyuan_video_1_5_lora_to_comfy"]
+    assert [c["module"] for c in ws.calls_made()] == [
+        "hv_1_5_train_network",
+        "networks.convert_hunyuan_video_1_5_lora_to_comfy",
+    ]
     stages = {s["name"]: s["status"] for s in ws.summary()["stages"]}
     assert stages["cache_latents"] == stages["cache_text_encoder_outputs"] == "skipped"
     # another trigger word changes the captions: the old text cache must not be reused
@@ -207,8 +294,9 @@ def test_failing_stage_prints_stage_command_and_log_tail(ws):
 
 def test_incomplete_lora_fails_the_run_and_publishes_nothing(ws):
     before = {p.name: p.stat().st_mtime_ns for p in ws.output.glob("*.safetensors")}
-    r = ws.train(*SMOKE, "--skip_download", "--output_name", "broken",
-                 env={"STANDIN_DROP_MODULE": "double_blocks_5_img_mlp_fc1"})
+    r = ws.train(
+        *SMOKE, "--skip_download", "--output_name", "broken", env={"STANDIN_DROP_MODULE": "double_blocks_5_img_mlp_fc1"}
+    )
     assert r.returncode == 1
     assert "stage convert FAILED" in r.stderr and "lora_unet_double_blocks_5_img_mlp_fc1" in r.stderr
     assert "Done in" not in r.stdout
@@ -243,8 +331,9 @@ def test_i2v_with_only_images_stops_before_any_work(tmp_path, ws):
 def test_ctrl_c_stops_the_group_and_says_how_to_resume(ws, tmp_path, signum):
     pidfile = tmp_path / "pids"
     env = ws.env(STANDIN_BLOCK="hv_1_5_train_network", STANDIN_PIDFILE=str(pidfile))
-    proc = subprocess.Popen(ws.argv(*SMOKE, "--skip_download"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        ws.argv(*SMOKE, "--skip_download"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     for line in proc.stdout:  # wait until musubi's stand-in is training (blocked), then press "Ctrl-C"
         if "standin: waiting for a signal" in line:
             break

@@ -5,6 +5,7 @@ Each bad input is a real file made here (tests/mediafactory.py); each finding mu
 do. Tests run at --resolution 64x64 so that the tiny test media are not flagged as upscaled (except where that is
 the point).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,12 +15,29 @@ from pathlib import Path
 
 import av
 import pytest
+from mediafactory import (
+    ROTATE_90,
+    ROTATE_180,
+    ROTATE_270,
+    box_end,
+    corrupt_first_packet,
+    lie_avi_frames,
+    make_audio_only,
+    make_cmyk_jpeg,
+    make_huge_png,
+    make_image,
+    make_png,
+    make_vfr_video,
+    make_video,
+    make_zero_frame_video,
+    make_zip,
+    rotate_mp4,
+    truncate,
+)
 
-from hvlora import frames, preflight, report as reporting
+from hvlora import frames, preflight
+from hvlora import report as reporting
 from hvlora.problems import NOTE, WARNING
-from mediafactory import (ROTATE_90, ROTATE_180, ROTATE_270, box_end, corrupt_first_packet, lie_avi_frames,
-                          make_audio_only, make_cmyk_jpeg, make_huge_png, make_image, make_png, make_vfr_video,
-                          make_video, make_zero_frame_video, make_zip, rotate_mp4, truncate)
 
 SMALL = ("--resolution", "64x64")
 
@@ -27,8 +45,10 @@ SMALL = ("--resolution", "64x64")
 def build(tmp_path: Path, files: dict[str, bytes | str | Path], as_zip: bool = False) -> list[str]:
     """Write `files` (name -> bytes, text or a file to copy) as the input folder tmp_path/in, or as the zip
     data/in.zip; returns the flags that select it."""
-    raw = {n: (c.read_bytes() if isinstance(c, Path) else c.encode() if isinstance(c, str) else c)
-           for n, c in files.items()}
+    raw = {
+        n: (c.read_bytes() if isinstance(c, Path) else c.encode() if isinstance(c, str) else c)
+        for n, c in files.items()
+    }
     if as_zip:
         return ["--input_zip", str(make_zip(tmp_path / "data" / "in.zip", raw))]
     root = tmp_path / "in"
@@ -60,8 +80,11 @@ def only(problems, *words, severity=None):
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
-    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -81,9 +104,17 @@ def img(src) -> Path:
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
 def test_input_is_never_modified(tmp_path, make_settings, src, img, as_zip):
-    files = {"a.png": img, "a.txt": "a cat", "v/clip.mp4": make_video(src / "clip.mp4", frames=13),
-             "v/clip.txt": "a clip", "notes.pdf": b"%PDF", "orphan.txt": "alone", ".DS_Store": b"x",
-             "bad.mp4": b"not a video", "bad.txt": "broken"}
+    files = {
+        "a.png": img,
+        "a.txt": "a cat",
+        "v/clip.mp4": make_video(src / "clip.mp4", frames=13),
+        "v/clip.txt": "a clip",
+        "notes.pdf": b"%PDF",
+        "orphan.txt": "alone",
+        ".DS_Store": b"x",
+        "bad.mp4": b"not a video",
+        "bad.txt": "broken",
+    }
     flags = build(tmp_path, files, as_zip)
     watched = tmp_path / ("data" if as_zip else "in")
     before = snapshot(watched)
@@ -95,8 +126,14 @@ def test_input_is_never_modified(tmp_path, make_settings, src, img, as_zip):
     extracted = tmp_path / "work" / "extracted"
     if as_zip:
         # only the media and their captions are unpacked, keeping the zip's folders
-        assert {p.relative_to(extracted).as_posix() for p in extracted.rglob("*") if p.is_file()} == \
-               {"a.png", "a.txt", "v/clip.mp4", "v/clip.txt", "bad.mp4", "bad.txt"}
+        assert {p.relative_to(extracted).as_posix() for p in extracted.rglob("*") if p.is_file()} == {
+            "a.png",
+            "a.txt",
+            "v/clip.mp4",
+            "v/clip.txt",
+            "bad.mp4",
+            "bad.txt",
+        }
         assert rec(rep, "a.png").path == (extracted / "a.png").resolve()
         assert rec(rep, "a.png").identity.startswith("zip:")
     else:
@@ -106,9 +143,19 @@ def test_input_is_never_modified(tmp_path, make_settings, src, img, as_zip):
 
 
 def test_zip_and_folder_follow_the_same_rules(tmp_path, make_settings, src, img):
-    files = {"a.png": img, "a.txt": "a", "dup.png": img, "dup.mp4": make_video(src / "d.mp4", frames=5),
-             "dup.txt": "shared", ".hidden/h.png": img, "x/.h.mp4": b"v", "notes.pdf": b"%PDF", "orphan.txt": "o",
-             "inner.zip": b"PK", "nocap.png": img}
+    files = {
+        "a.png": img,
+        "a.txt": "a",
+        "dup.png": img,
+        "dup.mp4": make_video(src / "d.mp4", frames=5),
+        "dup.txt": "shared",
+        ".hidden/h.png": img,
+        "x/.h.mp4": b"v",
+        "notes.pdf": b"%PDF",
+        "orphan.txt": "o",
+        "inner.zip": b"PK",
+        "nocap.png": img,
+    }
     folder = check(make_settings, tmp_path / "f", files)
     zipped = check(make_settings, tmp_path / "z", files, as_zip=True)
 
@@ -116,8 +163,9 @@ def test_zip_and_folder_follow_the_same_rules(tmp_path, make_settings, src, img)
         return sorted((p.severity, ", ".join(sorted(p.file.split(", "))), p.message) for p in r.all_problems())
 
     assert findings(folder) == findings(zipped) and len(findings(folder)) == 7
-    assert sorted((f.name, f.status, f.caption) for f in folder.files) == \
-           sorted((f.name, f.status, f.caption) for f in zipped.files)
+    assert sorted((f.name, f.status, f.caption) for f in folder.files) == sorted(
+        (f.name, f.status, f.caption) for f in zipped.files
+    )
 
 
 def test_refused_zip_is_not_unpacked(tmp_path, make_settings, img):
@@ -138,28 +186,55 @@ def test_no_media_at_all(tmp_path, make_settings):
 
 
 def test_media_sharing_a_stem_share_its_caption(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {"a.png": img, "a.mp4": make_video(src / "a.mp4", frames=5),
-                                          "a.txt": "shared", "b/c.png": img, "b/c.jpg": make_image(src / "c.jpg"),
-                                          "b/c.txt": "two images"})
+    rep = check(
+        make_settings,
+        tmp_path,
+        {
+            "a.png": img,
+            "a.mp4": make_video(src / "a.mp4", frames=5),
+            "a.txt": "shared",
+            "b/c.png": img,
+            "b/c.jpg": make_image(src / "c.jpg"),
+            "b/c.txt": "two images",
+        },
+    )
     p = only(rep.problems, "share one stem", "caption a.txt")
     assert p.severity == WARNING and set(p.file.split(", ")) == {"a.png", "a.mp4"}
     assert "rename one" in p.fix
     assert only(rep.problems, "share one stem", "caption b/c.txt")
     assert all(f.caption_file == f.name.rsplit(".", 1)[0] + ".txt" for f in rep.files)
-    assert {f.name: f.caption for f in rep.files} == {"a.mp4": "shared", "a.png": "shared", "b/c.jpg": "two images",
-                                                     "b/c.png": "two images"}
+    assert {f.name: f.caption for f in rep.files} == {
+        "a.mp4": "shared",
+        "a.png": "shared",
+        "b/c.jpg": "two images",
+        "b/c.png": "two images",
+    }
     # both train, with unique names in their blocks and so distinct cache files
     assert {f.name: (f.block, f.flat) for f in rep.files} == {
-        "a.mp4": ("videos_24fps", "a.mp4"), "a.png": ("images", "a.png"),
-        "b/c.jpg": ("images", "b__c.jpg"), "b/c.png": ("images", "b__c~2.png")}
+        "a.mp4": ("videos_24fps", "a.mp4"),
+        "a.png": ("images", "a.png"),
+        "b/c.jpg": ("images", "b__c.jpg"),
+        "b/c.png": ("images", "b__c~2.png"),
+    }
     assert len({c for f in rep.files for c in f.cache_files}) == 4
 
 
 def test_hidden_unsupported_and_orphan_files_are_reported(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {
-        "a.png": img, "a.txt": "a", ".hidden/b.png": img, ".hidden/b.txt": "b",
-        "clips/.c.mp4": make_video(src / "c.mp4", frames=3), "anim.gif": b"GIF89a", "notes.pdf": b"%PDF",
-        "orphan.txt": "no media", "clips/lost.txt": "no media either"})
+    rep = check(
+        make_settings,
+        tmp_path,
+        {
+            "a.png": img,
+            "a.txt": "a",
+            ".hidden/b.png": img,
+            ".hidden/b.txt": "b",
+            "clips/.c.mp4": make_video(src / "c.mp4", frames=3),
+            "anim.gif": b"GIF89a",
+            "notes.pdf": b"%PDF",
+            "orphan.txt": "no media",
+            "clips/lost.txt": "no media either",
+        },
+    )
     assert [f.name for f in rep.files] == ["a.png"] and rep.errors == []
     for name in (".hidden/b.png", "clips/.c.mp4"):
         assert only(rep.problems, name, "is hidden", "left out", "Move it out of the hidden folder")
@@ -190,10 +265,17 @@ def test_captions_encodings_trigger_word_and_length(tmp_path, make_settings, img
     rep = check(make_settings, tmp_path, files, "--trigger_word", "ohwx")
     caption = {f.name[:-4]: f.caption for f in rep.files}
     assert caption == {
-        "bom": "ohwx, a cat", "plain": "ohwx, a dog on a sofa", "cp": "ohwx, naïve café – “quoted”",
-        "empty": "ohwx", "blank": "ohwx", "placeholder": "a photo of ohwx riding a bike",
-        "has": "photo of OHWX man", "inside": "ohwx, ohwxman at the beach",
-        "long": "ohwx, " + ("word " * 1000).strip(), "fits": "ohwx, " + "a" * 3900}
+        "bom": "ohwx, a cat",
+        "plain": "ohwx, a dog on a sofa",
+        "cp": "ohwx, naïve café – “quoted”",
+        "empty": "ohwx",
+        "blank": "ohwx",
+        "placeholder": "a photo of ohwx riding a bike",
+        "has": "photo of OHWX man",
+        "inside": "ohwx, ohwxman at the beach",
+        "long": "ohwx, " + ("word " * 1000).strip(),
+        "fits": "ohwx, " + "a" * 3900,
+    }
     status = {f.name[:-4]: f.status for f in rep.files}
     assert {k for k, v in status.items() if v == "ok"} == {"bom", "plain", "placeholder", "has", "inside", "fits"}
     assert only(rep.all_problems(), "cp.txt", "is not UTF-8; read as Windows-1252", "Save captions as UTF-8")
@@ -205,8 +287,11 @@ def test_captions_encodings_trigger_word_and_length(tmp_path, make_settings, img
 
 
 def test_captions_without_a_trigger_word(tmp_path, make_settings, img):
-    rep = check(make_settings, tmp_path, {"e.png": img, "e.txt": "", "p.png": img, "p.txt": "[Trigger], a cat",
-                                          "c.png": img, "c.txt": "a cat"})
+    rep = check(
+        make_settings,
+        tmp_path,
+        {"e.png": img, "e.txt": "", "p.png": img, "p.txt": "[Trigger], a cat", "c.png": img, "c.txt": "a cat"},
+    )
     assert {f.name: f.caption for f in rep.files} == {"c.png": "a cat", "e.png": "", "p.png": "a cat"}
     assert "trains unconditioned" in only(rep.all_problems(), "e.txt", "is empty").fix
     p = only(rep.all_problems(), "p.txt", "uses [trigger] but no --trigger_word is set", "removed")
@@ -222,8 +307,15 @@ def test_utf16_caption_is_decoded(tmp_path, make_settings, img):
 
 @pytest.mark.parametrize("mode", ["error", "trigger", "skip"])
 def test_media_without_caption(tmp_path, make_settings, img, mode):
-    rep = check(make_settings, tmp_path, {"a.png": img, "a.txt": "a", "sub/b.png": img},
-                "--missing_caption", mode, "--trigger_word", "ohwx")
+    rep = check(
+        make_settings,
+        tmp_path,
+        {"a.png": img, "a.txt": "a", "sub/b.png": img},
+        "--missing_caption",
+        mode,
+        "--trigger_word",
+        "ohwx",
+    )
     b = rec(rep, "sub/b.png")
     assert rec(rep, "a.png").status == "ok"
     if mode == "error":
@@ -231,12 +323,18 @@ def test_media_without_caption(tmp_path, make_settings, img, mode):
         assert "Add sub/b.txt" in p.fix and "--missing_caption trigger or skip" in p.fix
         assert b.status == "error" and b not in rep.usable
     elif mode == "trigger":
-        only(b.problems, "sub/b.png", "has no caption; it is captioned with the trigger word 'ohwx'", "Add b.txt",
-             severity=WARNING)
+        only(
+            b.problems,
+            "sub/b.png",
+            "has no caption; it is captioned with the trigger word 'ohwx'",
+            "Add b.txt",
+            severity=WARNING,
+        )
         assert b.caption == "ohwx" and b.status == "warning" and b.block == "images" and rep.errors == []
     else:
-        only(b.problems, "sub/b.png", "left out: has no caption (--missing_caption skip)", "Add b.txt",
-             severity=WARNING)
+        only(
+            b.problems, "sub/b.png", "left out: has no caption (--missing_caption skip)", "Add b.txt", severity=WARNING
+        )
         assert b.status == "left out" and b.block is None and b not in rep.usable and rep.errors == []
 
 
@@ -244,16 +342,28 @@ def test_media_without_caption(tmp_path, make_settings, img, mode):
 
 
 def test_image_modes(tmp_path, make_settings, src, img):
-    media = {"rgb.png": img, "cmyk.jpg": make_cmyk_jpeg(src / "cmyk.jpg"), "g16.png": make_png(src / "g16.png",
-             "gray16be"), "pal.png": make_png(src / "pal.png", "pal8"), "alpha.png": make_png(src / "a.png", "rgba"),
-             "grey.png": make_png(src / "grey.png", "gray"), "wide.webp": make_image(src / "w.webp", 96, 48),
-             "b.bmp": make_image(src / "b.bmp", 64, 64)}
+    media = {
+        "rgb.png": img,
+        "cmyk.jpg": make_cmyk_jpeg(src / "cmyk.jpg"),
+        "g16.png": make_png(src / "g16.png", "gray16be"),
+        "pal.png": make_png(src / "pal.png", "pal8"),
+        "alpha.png": make_png(src / "a.png", "rgba"),
+        "grey.png": make_png(src / "grey.png", "gray"),
+        "wide.webp": make_image(src / "w.webp", 96, 48),
+        "b.bmp": make_image(src / "b.bmp", 64, 64),
+    }
     rep = check(make_settings, tmp_path, media | {n.rsplit(".", 1)[0] + ".txt": "x" for n in media})
     fmt = {f.name: (f.info.width, f.info.height, f.info.pix_fmt, f.status) for f in rep.files}
-    assert fmt == {"rgb.png": (80, 48, "rgb24", "ok"), "cmyk.jpg": (80, 48, "gbrap", "warning"),
-                   "g16.png": (80, 48, "gray16be", "warning"), "pal.png": (80, 48, "pal8", "ok"),
-                   "alpha.png": (80, 48, "rgba", "warning"), "grey.png": (80, 48, "gray", "ok"),
-                   "wide.webp": (96, 48, "yuv420p", "ok"), "b.bmp": (64, 64, "bgr24", "ok")}
+    assert fmt == {
+        "rgb.png": (80, 48, "rgb24", "ok"),
+        "cmyk.jpg": (80, 48, "gbrap", "warning"),
+        "g16.png": (80, 48, "gray16be", "warning"),
+        "pal.png": (80, 48, "pal8", "ok"),
+        "alpha.png": (80, 48, "rgba", "warning"),
+        "grey.png": (80, 48, "gray", "ok"),
+        "wide.webp": (96, 48, "yuv420p", "ok"),
+        "b.bmp": (64, 64, "bgr24", "ok"),
+    }
     assert only(rec(rep, "cmyk.jpg").problems, "cmyk.jpg", "CMYK JPEG", "Save it as an RGB")
     assert only(rec(rep, "g16.png").problems, "g16.png", "16-bit greyscale", "Save it as 8-bit")
     assert only(rec(rep, "alpha.png").problems, "alpha.png", "alpha channel", "Flatten it onto a background")
@@ -264,21 +374,40 @@ def test_image_modes(tmp_path, make_settings, src, img):
 
 
 def test_media_smaller_than_the_training_resolution_are_upscaled(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {"small.png": img, "small.txt": "s", "big.png": make_image(
-        src / "big.png", 1280, 720), "big.txt": "b", "v.mp4": make_video(src / "v.mp4", frames=5), "v.txt": "v"},
-        "--resolution", "960x544")
-    p = only(rec(rep, "small.png").problems, "small.png", "80x48 is smaller than its", "bucket at --resolution "
-             "960x544: it is upscaled", "Use a larger file or a lower --resolution")
+    rep = check(
+        make_settings,
+        tmp_path,
+        {
+            "small.png": img,
+            "small.txt": "s",
+            "big.png": make_image(src / "big.png", 1280, 720),
+            "big.txt": "b",
+            "v.mp4": make_video(src / "v.mp4", frames=5),
+            "v.txt": "v",
+        },
+        "--resolution",
+        "960x544",
+    )
+    p = only(
+        rec(rep, "small.png").problems,
+        "small.png",
+        "80x48 is smaller than its",
+        "bucket at --resolution 960x544: it is upscaled",
+        "Use a larger file or a lower --resolution",
+    )
     assert p.severity == WARNING and rec(rep, "small.png").bucket == frames.bucket_for((80, 48), (960, 544))
     assert only(rec(rep, "v.mp4").problems, "v.mp4", "96x64 is smaller", "upscaled")
     assert rec(rep, "big.png").status == "ok" and rec(rep, "big.png").bucket == (960, 544)
 
 
-@pytest.mark.parametrize("name, spoil, words", [
-    ("cut.png", lambda p: truncate(p, p.stat().st_size // 2), "PyAV cannot decode it"),
-    ("noise.png", lambda p: p.write_bytes(bytes(range(256)) * 8), "PyAV cannot decode it"),
-    ("empty.png", lambda p: p.write_bytes(b""), "PyAV cannot decode it"),
-])
+@pytest.mark.parametrize(
+    "name, spoil, words",
+    [
+        ("cut.png", lambda p: truncate(p, p.stat().st_size // 2), "PyAV cannot decode it"),
+        ("noise.png", lambda p: p.write_bytes(bytes(range(256)) * 8), "PyAV cannot decode it"),
+        ("empty.png", lambda p: p.write_bytes(b""), "PyAV cannot decode it"),
+    ],
+)
 def test_broken_images_are_left_out(tmp_path, make_settings, src, img, name, spoil, words):
     bad = make_image(src / name)
     spoil(bad)
@@ -289,8 +418,11 @@ def test_broken_images_are_left_out(tmp_path, make_settings, src, img, name, spo
 
 
 def test_image_over_pillows_pixel_limit_is_left_out(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {"ok.png": img, "ok.txt": "ok", "huge.png": make_huge_png(src / "huge.png"),
-                                          "huge.txt": "x"})
+    rep = check(
+        make_settings,
+        tmp_path,
+        {"ok.png": img, "ok.txt": "ok", "huge.png": make_huge_png(src / "huge.png"), "huge.txt": "x"},
+    )
     f = rec(rep, "huge.png")
     assert f.status == "left out" and only(f.problems, "huge.png", "13400x13400 pixels")
 
@@ -308,16 +440,34 @@ def test_truncated_jpeg_is_left_out(tmp_path, make_settings, src, img):
 
 def test_video_properties_from_packets(tmp_path, make_settings, src):
     """Frame count, rate and duration come from packets: webm and mkv declare no frame count."""
-    files = {"a.mp4": make_video(src / "a.mp4", frames=12), "b.mkv": make_video(src / "b.mkv", frames=7),
-             "c.webm": make_video(src / "c.webm", frames=7), "d.mov": make_video(src / "d.mov", frames=30, fps=30),
-             "e.mp4": make_video(src / "e.mp4", frames=10, fps=Fraction(30000, 1001)),
-             "f.avi": make_video(src / "f.avi", frames=6, fps=12)}
+    files = {
+        "a.mp4": make_video(src / "a.mp4", frames=12),
+        "b.mkv": make_video(src / "b.mkv", frames=7),
+        "c.webm": make_video(src / "c.webm", frames=7),
+        "d.mov": make_video(src / "d.mov", frames=30, fps=30),
+        "e.mp4": make_video(src / "e.mp4", frames=10, fps=Fraction(30000, 1001)),
+        "f.avi": make_video(src / "f.avi", frames=6, fps=12),
+    }
     rep = check(make_settings, tmp_path, files | {Path(n).stem + ".txt": "x" for n in files})
-    got = {f.name: (f.info.frames, f.info.header_frames, round(f.info.fps, 3), round(f.info.duration, 3),
-                    f.info.vfr, f.info.codec) for f in rep.files}
-    assert got == {"a.mp4": (12, 12, 24.0, 0.5, False, "h264"), "b.mkv": (7, 0, 24.0, 0.292, False, "h264"),
-                   "c.webm": (7, 0, 24.0, 0.292, False, "vp9"), "d.mov": (30, 30, 30.0, 1.0, False, "h264"),
-                   "e.mp4": (10, 10, 29.97, 0.334, False, "h264"), "f.avi": (6, 6, 12.0, 0.5, False, "mpeg4")}
+    got = {
+        f.name: (
+            f.info.frames,
+            f.info.header_frames,
+            round(f.info.fps, 3),
+            round(f.info.duration, 3),
+            f.info.vfr,
+            f.info.codec,
+        )
+        for f in rep.files
+    }
+    assert got == {
+        "a.mp4": (12, 12, 24.0, 0.5, False, "h264"),
+        "b.mkv": (7, 0, 24.0, 0.292, False, "h264"),
+        "c.webm": (7, 0, 24.0, 0.292, False, "vp9"),
+        "d.mov": (30, 30, 30.0, 1.0, False, "h264"),
+        "e.mp4": (10, 10, 29.97, 0.334, False, "h264"),
+        "f.avi": (6, 6, 12.0, 0.5, False, "mpeg4"),
+    }
     assert all(f.info.width == 96 and f.info.height == 64 for f in rep.files)
     assert {f.name: f.status for f in rep.files} == {n: "ok" for n in files}
     assert not find(rep.all_problems(), "header says")  # a missing frame count is not a lie
@@ -339,8 +489,11 @@ def test_header_that_lies_about_the_frame_count(tmp_path, make_settings, src):
 
 def test_variable_frame_rate(tmp_path, make_settings, src):
     vfr = make_vfr_video(src / "vfr.mp4", [0, 40, 80, 160, 200, 240, 320, 360, 400, 480])
-    rep = check(make_settings, tmp_path, {"vfr.mp4": vfr, "vfr.txt": "x",
-                                          "cfr.mp4": make_video(src / "cfr.mp4", frames=10, fps=25), "cfr.txt": "x"})
+    rep = check(
+        make_settings,
+        tmp_path,
+        {"vfr.mp4": vfr, "vfr.txt": "x", "cfr.mp4": make_video(src / "cfr.mp4", frames=10, fps=25), "cfr.txt": "x"},
+    )
     f = rec(rep, "vfr.mp4")
     assert f.info.vfr and f.info.frames == 10 and f.info.fps == pytest.approx(9 / 0.48)
     p = only(f.problems, "vfr.mp4", "variable frame rate", "motion speed varies", "constant frame rate")
@@ -358,8 +511,13 @@ def test_rotation_metadata(tmp_path, make_settings, src, matrix, degrees):
     rep = check(make_settings, tmp_path, {"rot.mp4": rot, "rot.txt": "x"})
     f = rec(rep, "rot.mp4")
     assert f.info.rotation == degrees and (f.info.width, f.info.height) == (96, 64)  # frames as stored
-    p = only(f.problems, "rot.mp4", f"rotation metadata ({degrees} degrees)", "sideways",
-             "Re-encode it with the rotation applied")
+    p = only(
+        f.problems,
+        "rot.mp4",
+        f"rotation metadata ({degrees} degrees)",
+        "sideways",
+        "Re-encode it with the rotation applied",
+    )
     assert p.severity == WARNING and f.bucket == (80, 48)
 
 
@@ -381,16 +539,19 @@ def _faststart_cut_after_moov(p: Path) -> None:
     truncate(p, box_end(p, b"moov") + 16)
 
 
-@pytest.mark.parametrize("name, make, words", [
-    ("audio.mp4", make_audio_only, "has no video stream (audio only)"),
-    ("zero.avi", make_zero_frame_video, "contains no decodable frame"),
-    ("badstart.mp4", lambda p: corrupt_first_packet(make_video(p, frames=12)), "PyAV cannot decode it"),
-    ("faststart_cut.mp4", _faststart_cut_in_mdat, "its last frames do not decode: truncated or corrupt"),
-    ("moov_only.mp4", _faststart_cut_after_moov, "contains no decodable frame"),
-    ("no_moov.mp4", lambda p: truncate(make_video(p, frames=30), 4000), "PyAV cannot decode it"),
-    ("noise.mkv", lambda p: p.write_bytes(bytes(range(7, 256)) * 20), "PyAV cannot decode it"),
-    ("empty.webm", lambda p: p.write_bytes(b""), "PyAV cannot decode it"),
-])
+@pytest.mark.parametrize(
+    "name, make, words",
+    [
+        ("audio.mp4", make_audio_only, "has no video stream (audio only)"),
+        ("zero.avi", make_zero_frame_video, "contains no decodable frame"),
+        ("badstart.mp4", lambda p: corrupt_first_packet(make_video(p, frames=12)), "PyAV cannot decode it"),
+        ("faststart_cut.mp4", _faststart_cut_in_mdat, "its last frames do not decode: truncated or corrupt"),
+        ("moov_only.mp4", _faststart_cut_after_moov, "contains no decodable frame"),
+        ("no_moov.mp4", lambda p: truncate(make_video(p, frames=30), 4000), "PyAV cannot decode it"),
+        ("noise.mkv", lambda p: p.write_bytes(bytes(range(7, 256)) * 20), "PyAV cannot decode it"),
+        ("empty.webm", lambda p: p.write_bytes(b""), "PyAV cannot decode it"),
+    ],
+)
 def test_unusable_videos_are_left_out(tmp_path, make_settings, src, img, name, make, words):
     src.mkdir(exist_ok=True)
     bad = src / name
@@ -413,13 +574,29 @@ def test_mkv_cut_in_the_middle_is_reported_as_truncated(tmp_path, make_settings,
 
 
 def test_videos_too_short_for_every_target_are_left_out(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {
-        "ok.png": img, "ok.txt": "ok", "a.mp4": make_video(src / "a.mp4", frames=41), "a.txt": "a",
-        "b.mp4": make_video(src / "b.mp4", frames=50, fps=30), "b.txt": "b",
-        "c.mp4": make_video(src / "c.mp4", frames=45), "c.txt": "c"}, "--target_frames", "45,49")
+    rep = check(
+        make_settings,
+        tmp_path,
+        {
+            "ok.png": img,
+            "ok.txt": "ok",
+            "a.mp4": make_video(src / "a.mp4", frames=41),
+            "a.txt": "a",
+            "b.mp4": make_video(src / "b.mp4", frames=50, fps=30),
+            "b.txt": "b",
+            "c.mp4": make_video(src / "c.mp4", frames=45),
+            "c.txt": "c",
+        },
+        "--target_frames",
+        "45,49",
+    )
     a, b, c = rec(rep, "a.mp4"), rec(rep, "b.mp4"), rec(rep, "c.mp4")
-    assert only(a.problems, "a.mp4", "left out: 41 frames; the shortest --target_frames needs 45",
-                "Lower --target_frames or drop the file")
+    assert only(
+        a.problems,
+        "a.mp4",
+        "left out: 41 frames; the shortest --target_frames needs 45",
+        "Lower --target_frames or drop the file",
+    )
     assert only(b.problems, "b.mp4", "left out: 50 frames (40 at 24 fps); the shortest --target_frames needs 45")
     assert a.status == b.status == "left out" and a.clips == b.clips == [] and a.block is b.block is None
     assert c.clips == [frames.Clip(0, 45)] and c.status == "ok"
@@ -428,31 +605,48 @@ def test_videos_too_short_for_every_target_are_left_out(tmp_path, make_settings,
 
 
 def test_nothing_usable_left_is_an_error(tmp_path, make_settings, src):
-    rep = check(make_settings, tmp_path, {"a.mp4": make_video(src / "a.mp4", frames=9), "a.txt": "a"},
-                "--target_frames", "13")
+    rep = check(
+        make_settings, tmp_path, {"a.mp4": make_video(src / "a.mp4", frames=9), "a.txt": "a"}, "--target_frames", "13"
+    )
     assert rec(rep, "a.mp4").status == "left out"
     assert only(rep.errors, "no usable media remain").file == str(tmp_path / "in")
 
 
 def test_mixed_frame_rates_make_one_block_per_rate(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {
-        "img.png": img, "img.txt": "i", "a24.mp4": make_video(src / "a24.mp4", frames=30), "a24.txt": "a",
-        "b30.mp4": make_video(src / "b30.mp4", frames=30, fps=30), "b30.txt": "b",
-        "clips/c30.mkv": make_video(src / "c30.mkv", frames=20, fps=30), "clips/c30.txt": "c"})
+    rep = check(
+        make_settings,
+        tmp_path,
+        {
+            "img.png": img,
+            "img.txt": "i",
+            "a24.mp4": make_video(src / "a24.mp4", frames=30),
+            "a24.txt": "a",
+            "b30.mp4": make_video(src / "b30.mp4", frames=30, fps=30),
+            "b30.txt": "b",
+            "clips/c30.mkv": make_video(src / "c30.mkv", frames=20, fps=30),
+            "clips/c30.txt": "c",
+        },
+    )
     blocks = {n: (b.kind, b.source_fps, [f.name for f in b.files]) for n, b in rep.blocks.items()}
-    assert blocks == {"images": ("image", None, ["img.png"]), "videos_24fps": ("video", 24.0, ["a24.mp4"]),
-                      "videos_30fps": ("video", 30.0, ["b30.mp4", "clips/c30.mkv"])}
+    assert blocks == {
+        "images": ("image", None, ["img.png"]),
+        "videos_24fps": ("video", 24.0, ["a24.mp4"]),
+        "videos_30fps": ("video", 30.0, ["b30.mp4", "clips/c30.mkv"]),
+    }
     # a 30 fps video is read at 24 fps: 30 frames -> 24, too few for a 25-frame clip
     assert rec(rep, "a24.mp4").clips == [frames.Clip(0, 1), frames.Clip(0, 13), frames.Clip(0, 25)]
     assert rec(rep, "b30.mp4").clips == [frames.Clip(0, 1), frames.Clip(0, 13)]
     assert rec(rep, "clips/c30.mkv").clips == [frames.Clip(0, 1), frames.Clip(0, 13)]
     c30 = rec(rep, "clips/c30.mkv")
     assert c30.flat == "clips__c30.mkv" and c30.cache_files == [
-        "clips__c30_00000-001_0080x0048_hv15.safetensors", "clips__c30_00000-013_0080x0048_hv15.safetensors"]
+        "clips__c30_00000-001_0080x0048_hv15.safetensors",
+        "clips__c30_00000-013_0080x0048_hv15.safetensors",
+    ]
     assert reporting.totals(rep)["blocks"] == {
         "images": {"kind": "image", "source_fps": None, "files": 1},
         "videos_24fps": {"kind": "video", "source_fps": 24.0, "files": 1},
-        "videos_30fps": {"kind": "video", "source_fps": 30.0, "files": 2}}
+        "videos_30fps": {"kind": "video", "source_fps": 30.0, "files": 2},
+    }
 
 
 def test_i2v_leaves_still_images_out(tmp_path, make_settings, src, img):
@@ -466,15 +660,24 @@ def test_i2v_leaves_still_images_out(tmp_path, make_settings, src, img):
 
 
 def test_strict_turns_warnings_into_errors(tmp_path, make_settings, src, img):
-    files = {"ok.png": img, "ok.txt": "ok", "alpha.png": make_png(src / "a.png", "rgba"), "alpha.txt": "a",
-             "pal.png": make_png(src / "p.png", "pal8"), "pal.txt": "p", "orphan.txt": "o",
-             "short.mp4": make_video(src / "s.mp4", frames=5), "short.txt": "s"}
+    files = {
+        "ok.png": img,
+        "ok.txt": "ok",
+        "alpha.png": make_png(src / "a.png", "rgba"),
+        "alpha.txt": "a",
+        "pal.png": make_png(src / "p.png", "pal8"),
+        "pal.txt": "p",
+        "orphan.txt": "o",
+        "short.mp4": make_video(src / "s.mp4", frames=5),
+        "short.txt": "s",
+    }
     lenient = check(make_settings, tmp_path / "1", files, "--target_frames", "9")
     strict = check(make_settings, tmp_path / "2", files, "--target_frames", "9", "--strict")
     assert lenient.errors == [] and rec(lenient, "alpha.png").status == "warning"
     assert sorted(p.file for p in strict.errors) == ["alpha.png", "orphan.txt", "short.mp4"]
-    assert [(p.file, p.message) for p in strict.errors] == [(p.file, p.message) for p in lenient.all_problems()
-                                                            if p.severity == WARNING]
+    assert [(p.file, p.message) for p in strict.errors] == [
+        (p.file, p.message) for p in lenient.all_problems() if p.severity == WARNING
+    ]
     assert rec(strict, "alpha.png").status == "error" and rec(strict, "ok.png").status == "ok"
     assert only(strict.all_problems(), "pal.png", "palette").severity == NOTE  # notes never stop a run
 
@@ -483,17 +686,51 @@ def test_strict_turns_warnings_into_errors(tmp_path, make_settings, src, img):
 
 
 def test_report_totals_text_and_files(tmp_path, make_settings, src, img):
-    rep = check(make_settings, tmp_path, {
-        "img.png": img, "img.txt": "i", "alpha.png": make_png(src / "a.png", "rgba"), "alpha.txt": "a",
-        "a24.mp4": make_video(src / "a24.mp4", frames=13), "a24.txt": "a",
-        "b30.mp4": make_video(src / "b30.mp4", frames=30, fps=30), "b30.txt": "b",
-        "audio.mp4": make_audio_only(src / "audio.mp4"), "audio.txt": "x", "orphan.txt": "o",
-        "__MACOSX/._img.png": b"\0"}, "--num_repeats", "3", "--trigger_word", "ohwx")
+    rep = check(
+        make_settings,
+        tmp_path,
+        {
+            "img.png": img,
+            "img.txt": "i",
+            "alpha.png": make_png(src / "a.png", "rgba"),
+            "alpha.txt": "a",
+            "a24.mp4": make_video(src / "a24.mp4", frames=13),
+            "a24.txt": "a",
+            "b30.mp4": make_video(src / "b30.mp4", frames=30, fps=30),
+            "b30.txt": "b",
+            "audio.mp4": make_audio_only(src / "audio.mp4"),
+            "audio.txt": "x",
+            "orphan.txt": "o",
+            "__MACOSX/._img.png": b"\0",
+        },
+        "--num_repeats",
+        "3",
+        "--trigger_word",
+        "ohwx",
+    )
     t = reporting.totals(rep)
-    assert {k: t[k] for k in ("images", "videos", "left_out", "errors", "warnings", "skipped_junk", "items",
-                              "training_items_per_epoch")} == {
-        "images": 2, "videos": 2, "left_out": 1, "errors": 0, "warnings": 3, "skipped_junk": 1, "items": 6,
-        "training_items_per_epoch": 18}
+    assert {
+        k: t[k]
+        for k in (
+            "images",
+            "videos",
+            "left_out",
+            "errors",
+            "warnings",
+            "skipped_junk",
+            "items",
+            "training_items_per_epoch",
+        )
+    } == {
+        "images": 2,
+        "videos": 2,
+        "left_out": 1,
+        "errors": 0,
+        "warnings": 3,
+        "skipped_junk": 1,
+        "items": 6,
+        "training_items_per_epoch": 18,
+    }
     assert t["items_per_bucket"] == {"80x48x1": 4, "80x48x13": 2}
     text = reporting.text(rep)
     assert f"data: {tmp_path / 'in'} (folder, 5 media files, 1 junk entries skipped)" in text
@@ -505,12 +742,13 @@ def test_report_totals_text_and_files(tmp_path, make_settings, src, img):
     run_dir = tmp_path / "run"
     path = reporting.write(rep, run_dir)
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["usable"] is True and data["input_kind"] == "folder" and data["totals"] == json.loads(
-        json.dumps(t))
+    assert data["usable"] is True and data["input_kind"] == "folder" and data["totals"] == json.loads(json.dumps(t))
     by_name = {f["file"]: f for f in data["files"]}
     assert by_name["a24.mp4"]["frames"] == 13 and by_name["a24.mp4"]["block"] == "videos_24fps"
     assert by_name["a24.mp4"]["caption"] == "ohwx, a" and by_name["a24.mp4"]["clips"] == [
-        {"start": 0, "frames": 1}, {"start": 0, "frames": 13}]
+        {"start": 0, "frames": 1},
+        {"start": 0, "frames": 13},
+    ]
     assert by_name["audio.mp4"]["status"] == "left out" and by_name["audio.mp4"]["latent_cache_files"] == []
     assert by_name["alpha.png"]["problems"][0]["severity"] == "warning"
     assert [p["file"] for p in data["problems"]] == ["orphan.txt"]

@@ -1,4 +1,5 @@
 """The subprocess runner with real child processes: tee to console and log, failures, signals, process groups."""
+
 from __future__ import annotations
 
 import os
@@ -44,13 +45,19 @@ def alive(pid: int) -> bool:
 def test_output_goes_to_console_raw_and_to_the_log_as_lines(tmp_path):
     log = tmp_path / "logs" / "s.log"
     console = Console()
-    run_logged(py("""
+    run_logged(
+        py("""
         import sys
         sys.stdout.write("start\\n"); sys.stdout.flush()
         for i in range(3):
             sys.stderr.write(f"\\rsteps: {i}/3"); sys.stderr.flush()
         sys.stderr.write("\\r\\n"); print("done")
-    """), stage="s", log_path=log, env=dict(os.environ), console=console)
+    """),
+        stage="s",
+        log_path=log,
+        env=dict(os.environ),
+        console=console,
+    )
     assert b"\rsteps: 2/3" in console.data  # progress bars reach the terminal unchanged
     lines = log.read_text().splitlines()
     assert lines[0].startswith("$ ") and sys.executable in lines[0]
@@ -75,8 +82,13 @@ def test_failure_carries_exit_code_command_and_tail(tmp_path):
 
 def test_killed_child_is_described(tmp_path):
     with pytest.raises(StageFailed, match="was killed by SIGKILL"):
-        run_logged(py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"), stage="t",
-                   log_path=tmp_path / "k.log", env=dict(os.environ), console=Console())
+        run_logged(
+            py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"),
+            stage="t",
+            log_path=tmp_path / "k.log",
+            env=dict(os.environ),
+            console=Console(),
+        )
 
 
 def test_missing_program(tmp_path):
@@ -86,8 +98,13 @@ def test_missing_program(tmp_path):
 
 def test_child_runs_in_its_own_process_group(tmp_path):
     console = Console()
-    run_logged(py("import os; print(os.getpgid(0), os.getsid(0))"), stage="t", log_path=tmp_path / "g.log",
-               env=dict(os.environ), console=console)
+    run_logged(
+        py("import os; print(os.getpgid(0), os.getsid(0))"),
+        stage="t",
+        log_path=tmp_path / "g.log",
+        env=dict(os.environ),
+        console=console,
+    )
     pgid, sid = map(int, console.data.split())
     assert pgid != os.getpgid(0) and sid != os.getsid(0)
 
@@ -107,8 +124,13 @@ def test_signal_stops_the_whole_group_and_raises_interrupted(tmp_path, signum):
     pidfile = tmp_path / "pids"
     code = GROUP_CHILD.format(pidfile=str(pidfile), prelude="")
     with pytest.raises(Interrupted) as e:
-        run_logged(py(code), stage="train", log_path=tmp_path / "i.log", env=dict(os.environ),
-                   console=Console(on=b"ready", signum=signum))
+        run_logged(
+            py(code),
+            stage="train",
+            log_path=tmp_path / "i.log",
+            env=dict(os.environ),
+            console=Console(on=b"ready", signum=signum),
+        )
     assert e.value.signum == signum and e.value.exit_code == 128 + signum and e.value.stage == "train"
     child, worker = map(int, pidfile.read_text().split())
     assert not alive(child) and not alive(worker)  # the dataloader-like worker went down with the group
@@ -118,8 +140,14 @@ def test_a_child_that_ignores_the_signal_is_killed_after_the_grace_period(tmp_pa
     pidfile = tmp_path / "pids"
     code = GROUP_CHILD.format(pidfile=str(pidfile), prelude="signal.signal(signal.SIGINT, signal.SIG_IGN)")
     with pytest.raises(Interrupted):
-        run_logged(py(code), stage="train", log_path=tmp_path / "i.log", env=dict(os.environ),
-                   console=Console(on=b"ready"), grace_s=0.5)
+        run_logged(
+            py(code),
+            stage="train",
+            log_path=tmp_path / "i.log",
+            env=dict(os.environ),
+            console=Console(on=b"ready"),
+            grace_s=0.5,
+        )
     child, worker = map(int, pidfile.read_text().split())
     assert not alive(child) and not alive(worker)
     assert "[exit code -9]" in (tmp_path / "i.log").read_text()

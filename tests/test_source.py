@@ -3,6 +3,7 @@
 Every refusal must name the entry and say what to do; nothing of a refused zip is unpacked; a folder is read
 where it is and never written to.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +14,20 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-
 from conftest import tree
+from mediafactory import (
+    add_zip_entry,
+    make_image,
+    make_video,
+    make_zip,
+    rename_zip_entry_raw,
+    set_declared_size,
+    set_zip_flag,
+)
+
 from hvlora import source
 from hvlora.errors import ConfigError, DataError
 from hvlora.problems import ERROR, WARNING
-from mediafactory import (add_zip_entry, make_image, make_video, make_zip, rename_zip_entry_raw,
-                          set_declared_size, set_zip_flag)
 
 
 @pytest.fixture(scope="module")
@@ -58,25 +66,40 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_zip_keeps_media_and_captions_and_skips_archive_junk(tmp_path, make_settings, png):
-    listing, z = list_zip(make_settings, tmp_path, {
-        "a.png": png, "a.txt": b"a", "clips/deep/v.MP4": b"v", "clips/deep/v.txt": b"v",
-        "__MACOSX/clips/._v.MP4": b"\0", "clips/._a.png": b"\0", ".DS_Store": b"x", "clips/Thumbs.db": b"x",
-        "desktop.ini": b"x", ".git/config": b"x"})
+    listing, z = list_zip(
+        make_settings,
+        tmp_path,
+        {
+            "a.png": png,
+            "a.txt": b"a",
+            "clips/deep/v.MP4": b"v",
+            "clips/deep/v.txt": b"v",
+            "__MACOSX/clips/._v.MP4": b"\0",
+            "clips/._a.png": b"\0",
+            ".DS_Store": b"x",
+            "clips/Thumbs.db": b"x",
+            "desktop.ini": b"x",
+            ".git/config": b"x",
+        },
+    )
     assert (listing.kind, listing.root) == ("zip", z)
     assert names(listing) == ["a.png", "a.txt", "clips/deep/v.MP4", "clips/deep/v.txt"]
     assert listing.entries[0].size == len(png) and listing.entries[0].zinfo.filename == "a.png"
     assert listing.skipped_junk == 6 and listing.problems == []  # junk is skipped silently
 
 
-@pytest.mark.parametrize("bad_name, reason", [
-    ("../escape.png", "'..' in its path"),
-    ("clips/../../escape.png", "'..' in its path"),
-    ("/abs/escape.png", "absolute path"),
-    ("C:/win/escape.png", "absolute path"),
-    ("c:escape.png", "absolute path"),
-    ("dir\\..\\escape.png", "backslashes"),
-    ("win\\escape.png", "backslashes"),
-])
+@pytest.mark.parametrize(
+    "bad_name, reason",
+    [
+        ("../escape.png", "'..' in its path"),
+        ("clips/../../escape.png", "'..' in its path"),
+        ("/abs/escape.png", "absolute path"),
+        ("C:/win/escape.png", "absolute path"),
+        ("c:escape.png", "absolute path"),
+        ("dir\\..\\escape.png", "backslashes"),
+        ("win\\escape.png", "backslashes"),
+    ],
+)
 def test_zip_entry_escaping_the_target_is_refused_by_name(tmp_path, make_settings, png, bad_name, reason):
     listing, _ = list_zip(make_settings, tmp_path, {"ok.png": png, "ok.txt": b"ok", bad_name: png})
     p = problem(listing, bad_name)
@@ -85,12 +108,15 @@ def test_zip_entry_escaping_the_target_is_refused_by_name(tmp_path, make_setting
     assert names(listing) == ["ok.png", "ok.txt"]
 
 
-@pytest.mark.parametrize("mode, reason", [
-    (stat.S_IFLNK | 0o777, "is a symbolic link"),
-    (stat.S_IFIFO | 0o644, "is a special file"),
-    (stat.S_IFCHR | 0o644, "is a special file"),
-    (stat.S_IFSOCK | 0o644, "is a special file"),
-])
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        (stat.S_IFLNK | 0o777, "is a symbolic link"),
+        (stat.S_IFIFO | 0o644, "is a special file"),
+        (stat.S_IFCHR | 0o644, "is a special file"),
+        (stat.S_IFSOCK | 0o644, "is a special file"),
+    ],
+)
 def test_zip_links_and_special_files_are_refused(tmp_path, make_settings, png, mode, reason):
     z = make_zip(tmp_path / "data" / "in.zip", {"ok.png": png, "ok.txt": b"ok"})
     add_zip_entry(z, "odd.png", b"/etc/passwd", mode=mode)
@@ -138,7 +164,7 @@ def test_zip_name_that_is_not_utf8_is_refused(tmp_path, make_settings, png):
 def test_zip_utf8_name_without_the_utf8_flag_is_read_as_utf8(tmp_path, make_settings, png):
     """Many zip tools write UTF-8 names without setting the flag; zipfile decodes them as CP437."""
     z = make_zip(tmp_path / "data" / "in.zip", {"cafXX.png": png})
-    rename_zip_entry_raw(z, "cafXX.png", "café.png".encode("utf-8"))
+    rename_zip_entry_raw(z, "cafXX.png", "café.png".encode())
     listing = source.list_input(make_settings(), tmp_path / "work")
     assert names(listing) == ["café.png"] and listing.problems == []
     paths = source.materialize(listing, listing.entries, tmp_path / "work" / "extracted")
@@ -148,8 +174,11 @@ def test_zip_utf8_name_without_the_utf8_flag_is_read_as_utf8(tmp_path, make_sett
 
 def test_nested_archives_are_reported_and_not_unpacked(tmp_path, make_settings, png):
     inner = make_zip(tmp_path / "src" / "inner.zip", {"hidden.png": png, "hidden.txt": b"h"}).read_bytes()
-    listing, _ = list_zip(make_settings, tmp_path, {
-        "a.png": png, "a.txt": b"a", "more/inner.zip": inner, "b.tar.gz": b"\x1f\x8b", "c.7z": b"7z", "d.RAR": b"R"})
+    listing, _ = list_zip(
+        make_settings,
+        tmp_path,
+        {"a.png": png, "a.txt": b"a", "more/inner.zip": inner, "b.tar.gz": b"\x1f\x8b", "c.7z": b"7z", "d.RAR": b"R"},
+    )
     for name in ("more/inner.zip", "b.tar.gz", "c.7z", "d.RAR"):
         p = problem(listing, name)
         assert p.severity == WARNING and "archive inside the input, not unpacked" in p.message
@@ -161,8 +190,11 @@ def test_nested_archives_are_reported_and_not_unpacked(tmp_path, make_settings, 
 
 
 def test_unsupported_extensions_are_listed_with_what_is_supported(tmp_path, make_settings, png):
-    listing, _ = list_zip(make_settings, tmp_path, {"a.png": png, "a.txt": b"a", "notes.pdf": b"%PDF",
-                                                    "anim.gif": b"GIF89a", "clip.m4v": b"x"})
+    listing, _ = list_zip(
+        make_settings,
+        tmp_path,
+        {"a.png": png, "a.txt": b"a", "notes.pdf": b"%PDF", "anim.gif": b"GIF89a", "clip.m4v": b"x"},
+    )
     for name in ("notes.pdf", "anim.gif", "clip.m4v"):
         p = problem(listing, name)
         assert p.severity == WARNING and "unsupported file type, ignored" in p.message
@@ -172,8 +204,11 @@ def test_unsupported_extensions_are_listed_with_what_is_supported(tmp_path, make
 
 
 def test_hidden_media_are_reported_and_left_out(tmp_path, make_settings, png):
-    listing, _ = list_zip(make_settings, tmp_path, {
-        "a.png": png, "a.txt": b"a", ".hidden/b.png": png, ".hidden/b.txt": b"b", "clips/.c.mp4": b"v"})
+    listing, _ = list_zip(
+        make_settings,
+        tmp_path,
+        {"a.png": png, "a.txt": b"a", ".hidden/b.png": png, ".hidden/b.txt": b"b", "clips/.c.mp4": b"v"},
+    )
     for name in (".hidden/b.png", "clips/.c.mp4"):
         p = problem(listing, name)
         assert p.severity == WARNING and "is hidden" in p.message and "left out" in p.message
@@ -197,7 +232,7 @@ def test_declared_total_over_free_disk_is_refused(tmp_path, make_settings, png, 
 
     def disk_usage(path):
         asked.append(Path(path))
-        return usage(10 ** 9, 10 ** 9 - 100, 100)
+        return usage(10**9, 10**9 - 100, 100)
 
     monkeypatch.setattr(source.shutil, "disk_usage", disk_usage)
     z = make_zip(tmp_path / "data" / "in.zip", {"a.png": png, "a.txt": b"a"})
@@ -209,8 +244,9 @@ def test_declared_total_over_free_disk_is_refused(tmp_path, make_settings, png, 
 
 
 def test_entry_with_absurd_compression_ratio_is_refused(tmp_path, make_settings, png):
-    listing, _ = list_zip(make_settings, tmp_path, {"ok.png": png, "bomb.png": bytes(4 << 20),
-                                                    "noise.png": os.urandom(2 << 20)})
+    listing, _ = list_zip(
+        make_settings, tmp_path, {"ok.png": png, "bomb.png": bytes(4 << 20), "noise.png": os.urandom(2 << 20)}
+    )
     p = problem(listing, "bomb.png")
     assert p.severity == ERROR and "zip bomb" in p.message and "-> 4194304 bytes" in p.message
     assert int(p.message.split("x ")[0].split()[-1]) > source.MAX_RATIO
@@ -250,8 +286,9 @@ def test_materialize_refuses_a_path_outside_the_target_even_past_the_scan(tmp_pa
         info = zf.infolist()[0]
     listing = source.Listing(z, "zip")
     with pytest.raises(DataError, match=r"\.\./evil\.png: would be written outside"):
-        source.materialize(listing, [source.Entry("../evil.png", info.file_size, zinfo=info)],
-                           tmp_path / "work" / "extracted")
+        source.materialize(
+            listing, [source.Entry("../evil.png", info.file_size, zinfo=info)], tmp_path / "work" / "extracted"
+        )
     assert not (tmp_path / "work" / "evil.png").exists()
 
 
@@ -267,9 +304,17 @@ def test_unreadable_zip_raises_naming_it(tmp_path, make_settings):
 
 def test_folder_follows_the_zip_rules_and_is_read_in_place(tmp_path, make_settings, png):
     root = tmp_path / "in"
-    for name, data in {"a.png": png, "a.txt": b"a", "sub/b.png": png, "sub/b.txt": b"b", ".DS_Store": b"x",
-                       "sub/._b.png": b"\0", ".hidden/c.png": png, "notes.pdf": b"%PDF",
-                       "more.zip": b"PK"}.items():
+    for name, data in {
+        "a.png": png,
+        "a.txt": b"a",
+        "sub/b.png": png,
+        "sub/b.txt": b"b",
+        ".DS_Store": b"x",
+        "sub/._b.png": b"\0",
+        ".hidden/c.png": png,
+        "notes.pdf": b"%PDF",
+        "more.zip": b"PK",
+    }.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     before = snapshot(root)
@@ -298,8 +343,11 @@ def test_folder_links_and_special_files_are_refused(tmp_path, make_settings, png
     (root / "sub" / "linkdir").symlink_to(outside, target_is_directory=True)
     os.mkfifo(root / "pipe.png")
     listing = source.list_input(make_settings("--input_dir", str(root)), tmp_path / "work")
-    for name, reason in (("link.png", "is a symbolic link"), ("sub/linkdir", "is a symbolic link"),
-                         ("pipe.png", "is a special file")):
+    for name, reason in (
+        ("link.png", "is a symbolic link"),
+        ("sub/linkdir", "is a symbolic link"),
+        ("pipe.png", "is a special file"),
+    ):
         p = problem(listing, name)
         assert p.severity == ERROR and reason in p.message and p.fix
     assert "Replace the link" in problem(listing, "link.png").fix

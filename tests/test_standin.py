@@ -5,6 +5,7 @@ flags) must fail with argparse's exit 2. One smoke test runs the four stand-in m
 dataset, the way the pipeline does. Comparing musubi_flags.json with a real musubi install is a script, not a
 test (CI has no musubi): `python tests/standin/dump_musubi_flags.py --check` with the rig venv.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from mediafactory import make_image, make_video
 from safetensors import safe_open
 
 from hvlora import catalog, musubi
-from mediafactory import make_image, make_video
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 TOML = Path("/run/dataset.toml")
@@ -52,14 +53,21 @@ def parse_error(module: str, argv) -> tuple[int, str]:
 
 def commands(s) -> list[musubi.Command]:
     weights = {c: w.local_path(s.models_dir) for c, w in catalog.weights_for(s.task).items()}
-    return [musubi.cache_latents(s, TOML, weights), musubi.cache_text_encoder_outputs(s, TOML, weights),
-            musubi.train(s, TOML, weights, Path("/run/ckpt"), Path("/run/tb")),
-            musubi.convert(Path("/run/ckpt/lora.safetensors"), Path("/run/ckpt/lora_comfyui.safetensors"))]
+    return [
+        musubi.cache_latents(s, TOML, weights),
+        musubi.cache_text_encoder_outputs(s, TOML, weights),
+        musubi.train(s, TOML, weights, Path("/run/ckpt"), Path("/run/tb")),
+        musubi.convert(Path("/run/ckpt/lora.safetensors"), Path("/run/ckpt/lora_comfyui.safetensors")),
+    ]
 
 
 VARIANTS = {
-    "t2v": (), "i2v": ("--task", "i2v"), "fp8": ("--fp8",), "swap": ("--blocks_to_swap", "51"),
-    "adafactor": ("--optimizer", "AdaFactor"), "cpu": ("--device", "cpu"),
+    "t2v": (),
+    "i2v": ("--task", "i2v"),
+    "fp8": ("--fp8",),
+    "swap": ("--blocks_to_swap", "51"),
+    "adafactor": ("--optimizer", "AdaFactor"),
+    "cpu": ("--device", "cpu"),
     "steps": ("--max_train_steps", "7", "--task", "i2v", "--fp8", "--save_precision", "fp32"),
 }
 
@@ -78,7 +86,10 @@ def test_real_parsers_accept_our_argv(make_settings, variant):
             assert isinstance(ns["dataset_config"], Path)  # musubi's type=Path, kept by the stand-in
         elif cmd.name == "convert":
             assert (ns["src_path"], ns["dst_path"], ns["reverse"]) == (
-                "/run/ckpt/lora.safetensors", "/run/ckpt/lora_comfyui.safetensors", False)
+                "/run/ckpt/lora.safetensors",
+                "/run/ckpt/lora_comfyui.safetensors",
+                False,
+            )
 
 
 @pytest.mark.parametrize("module", [musubi.CACHE_LATENTS, musubi.CACHE_TEXT_ENCODER, musubi.TRAIN])
@@ -100,14 +111,16 @@ def test_hunyuan_video_1_flags_are_rejected(make_settings, hv1_flag):
 
 def test_types_choices_and_required_arguments_fail_as_in_musubi():
     assert parse_error(musubi.TRAIN, ["--network_dim", "3.5"])[1].endswith(
-        "argument --network_dim: invalid int value: '3.5'")
+        "argument --network_dim: invalid int value: '3.5'"
+    )
     assert parse_error(musubi.TRAIN, ["--save_precision", "fp8"])[1].startswith(
-        "hv_1_5_train_network.py: error: argument --save_precision: invalid choice: 'fp8'")
+        "hv_1_5_train_network.py: error: argument --save_precision: invalid choice: 'fp8'"
+    )
     assert parse_error(musubi.TRAIN, ["--lr_warmup_steps", "x"])[1].endswith("'x' is not an int or float")
     assert parse_error(musubi.CACHE_TEXT_ENCODER, ["--dataset_config", "d.toml"])[1].endswith(
-        "the following arguments are required: --text_encoder, --byt5")
-    assert parse_error(musubi.CONVERT, ["a.safetensors"])[1].endswith(
-        "the following arguments are required: dst_path")
+        "the following arguments are required: --text_encoder, --byt5"
+    )
+    assert parse_error(musubi.CONVERT, ["a.safetensors"])[1].endswith("the following arguments are required: dst_path")
     assert parse(musubi.TRAIN, ["--lr_warmup_steps", "10%"])["lr_warmup_steps"] == 0.1
 
 
@@ -116,12 +129,24 @@ def test_flags_json_has_the_contract_flags():
     assert spec["musubi_tuner_version"] == "0.3.4"
     opts = {m: flags.option_strings(m) for m in spec["modules"]}
     assert {"--i2v", "--image_encoder", "--vae", "--vae_dtype", "--keep_cache", "--skip_existing"} <= opts[
-        musubi.CACHE_LATENTS]
+        musubi.CACHE_LATENTS
+    ]
     assert {"--text_encoder", "--byt5", "--fp8_vl", "--batch_size"} <= opts[musubi.CACHE_TEXT_ENCODER]
-    assert {"--blocks_to_swap", "--network_dim", "--network_alpha", "--fp8_base", "--fp8_scaled", "--sdpa",
-            "--max_train_epochs", "--save_state", "--save_last_n_epochs_state", "--logging_dir"} <= opts[musubi.TRAIN]
-    assert {"--fp8_llm", "--text_encoder1", "--vae_chunk_size"}.isdisjoint(opts[musubi.TRAIN] | opts[
-        musubi.CACHE_LATENTS] | opts[musubi.CACHE_TEXT_ENCODER])
+    assert {
+        "--blocks_to_swap",
+        "--network_dim",
+        "--network_alpha",
+        "--fp8_base",
+        "--fp8_scaled",
+        "--sdpa",
+        "--max_train_epochs",
+        "--save_state",
+        "--save_last_n_epochs_state",
+        "--logging_dir",
+    } <= opts[musubi.TRAIN]
+    assert {"--fp8_llm", "--text_encoder1", "--vae_chunk_size"}.isdisjoint(
+        opts[musubi.TRAIN] | opts[musubi.CACHE_LATENTS] | opts[musubi.CACHE_TEXT_ENCODER]
+    )
     convert = spec["modules"][musubi.CONVERT]
     assert convert["positionals"] == ["src_path", "dst_path"] and opts[musubi.CONVERT] == {"-h", "--help", "--reverse"}
     assert all("help" not in a for m in spec["modules"].values() for a in m["actions"])  # no help texts
@@ -131,8 +156,9 @@ def test_flags_json_has_the_contract_flags():
 
 def _run(module: str, argv: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(STANDIN), **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", module, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_standin_pipeline_smoke(tmp_path):
@@ -146,56 +172,113 @@ def test_standin_pipeline_smoke(tmp_path):
     for w in ("vae", "te", "byt5", "dit"):
         (tmp_path / f"{w}.safetensors").write_bytes(b"")
     toml = tmp_path / "dataset.toml"
-    toml.write_text(f'[general]\nresolution = [64, 64]\ncaption_extension = ".txt"\nenable_bucket = true\n\n'
-                    f'[[datasets]]\nimage_directory = "{data / "img"}"\ncache_directory = "{tmp_path / "ci"}"\n\n'
-                    f'[[datasets]]\nvideo_directory = "{data / "vid"}"\ncache_directory = "{tmp_path / "cv"}"\n'
-                    f'target_frames = [1, 5, 9]\nframe_extraction = "chunk"\n')
+    toml.write_text(
+        f'[general]\nresolution = [64, 64]\ncaption_extension = ".txt"\nenable_bucket = true\n\n'
+        f'[[datasets]]\nimage_directory = "{data / "img"}"\ncache_directory = "{tmp_path / "ci"}"\n\n'
+        f'[[datasets]]\nvideo_directory = "{data / "vid"}"\ncache_directory = "{tmp_path / "cv"}"\n'
+        f'target_frames = [1, 5, 9]\nframe_extraction = "chunk"\n'
+    )
     stale = tmp_path / "cv" / "old_00000-001_0064x0064_hv15.safetensors"
     stale.parent.mkdir()
     stale.write_bytes(b"")
     calls = tmp_path / "calls.jsonl"
 
-    r = _run(musubi.CACHE_LATENTS, ["--dataset_config", str(toml), "--vae", "vae.safetensors", "--device", "cpu"],
-             tmp_path, {"STANDIN_CALLS": str(calls)})
+    r = _run(
+        musubi.CACHE_LATENTS,
+        ["--dataset_config", str(toml), "--vae", "vae.safetensors", "--device", "cpu"],
+        tmp_path,
+        {"STANDIN_CALLS": str(calls)},
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
-        "walk_00000-001_0080x0048_hv15.safetensors", "walk_00000-005_0080x0048_hv15.safetensors",
-        "walk_00000-009_0080x0048_hv15.safetensors", "walk_00001-001_0080x0048_hv15.safetensors",
-        "walk_00002-001_0080x0048_hv15.safetensors", "walk_00003-001_0080x0048_hv15.safetensors",
-        "walk_00004-001_0080x0048_hv15.safetensors", "walk_00005-001_0080x0048_hv15.safetensors",
-        "walk_00005-005_0080x0048_hv15.safetensors", "walk_00006-001_0080x0048_hv15.safetensors",
-        "walk_00007-001_0080x0048_hv15.safetensors", "walk_00008-001_0080x0048_hv15.safetensors",
-        "walk_00009-001_0080x0048_hv15.safetensors", "walk_00010-001_0080x0048_hv15.safetensors",
-        "walk_00011-001_0080x0048_hv15.safetensors"]  # the stale file is gone
+        "walk_00000-001_0080x0048_hv15.safetensors",
+        "walk_00000-005_0080x0048_hv15.safetensors",
+        "walk_00000-009_0080x0048_hv15.safetensors",
+        "walk_00001-001_0080x0048_hv15.safetensors",
+        "walk_00002-001_0080x0048_hv15.safetensors",
+        "walk_00003-001_0080x0048_hv15.safetensors",
+        "walk_00004-001_0080x0048_hv15.safetensors",
+        "walk_00005-001_0080x0048_hv15.safetensors",
+        "walk_00005-005_0080x0048_hv15.safetensors",
+        "walk_00006-001_0080x0048_hv15.safetensors",
+        "walk_00007-001_0080x0048_hv15.safetensors",
+        "walk_00008-001_0080x0048_hv15.safetensors",
+        "walk_00009-001_0080x0048_hv15.safetensors",
+        "walk_00010-001_0080x0048_hv15.safetensors",
+        "walk_00011-001_0080x0048_hv15.safetensors",
+    ]  # the stale file is gone
     with safe_open(tmp_path / "ci" / "cat_0080x0048_hv15.safetensors", "pt") as f:
         assert {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()} == {"latents_1x3x5_float16": (32, 1, 3, 5)}
         assert f.metadata()["architecture"] == "hunyuan_video_1_5"
     assert "1it [" in r.stderr and "15it [" in r.stderr  # one tqdm bar per dataset (1 and 15 batches), no total
 
-    r = _run(musubi.CACHE_TEXT_ENCODER, ["--dataset_config", str(toml), "--text_encoder", "te.safetensors",
-                                         "--byt5", "byt5.safetensors", "--batch_size", "16"], tmp_path)
+    r = _run(
+        musubi.CACHE_TEXT_ENCODER,
+        [
+            "--dataset_config",
+            str(toml),
+            "--text_encoder",
+            "te.safetensors",
+            "--byt5",
+            "byt5.safetensors",
+            "--batch_size",
+            "16",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     with safe_open(tmp_path / "cv" / "walk_hv15_te.safetensors", "pt") as f:
         assert f.metadata()["caption1"] == 'a sign saying "HI"'
         assert f.get_slice("varlen_byt5_embed_float16").get_shape()[1] == 1472
 
     out = tmp_path / "out"
-    train = ["--dit", "dit.safetensors", "--dataset_config", str(toml), "--sdpa", "--optimizer_type", "adamw",
-             "--network_module", "networks.lora_hv_1_5", "--network_dim", "4", "--network_alpha", "2",
-             "--max_train_epochs", "3", "--save_every_n_epochs", "1", "--save_last_n_epochs", "1", "--save_state",
-             "--save_precision", "bf16", "--seed", "1", "--output_dir", str(out), "--output_name", "lora"]
+    train = [
+        "--dit",
+        "dit.safetensors",
+        "--dataset_config",
+        str(toml),
+        "--sdpa",
+        "--optimizer_type",
+        "adamw",
+        "--network_module",
+        "networks.lora_hv_1_5",
+        "--network_dim",
+        "4",
+        "--network_alpha",
+        "2",
+        "--max_train_epochs",
+        "3",
+        "--save_every_n_epochs",
+        "1",
+        "--save_last_n_epochs",
+        "1",
+        "--save_state",
+        "--save_precision",
+        "bf16",
+        "--seed",
+        "1",
+        "--output_dir",
+        str(out),
+        "--output_name",
+        "lora",
+    ]
     r = _run(musubi.TRAIN, train, tmp_path, {"STANDIN_CALLS": str(calls)})
     assert r.returncode == 0, r.stderr
     assert "  num train items / 学習画像、動画数: 16" in r.stdout
     assert "  total optimization steps / 学習ステップ数: 48" in r.stdout and "epoch 3/3" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["lora-000002-state", "lora-000002.safetensors", "lora-state",
-                                                     "lora.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "lora-000002-state",
+        "lora-000002.safetensors",
+        "lora-state",
+        "lora.safetensors",
+    ]
     assert "avr_loss=" in r.stderr and "steps: 100%" in r.stderr
     with safe_open(out / "lora.safetensors", "pt") as f:
         keys = list(f.keys())
         md = f.metadata()
-        assert len(keys) == 2268 and f.get_slice("lora_unet_double_blocks_53_txt_mod_linear.lora_up.weight"
-                                                  ).get_shape() == [12288, 4]
+        assert len(keys) == 2268 and f.get_slice(
+            "lora_unet_double_blocks_53_txt_mod_linear.lora_up.weight"
+        ).get_shape() == [12288, 4]
     assert (md["ss_network_dim"], md["ss_network_alpha"], md["ss_steps"], md["ss_epoch"]) == ("4", "2.0", "48", "3")
 
     r = _run(musubi.CONVERT, [str(out / "lora.safetensors"), str(out / "comfy.safetensors")], tmp_path)

@@ -3,6 +3,7 @@
 Afterwards every block's cache folder must hold exactly the latent files the preflight predicted (frames.py mirrors
 musubi's clip extraction): the item counts the user was shown are the items that train.
 """
+
 from __future__ import annotations
 
 from .. import cache, musubi
@@ -34,6 +35,11 @@ def run(ctx: RunContext) -> dict:
     if extra:
         ctx.log(NAME)(f"warning: musubi wrote latent caches the preflight did not predict: {', '.join(extra[:10])}")
     if missing:
-        raise StageFailed(NAME, f"musubi did not write {len(missing)} latent cache(s) the preflight predicted "
-                          f"(e.g. {', '.join(missing[:5])}); see the log", cmd.executable(), ctx.paths.log(NAME))
+        raise StageFailed(
+            NAME,
+            f"musubi did not write {len(missing)} latent cache(s) the preflight predicted "
+            f"(e.g. {', '.join(missing[:5])}); see the log",
+            cmd.executable(),
+            ctx.paths.log(NAME),
+        )
     return {"exit_code": 0, "command": cmd.executable(), "latent_caches": counts}

@@ -3,6 +3,7 @@
 musubi's converter fuses attn_q/k/v into attn_qkv and renames mlp/mod layers (contract §5). A missing module fails
 the run (the system we replace only warned, and users published LoRAs that load with "lora key not loaded").
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,11 +37,14 @@ def run(ctx: RunContext) -> dict:
         report = comfyui.verify(src, dst)
     except comfyui.LoraCheckError as e:
         raise StageFailed(NAME, str(e), cmd.executable(), ctx.paths.log(NAME)) from None
-    log(f"ComfyUI check: {report['musubi_modules']} musubi modules -> {report['comfyui_modules']} ComfyUI modules "
-        f"({report['comfyui_keys']} keys), rank {report['rank']}, none missing")
+    log(
+        f"ComfyUI check: {report['musubi_modules']} musubi modules -> {report['comfyui_modules']} ComfyUI modules "
+        f"({report['comfyui_keys']} keys), rank {report['rank']}, none missing"
+    )
     ctx.lora_comfyui = dst
     name = ctx.settings.output_name
-    published = outputs.publish({f"{name}.safetensors": src, f"{name}_comfyui.safetensors": dst},
-                                ctx.settings.output_dir, log)
+    published = outputs.publish(
+        {f"{name}.safetensors": src, f"{name}_comfyui.safetensors": dst}, ctx.settings.output_dir, log
+    )
     ctx.summary.update("outputs", published)
     return {"exit_code": 0, "command": cmd.executable(), **report}

@@ -6,12 +6,13 @@ replace dropped every image) and motion plays at the model's 24 fps whatever the
 on its own (no `[general]`) and has its own `cache_directory` under OUTPUT_DIR/cache/<key>/. Schema: musubi
 dataset/config_utils.py (contract §4); video-only keys never appear in an image block.
 """
+
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import tomli_w
+import tomllib
 
 from .. import cache, musubi
 from ..config import Settings

@@ -10,6 +10,7 @@
   what huggingface_hub recorded when it downloaded it). --verify_weights re-hashes every file.
 HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured (read from ctx.env when the stage runs); HF_TOKEN is never logged.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,7 @@ def presence(task: str, models_dir: Path, env: dict[str, str], variant: str = "7
         path = wf.local_path(models_dir)
         weights[comp] = path
         state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
-        (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file()
-                                                                               else ""))
+        (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file() else ""))
     cache = hub_cache_dir(env)
     for tok in catalog.TOKENIZERS:
         absent = _missing_tokenizer_files(tok, cache)
@@ -99,9 +99,15 @@ def run(ctx: RunContext) -> dict:
     else:
         fetcher.fetch(files)
         downloaded = True
-    return {"downloaded": downloaded, "hub_cache": str(fetcher.cache), "bytes_fetched": fetcher.bytes_fetched,
-            "files": {c: {"path": str(ctx.weights[c]), "commit": r.commit, "sha256": r.sha256}
-                      for c, r in fetcher.records(files).items()}}
+    return {
+        "downloaded": downloaded,
+        "hub_cache": str(fetcher.cache),
+        "bytes_fetched": fetcher.bytes_fetched,
+        "files": {
+            c: {"path": str(ctx.weights[c]), "commit": r.commit, "sha256": r.sha256}
+            for c, r in fetcher.records(files).items()
+        },
+    }
 
 
 class _Fetcher:
@@ -122,14 +128,17 @@ class _Fetcher:
 
     def fetch(self, files: dict[str, catalog.WeightFile]) -> None:
         todo = [wf for wf in files.values() if not self._trusted(wf)]
-        remote = {wf.key: hub.remote_file(wf.repo_id, wf.filename, self.s.revision_for(wf.repo_id), self.endpoint,
-                                          self.token, self.log) for wf in todo}
+        remote = {
+            wf.key: hub.remote_file(
+                wf.repo_id, wf.filename, self.s.revision_for(wf.repo_id), self.endpoint, self.token, self.log
+            )
+            for wf in todo
+        }
         missing = {wf.key: self._bytes_to_fetch(wf, remote[wf.key]) for wf in todo}
         self._check_disk(sum(missing.values()))
         remaining = sum(missing.values())
         for i, wf in enumerate(todo, 1):
-            state = (f"{human_bytes(remaining)} still to fetch" if missing[wf.key] else
-                     "on disk, not verified yet")
+            state = f"{human_bytes(remaining)} still to fetch" if missing[wf.key] else "on disk, not verified yet"
             self.log(f"[{i}/{len(todo)}] {wf.component}: {wf.key} ({human_bytes(remote[wf.key].size)}); {state}")
             self._fetch_verified(wf, remote[wf.key])
             remaining -= missing[wf.key]
@@ -169,28 +178,34 @@ class _Fetcher:
         target.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(target).free
         if needed > free:
-            raise UserError(f"the model files still to download need {human_bytes(needed)} but {target} has only "
-                            f"{human_bytes(free)} free. Free space there, or pass --models_dir on a larger disk.")
+            raise UserError(
+                f"the model files still to download need {human_bytes(needed)} but {target} has only "
+                f"{human_bytes(free)} free. Free space there, or pass --models_dir on a larger disk."
+            )
 
     def _fetch_verified(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> None:
         local_dir, revision = self.s.models_dir / wf.repo_id, self.s.revision_for(wf.repo_id)
         for attempt in (1, 2):
             # A retry after a mismatch starts clean (forget_local below) and may itself resume after a drop.
-            path = hub.download(wf.repo_id, wf.filename, local_dir, revision, self.cache, self.endpoint, self.token,
-                                self.log)
+            path = hub.download(
+                wf.repo_id, wf.filename, local_dir, revision, self.cache, self.endpoint, self.token, self.log
+            )
             self.log(f"{wf.key}: verifying sha256")
             sha256, git_sha1 = hashes(path)
-            if matches_etag(sha256, git_sha1, remote.etag) and (not remote.size or path.stat().st_size
-                                                                == remote.size):
-                self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, remote.commit,
-                                                     sha256))
+            if matches_etag(sha256, git_sha1, remote.etag) and (not remote.size or path.stat().st_size == remote.size):
+                self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, remote.commit, sha256))
                 return
-            self.log(f"{wf.key}: content does not match the hub (sha256 {sha256[:12]}..., expected "
-                     f"{remote.etag[:12]}...); " + ("downloading it again" if attempt == 1 else "giving up"))
+            self.log(
+                f"{wf.key}: content does not match the hub (sha256 {sha256[:12]}..., expected "
+                f"{remote.etag[:12]}...); " + ("downloading it again" if attempt == 1 else "giving up")
+            )
             hub.forget_local(local_dir, wf.filename)
-        raise StageFailed(NAME, f"{wf.key} was downloaded twice and both copies differ from what the hub says it "
-                          "holds (sha256/size). The connection or a proxy corrupts data; run again later or from "
-                          "another network.")
+        raise StageFailed(
+            NAME,
+            f"{wf.key} was downloaded twice and both copies differ from what the hub says it "
+            "holds (sha256/size). The connection or a proxy corrupts data; run again later or from "
+            "another network.",
+        )
 
     def _fetch_tokenizer(self, tok: catalog.TokenizerRepo) -> None:
         if not _missing_tokenizer_files(tok, self.cache) and not _corrupt_tokenizer_files(tok, self.cache):
@@ -198,23 +213,39 @@ class _Fetcher:
             return
         for attempt in (1, 2):
             self.log(f"tokenizer {tok.repo_id} -> {self.cache}")
-            hub.snapshot(tok.repo_id, tok.allow_patterns, self.s.revision_for(tok.repo_id), self.cache,
-                         self.endpoint, self.token, self.log, force=attempt == 2)
+            hub.snapshot(
+                tok.repo_id,
+                tok.allow_patterns,
+                self.s.revision_for(tok.repo_id),
+                self.cache,
+                self.endpoint,
+                self.token,
+                self.log,
+                force=attempt == 2,
+            )
             absent = _missing_tokenizer_files(tok, self.cache)
             if absent:  # offline, snapshot_download returns a cached snapshot folder without checking its files
-                raise StageFailed(NAME, f"{tok.repo_id}: {', '.join(absent)} missing from {self.cache} and the hub "
-                                        "could not be asked for it. Run the same command again when the network "
-                                        "is back.")
+                raise StageFailed(
+                    NAME,
+                    f"{tok.repo_id}: {', '.join(absent)} missing from {self.cache} and the hub "
+                    "could not be asked for it. Run the same command again when the network "
+                    "is back.",
+                )
             bad = _corrupt_tokenizer_files(tok, self.cache)
             if not bad:
                 return
-            self.log(f"tokenizer {tok.repo_id}: {', '.join(p.name for p in bad)} do not match the hub; "
-                     + ("downloading again" if attempt == 1 else "giving up"))
+            self.log(
+                f"tokenizer {tok.repo_id}: {', '.join(p.name for p in bad)} do not match the hub; "
+                + ("downloading again" if attempt == 1 else "giving up")
+            )
             for p in bad:  # the blob and the snapshot's link to it
                 Path(os.path.realpath(p)).unlink(missing_ok=True)
                 p.unlink(missing_ok=True)
-        raise StageFailed(NAME, f"tokenizer files of {tok.repo_id} in {self.cache} differ from the hub after two "
-                                "downloads. Run again later or from another network.")
+        raise StageFailed(
+            NAME,
+            f"tokenizer files of {tok.repo_id} in {self.cache} differ from the hub after two "
+            "downloads. Run again later or from another network.",
+        )
 
     # -- offline ------------------------------------------------------------------------------------------------
 
@@ -237,13 +268,18 @@ class _Fetcher:
                 missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
             bad = [] if absent else _corrupt_tokenizer_files(tok, self.cache)
             if bad:
-                missing.append(f"tokenizer {tok.repo_id}: {', '.join(str(p) for p in bad)} (content differs from "
-                               "the hub's)")
+                missing.append(
+                    f"tokenizer {tok.repo_id}: {', '.join(str(p) for p in bad)} (content differs from the hub's)"
+                )
         if missing:
-            raise UserError(f"{flag}: these model files are missing or do not pass the check:\n  "
-                            + "\n  ".join(missing) + f"\nRun once without {flag} (with network) to fetch them.")
-        self.log(f"{flag}: all {len(files) + len(catalog.TOKENIZERS)} model files present and checked; nothing "
-                 "downloaded")
+            raise UserError(
+                f"{flag}: these model files are missing or do not pass the check:\n  "
+                + "\n  ".join(missing)
+                + f"\nRun once without {flag} (with network) to fetch them."
+            )
+        self.log(
+            f"{flag}: all {len(files) + len(catalog.TOKENIZERS)} model files present and checked; nothing downloaded"
+        )
 
     def _verify_offline(self, wf: catalog.WeightFile, path: Path) -> str | None:
         """Hash the file and compare with the manifest, or with the ETag huggingface_hub stored beside it."""

@@ -7,6 +7,7 @@ and names caches after stems, so equal names in different folders both survive t
 hard-linked from RUN/extracted/ (a folder input is symlinked, never copied or modified) into RUN/dataset/<block>/,
 and each caption is written with the trigger word applied. The input is never written to.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def run(ctx: RunContext) -> dict:
             else:
                 link_or_copy(f.path, dst)
             (folder / (Path(f.flat).stem + musubi.CAPTION_EXTENSION)).write_text(f.caption or "", encoding="utf-8")
-        log(f"{folder}: {len(block.files)} {block.kind}(s)"
-            + (f", source_fps {block.source_fps}" if block.source_fps else ""))
+        log(
+            f"{folder}: {len(block.files)} {block.kind}(s)"
+            + (f", source_fps {block.source_fps}" if block.source_fps else "")
+        )
     counts = {name: len(b.files) for name, b in report.blocks.items()}
     return {"blocks": counts, "dataset_dir": str(ctx.paths.dataset)}

@@ -2,6 +2,7 @@
 
 Checkpoints and saved state go to RUN/checkpoints (musubi --output_dir), TensorBoard logs to RUN/tensorboard.
 """
+
 from __future__ import annotations
 
 from .. import musubi

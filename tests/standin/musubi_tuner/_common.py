@@ -4,6 +4,7 @@ Mirrors: logging.basicConfig(level=INFO) at import time of every musubi script (
 utils/model_utils.str_to_dtype / dtype_to_str (the dtype names in cache keys); hunyuan_model/attention.py's
 import-time sageattention probe (stdout) that the text-encoder and training scripts print.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,10 @@ import torch
 logging.basicConfig(level=logging.INFO)
 
 DTYPES = {
-    ("bf16", "bfloat16"): torch.bfloat16, ("fp16", "float16"): torch.float16,
-    ("fp32", "float32", "float"): torch.float32, ("fp8_e4m3fn", "e4m3fn", "float8_e4m3fn", "fp8", "float8"):
-        torch.float8_e4m3fn,
+    ("bf16", "bfloat16"): torch.bfloat16,
+    ("fp16", "float16"): torch.float16,
+    ("fp32", "float32", "float"): torch.float32,
+    ("fp8_e4m3fn", "e4m3fn", "float8_e4m3fn", "fp8", "float8"): torch.float8_e4m3fn,
     ("fp8_e4m3fnuz", "e4m3fnuz", "float8_e4m3fnuz"): torch.float8_e4m3fnuz,
     ("fp8_e5m2", "e5m2", "float8_e5m2"): torch.float8_e5m2,
     ("fp8_e5m2fnuz", "e5m2fnuz", "float8_e5m2fnuz"): torch.float8_e5m2fnuz,
@@ -70,5 +72,4 @@ def model_hashes(sd: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple
     the ss_* metadata, and the legacy hash (sha256 of 64 KiB at offset 1 MiB, 8 hex digits)."""
     data = safetensors.torch.save(sd, {k: v for k, v in metadata.items() if k.startswith("ss_")})
     header_len = int.from_bytes(data[:8], "little")
-    return (hashlib.sha256(data[8 + header_len:]).hexdigest(),
-            hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8])
+    return (hashlib.sha256(data[8 + header_len :]).hexdigest(), hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8])

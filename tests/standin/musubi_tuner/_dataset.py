@@ -7,6 +7,7 @@ dataset/image_video_dataset.py (ImageDataset/VideoDataset: cache file names, cli
 retrieve_latent_cache_batches, prepare_for_training's buckets). Work is done sequentially instead of in a thread
 pool: the batches come out in another order, but the same files with the same names and shapes result.
 """
+
 from __future__ import annotations
 
 import glob
@@ -14,12 +15,13 @@ import json
 import logging
 import math
 import os
-import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
+import tomllib
 
 from . import _media
 
@@ -50,9 +52,11 @@ def _where(path: list) -> str:
     return "data" + "".join(f"[{p!r}]" for p in path)
 
 
-DEPRECATED_KEYS = {"flux_kontext_no_resize_control": "no_resize_control",
-                   "qwen_image_edit_no_resize_control": "no_resize_control",
-                   "qwen_image_edit_control_resolution": "control_resolution"}
+DEPRECATED_KEYS = {
+    "flux_kontext_no_resize_control": "no_resize_control",
+    "qwen_image_edit_no_resize_control": "no_resize_control",
+    "qwen_image_edit_control_resolution": "control_resolution",
+}
 
 
 def load_user_config(file: str | os.PathLike) -> dict:
@@ -78,8 +82,9 @@ def load_user_config(file: str | os.PathLike) -> dict:
         for old, new in DEPRECATED_KEYS.items():
             if old in section:
                 if new in section:
-                    logger.warning(f"Deprecated config key '{old}' is ignored because '{new}' is already set in "
-                                   f"{where}.")
+                    logger.warning(
+                        f"Deprecated config key '{old}' is ignored because '{new}' is already set in {where}."
+                    )
                 else:
                     section[new] = section[old]
                     logger.warning(f"Deprecated config key '{old}' found in {where}; use '{new}' instead.")
@@ -99,15 +104,18 @@ def _scalar_or_pair_of_int(value, path, errors) -> Any:
 
 def _typed(klass: type) -> Callable:
     """A voluptuous type check: isinstance (so a bool passes as an int, an int fails as a float)."""
+
     def check(value, path, errors):
         if not isinstance(value, klass):
             errors.append((f"expected {klass.__name__} for dictionary value @ {_where(path)}", path))
         return value
+
     return check
 
 
 def _list_of(klass: type) -> Callable:
     """A voluptuous [klass] check: must be a list; each element is type-checked."""
+
     def check(value, path, errors):
         if not isinstance(value, list):
             errors.append((f"expected a list for dictionary value @ {_where(path)}", path))
@@ -116,20 +124,44 @@ def _list_of(klass: type) -> Callable:
             if not isinstance(v, klass):
                 errors.append((f"expected {klass.__name__} @ {_where(path + [i])}", path + [i]))
         return value
+
     return check
 
 
-ASCENDABLE = {"caption_extension": _typed(str), "batch_size": _typed(int), "num_repeats": _typed(int),
-              "resolution": _scalar_or_pair_of_int, "enable_bucket": _typed(bool), "bucket_no_upscale": _typed(bool)}
-IMAGE_DISTINCT = {"image_directory": _typed(str), "image_jsonl_file": _typed(str), "cache_directory": _typed(str),
-                  "control_directory": _typed(str), "multiple_target": _typed(bool),
-                  "fp_latent_window_size": _typed(int), "fp_1f_clean_indices": _list_of(int),
-                  "fp_1f_target_index": _typed(int), "fp_1f_no_post": _typed(bool),
-                  "no_resize_control": _typed(bool), "control_resolution": _scalar_or_pair_of_int}
-VIDEO_DISTINCT = {"video_directory": _typed(str), "video_jsonl_file": _typed(str), "control_directory": _typed(str),
-                  "target_frames": _list_of(int), "frame_extraction": _typed(str), "frame_stride": _typed(int),
-                  "frame_sample": _typed(int), "max_frames": _typed(int), "cache_directory": _typed(str),
-                  "source_fps": _typed(float), "fp_latent_window_size": _typed(int)}
+ASCENDABLE = {
+    "caption_extension": _typed(str),
+    "batch_size": _typed(int),
+    "num_repeats": _typed(int),
+    "resolution": _scalar_or_pair_of_int,
+    "enable_bucket": _typed(bool),
+    "bucket_no_upscale": _typed(bool),
+}
+IMAGE_DISTINCT = {
+    "image_directory": _typed(str),
+    "image_jsonl_file": _typed(str),
+    "cache_directory": _typed(str),
+    "control_directory": _typed(str),
+    "multiple_target": _typed(bool),
+    "fp_latent_window_size": _typed(int),
+    "fp_1f_clean_indices": _list_of(int),
+    "fp_1f_target_index": _typed(int),
+    "fp_1f_no_post": _typed(bool),
+    "no_resize_control": _typed(bool),
+    "control_resolution": _scalar_or_pair_of_int,
+}
+VIDEO_DISTINCT = {
+    "video_directory": _typed(str),
+    "video_jsonl_file": _typed(str),
+    "control_directory": _typed(str),
+    "target_frames": _list_of(int),
+    "frame_extraction": _typed(str),
+    "frame_stride": _typed(int),
+    "frame_sample": _typed(int),
+    "max_frames": _typed(int),
+    "cache_directory": _typed(str),
+    "source_fps": _typed(float),
+    "fp_latent_window_size": _typed(int),
+}
 IMAGE_SCHEMA = {**ASCENDABLE, **IMAGE_DISTINCT}
 VIDEO_SCHEMA = {**ASCENDABLE, **VIDEO_DISTINCT}
 
@@ -216,8 +248,7 @@ def _params(klass, fallbacks: list[dict]):
     """BlueprintGenerator.generate_params_by_fallbacks: the first non-None value wins, else the dataclass default."""
     values = {}
     for f in fields(klass):
-        values[f.name] = next((d[f.name] for d in fallbacks if d.get(f.name) is not None),
-                              getattr(klass(), f.name))
+        values[f.name] = next((d[f.name] for d in fallbacks if d.get(f.name) is not None), getattr(klass(), f.name))
     return klass(**values)
 
 
@@ -228,6 +259,7 @@ def _params(klass, fallbacks: list[dict]):
 @dataclass
 class Item:
     """image_video_dataset.ItemInfo, reduced to what the stand-in needs."""
+
     item_key: str
     caption: str
     original_size: tuple[int, int]
@@ -241,19 +273,19 @@ def _read_caption(media_path: str, caption_extension: str | None) -> str:
     """datasources.*DirectoryDatasource.get_caption: the whole file, stripped. Without a caption extension musubi
     opens "" (FileNotFoundError), as here."""
     caption_path = os.path.splitext(media_path)[0] + caption_extension if caption_extension else ""
-    with open(caption_path, "r", encoding="utf-8") as f:
+    with open(caption_path, encoding="utf-8") as f:
         return f.read().strip()
 
 
 def _read_jsonl(path: str) -> list[dict]:
-    with open(path, "r", encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
 
 def _chunks(groups: dict[tuple, list[Item]], batch_size: int) -> Iterator[tuple[tuple, list[Item]]]:
     for key, items in groups.items():
         for i in range(0, len(items), batch_size):
-            yield key, items[i:i + batch_size]
+            yield key, items[i : i + batch_size]
 
 
 class BaseDataset:
@@ -301,7 +333,7 @@ class BaseDataset:
             item.text_encoder_output_cache_path = self.text_encoder_cache_path(key)
             items.append(item)
         for i in range(0, len(items), self.batch_size):
-            yield items[i:i + self.batch_size]
+            yield items[i : i + self.batch_size]
 
     def _group(self, cache_file: str) -> tuple | None:
         raise NotImplementedError
@@ -344,21 +376,27 @@ class BaseDataset:
 
     def describe(self, index: int) -> str:
         """The "[Dataset i]" block generate_dataset_group_by_blueprint logs (common part)."""
-        return (f"[Dataset {index}]\n  is_image_dataset: {self.is_image}\n  resolution: {self.resolution}\n"
-                f"  batch_size: {self.batch_size}\n  num_repeats: {self.num_repeats}\n"
-                f"  caption_extension: \"{self.caption_extension}\"\n  enable_bucket: {self.enable_bucket}\n"
-                f"  bucket_no_upscale: {self.bucket_no_upscale}\n  cache_directory: \"{self.cache_directory}\"\n"
-                f"  debug_dataset: False\n" + "".join(f"    {k}: {v}\n" for k, v in self.describe_extra().items())
-                + "\n")
+        return (
+            f"[Dataset {index}]\n  is_image_dataset: {self.is_image}\n  resolution: {self.resolution}\n"
+            f"  batch_size: {self.batch_size}\n  num_repeats: {self.num_repeats}\n"
+            f'  caption_extension: "{self.caption_extension}"\n  enable_bucket: {self.enable_bucket}\n'
+            f'  bucket_no_upscale: {self.bucket_no_upscale}\n  cache_directory: "{self.cache_directory}"\n'
+            f"  debug_dataset: False\n" + "".join(f"    {k}: {v}\n" for k, v in self.describe_extra().items()) + "\n"
+        )
 
     def describe_extra(self) -> dict:
         return {}
 
     def metadata(self) -> dict:
         """BaseDataset.get_metadata (for ss_datasets)."""
-        return {"resolution": list(self.resolution), "caption_extension": self.caption_extension,
-                "batch_size_per_device": self.batch_size, "num_repeats": self.num_repeats,
-                "enable_bucket": bool(self.enable_bucket), "bucket_no_upscale": bool(self.bucket_no_upscale)}
+        return {
+            "resolution": list(self.resolution),
+            "caption_extension": self.caption_extension,
+            "batch_size_per_device": self.batch_size,
+            "num_repeats": self.num_repeats,
+            "enable_bucket": bool(self.enable_bucket),
+            "bucket_no_upscale": bool(self.bucket_no_upscale),
+        }
 
 
 class ImageDataset(BaseDataset):
@@ -438,18 +476,25 @@ class VideoDataset(BaseDataset):
         self.start_frame = self.end_frame = None
         if self.frame_extraction == "uniform" and self.frame_sample == 1:
             self.frame_extraction = "head"
-            ds_logger.warning("frame_sample is set to 1 for frame_extraction=uniform. "
-                              "frame_extraction is changed to head.")
+            ds_logger.warning(
+                "frame_sample is set to 1 for frame_extraction=uniform. frame_extraction is changed to head."
+            )
         if self.frame_extraction == "head":  # only the first max(target_frames) frames are decoded
             self.start_frame, self.end_frame = 0, max(self.target_frames)
         if self.cache_directory is None:
             self.cache_directory = self.video_directory
 
     def describe_extra(self) -> dict:
-        return {"video_directory": f'"{self.video_directory}"', "video_jsonl_file": f'"{self.video_jsonl_file}"',
-                "target_frames": self.target_frames, "frame_extraction": self.frame_extraction,
-                "frame_stride": self.frame_stride, "frame_sample": self.frame_sample,
-                "max_frames": self.max_frames, "source_fps": self.source_fps}
+        return {
+            "video_directory": f'"{self.video_directory}"',
+            "video_jsonl_file": f'"{self.video_jsonl_file}"',
+            "target_frames": self.target_frames,
+            "frame_extraction": self.frame_extraction,
+            "frame_stride": self.frame_stride,
+            "frame_sample": self.frame_sample,
+            "max_frames": self.max_frames,
+            "source_fps": self.source_fps,
+        }
 
     @staticmethod
     def _round_target_frames(target_frames) -> tuple:
@@ -485,11 +530,19 @@ class VideoDataset(BaseDataset):
         elif mode == "chunk":
             out = [(i, t) for t in self.target_frames for i in range(0, frame_count, t) if i + t <= frame_count]
         elif mode == "slide":
-            out = [(i, t) for t in self.target_frames if frame_count >= t
-                   for i in range(0, frame_count - t + 1, self.frame_stride)]
+            out = [
+                (i, t)
+                for t in self.target_frames
+                if frame_count >= t
+                for i in range(0, frame_count - t + 1, self.frame_stride)
+            ]
         elif mode == "uniform":
-            out = [(int(i), t) for t in self.target_frames if frame_count >= t
-                   for i in np.linspace(0, frame_count - t, self.frame_sample, dtype=int)]
+            out = [
+                (int(i), t)
+                for t in self.target_frames
+                if frame_count >= t
+                for i in np.linspace(0, frame_count - t, self.frame_sample, dtype=int)
+            ]
         elif mode == "full":
             t = min(frame_count, self.max_frames)
             out = [(0, (t - 1) // VAE_FRAME_STRIDE * VAE_FRAME_STRIDE + 1)]
@@ -526,9 +579,15 @@ class VideoDataset(BaseDataset):
             m["video_directory"] = os.path.basename(self.video_directory)
         if self.video_jsonl_file is not None:
             m["video_jsonl_file"] = os.path.basename(self.video_jsonl_file)
-        m.update(frame_extraction=self.frame_extraction, frame_stride=self.frame_stride,
-                 frame_sample=self.frame_sample, target_frames=list(self.target_frames), max_frames=self.max_frames,
-                 source_fps=self.source_fps, has_control=False)
+        m.update(
+            frame_extraction=self.frame_extraction,
+            frame_stride=self.frame_stride,
+            frame_sample=self.frame_sample,
+            target_frames=list(self.target_frames),
+            max_frames=self.max_frames,
+            source_fps=self.source_fps,
+            has_control=False,
+        )
         return m
 
 
@@ -555,8 +614,9 @@ def _frame_indices(n: int, start: int | None, end: int | None, source_fps, targe
 # dataset group (config_utils.generate_dataset_group_by_blueprint)
 
 
-def load_datasets(config_path, argparse_values: dict | None = None, training: bool = False,
-                  log: logging.Logger = logger) -> list[BaseDataset]:
+def load_datasets(
+    config_path, argparse_values: dict | None = None, training: bool = False, log: logging.Logger = logger
+) -> list[BaseDataset]:
     """Read, validate and instantiate every dataset of the config; with training=True also prepare_for_training.
     argparse_values: the script's parsed arguments (only non-None values are fallbacks, e.g. --batch_size).
     log: the calling script's logger, which logs "Load dataset config from ..." in musubi."""
@@ -575,7 +635,8 @@ def load_datasets(config_path, argparse_values: dict | None = None, training: bo
         raise ValueError(
             "cache directory should be unique for each dataset (note that cache directory is image/video directory if "
             "not specified) / cache directory は各データセットごとに異なる必要があります（指定されていない場合はimage/video "
-            "directoryが使われるので注意）")
+            "directoryが使われるので注意）"
+        )
     logger.info("".join(d.describe(i) for i, d in enumerate(datasets)))
     if training:
         for d in datasets:

@@ -6,6 +6,7 @@ default, required flag and metavar, and the parser gets the real prog (the modul
 "invalid choice: ...", "the following arguments are required: ...", abbreviation handling) come out exactly as
 musubi's; only --help lacks the help texts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,11 @@ def _int_or_float(value):
         try:
             return float(value[:-1]) / 100.0
         except ValueError:
-            raise argparse.ArgumentTypeError(f"Value '{value}' is not a valid percentage")
+            raise argparse.ArgumentTypeError(f"Value '{value}' is not a valid percentage") from None
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{value}' is not an int or float")
+        raise argparse.ArgumentTypeError(f"'{value}' is not an int or float") from None
     return int(number) if number >= 1 and number.is_integer() else number
 
 
@@ -37,7 +38,7 @@ def _int_or_float(value):
 TYPES = {None: None, "str": str, "int": int, "float": float, "Path": Path, "_int_or_float": _int_or_float}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_spec() -> dict:
     """The whole musubi_flags.json."""
     return json.loads(FLAGS_JSON.read_text())
@@ -89,9 +90,13 @@ def build_parser(module: str, prog: str | None = None) -> argparse.ArgumentParse
     """The parser of `module` (e.g. "hv_1_5_train_network"). `prog` defaults to the real one: the module file's name,
     which is what argparse derives from sys.argv[0] when the real script runs with `python -m`."""
     spec = module_spec(module)
-    parser = argparse.ArgumentParser(prog=prog or spec["prog"], description=spec["description"],
-                                     allow_abbrev=spec["allow_abbrev"], prefix_chars=spec["prefix_chars"],
-                                     add_help=False)
+    parser = argparse.ArgumentParser(
+        prog=prog or spec["prog"],
+        description=spec["description"],
+        allow_abbrev=spec["allow_abbrev"],
+        prefix_chars=spec["prefix_chars"],
+        add_help=False,
+    )
     for a in spec["actions"]:
         _add_action(parser, a)
     return parser

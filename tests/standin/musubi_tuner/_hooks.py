@@ -3,6 +3,7 @@
 Nothing here mirrors musubi: these are the knobs a test turns to make a stage record its argv, fail, block until a
 signal (with a DataLoader-like worker in the same process group) or write a LoRA with a module missing.
 """
+
 from __future__ import annotations
 
 import json

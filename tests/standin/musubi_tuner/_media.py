@@ -4,6 +4,7 @@ Only what decides file names and tensor shapes is reproduced: which files are fo
 frames a video yields (with musubi's start/end frame and source_fps frame dropping) and its first frame's size,
 and the bucket resolution. Pixels are never resized: resize_image_to_bucket always ends at exactly the bucket size.
 """
+
 from __future__ import annotations
 
 import glob
@@ -15,8 +16,20 @@ import av
 
 # media_utils.IMAGE_EXTENSIONS / VIDEO_EXTENSIONS: lower- and upper-case forms only (".Png" is not found).
 # (.jxl is added there only when jxlpy/pillow_jxl is installed; it is not here.)
-IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP",
-                    ".avif", ".AVIF"]
+IMAGE_EXTENSIONS = [
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".PNG",
+    ".JPG",
+    ".JPEG",
+    ".WEBP",
+    ".BMP",
+    ".avif",
+    ".AVIF",
+]
 _VIDEO_LOWER = [".mp4", ".webm", ".avi", ".mkv", ".mov", ".flv", ".wmv", ".m4v", ".mpg", ".mpeg"]
 VIDEO_EXTENSIONS = _VIDEO_LOWER + [e.upper() for e in _VIDEO_LOWER]
 
@@ -93,8 +106,9 @@ class DecodedVideo:
     first_size: tuple[int, int] | None  # (width, height) of the first kept frame
 
 
-def decode_video(path: str, start_frame: int | None, end_frame: int | None,
-                 source_fps: float | None, target_fps: float | None) -> DecodedVideo:
+def decode_video(
+    path: str, start_frame: int | None, end_frame: int | None, source_fps: float | None, target_fps: float | None
+) -> DecodedVideo:
     """media_utils.load_video without the pixels: which frames are kept. Without source_fps every decoded frame i
     is kept when start_frame <= i < end_frame. With source_fps, frames are first mapped to target-fps indices
     (index advances by target_fps/source_fps per decoded frame; a repeated index drops the frame) and start/end

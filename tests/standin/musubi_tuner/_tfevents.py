@@ -4,6 +4,7 @@
 Mirrors only the file layout musubi gets from accelerate's TensorBoard tracker:
 `{logging_dir}/{log_prefix}{YYYYmmddHHMMSS}/{log_tracker_name or network_train}/events.out.tfevents.*`.
 """
+
 from __future__ import annotations
 
 import struct
@@ -50,15 +51,18 @@ def _field_bytes(num: int, payload: bytes) -> bytes:
     return _varint(num << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _event(wall_time: float, step: int, *, file_version: str | None = None,
-           scalars: dict[str, float] | None = None) -> bytes:
+def _event(
+    wall_time: float, step: int, *, file_version: str | None = None, scalars: dict[str, float] | None = None
+) -> bytes:
     """Event{1: wall_time double, 2: step int64, 3: file_version string, 5: Summary{1: Value{1: tag, 2: float}}}"""
     msg = _varint(1 << 3 | 1) + struct.pack("<d", wall_time) + _varint(2 << 3 | 0) + _varint(step)
     if file_version is not None:
         msg += _field_bytes(3, file_version.encode())
     if scalars:
-        values = b"".join(_field_bytes(1, _field_bytes(1, tag.encode()) + _varint(2 << 3 | 5) + struct.pack("<f", v))
-                          for tag, v in scalars.items())
+        values = b"".join(
+            _field_bytes(1, _field_bytes(1, tag.encode()) + _varint(2 << 3 | 5) + struct.pack("<f", v))
+            for tag, v in scalars.items()
+        )
         msg += _field_bytes(5, values)
     return msg
 

@@ -15,6 +15,7 @@ dataset/cache_io.save_latent_cache_hunyuan_video_1_5 + save_latent_cache_common:
 - `--skip_existing` skips by file name; without `--keep_cache` every `*_hv15.safetensors` in the cache directory
   that this run did not list is deleted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,11 @@ def save_item(item: _dataset.Item, vae_dtype: torch.dtype, i2v: bool) -> None:
     bw, bh = item.bucket[:2]
     f, h, w = latent_shape(item.frame_count or 1, bw, bh)
     key = os.path.basename(item.latent_cache_path)
-    sd = {f"latents_{f}x{h}x{w}_{_common.dtype_to_str(vae_dtype)}":
-          _common.noise((LATENT_CHANNELS, f, h, w), vae_dtype, key, "latents")}
+    sd = {
+        f"latents_{f}x{h}x{w}_{_common.dtype_to_str(vae_dtype)}": _common.noise(
+            (LATENT_CHANNELS, f, h, w), vae_dtype, key, "latents"
+        )
+    }
     if i2v:
         # the i2v condition is built in float32: first-frame latent in frame 0, zeros after, plus a mask channel
         cond = torch.zeros(LATENT_CHANNELS + 1, f, h, w, dtype=torch.float32)
@@ -53,8 +57,12 @@ def save_item(item: _dataset.Item, vae_dtype: torch.dtype, i2v: bool) -> None:
         cond[LATENT_CHANNELS, 0:1] = 1.0
         sd[f"latents_image_{f}x{h}x{w}_float32"] = cond
         sd["siglip_float16"] = _common.noise(SIGLIP_SHAPE, torch.float16, key, "siglip")
-    metadata = {"architecture": _dataset.ARCHITECTURE_FULL, "width": f"{item.original_size[0]}",
-                "height": f"{item.original_size[1]}", "format_version": "1.0.1"}
+    metadata = {
+        "architecture": _dataset.ARCHITECTURE_FULL,
+        "width": f"{item.original_size[0]}",
+        "height": f"{item.original_size[1]}",
+        "format_version": "1.0.1",
+    }
     if item.frame_count is not None:
         metadata["frame_count"] = f"{item.frame_count}"
     os.makedirs(os.path.dirname(item.latent_cache_path), exist_ok=True)
@@ -66,8 +74,9 @@ def encode_batch(batch: list[_dataset.Item], vae_dtype: torch.dtype, i2v: bool) 
     w, h = batch[0].bucket[:2]
     if h < 16 or w < 16:
         item = batch[0]
-        raise ValueError(f"Image or video size too small: {item.item_key} and {len(batch) - 1} more, "
-                         f"size: {item.original_size}")
+        raise ValueError(
+            f"Image or video size too small: {item.item_key} and {len(batch) - 1} more, size: {item.original_size}"
+        )
     for item in batch:
         if i2v and item.frame_count is None:
             # encode_and_save_batch takes `item.content[0]` as the first video frame; for a still image that is
@@ -89,7 +98,7 @@ def encode_datasets(datasets, args, vae_dtype: torch.dtype) -> None:
                     continue
             bs = args.batch_size if args.batch_size is not None else len(batch)
             for j in range(0, len(batch), bs):
-                encode_batch(batch[j:j + bs], vae_dtype, args.i2v)
+                encode_batch(batch[j : j + bs], vae_dtype, args.i2v)
         remove_stale(dataset, listed, args.keep_cache)
 
 
@@ -113,9 +122,11 @@ def show_datasets(datasets) -> None:
         for batch_index, (key, batch) in enumerate(dataset.latent_batches()):
             print(f"bucket resolution: {key}, count: {len(batch)}")
             for j, item in enumerate(batch):
-                print(f"{batch_index}-{j}: item_key={item.item_key}, caption={item.caption}, "
-                      f"original_size={item.original_size}, bucket_size={item.bucket}, "
-                      f"frame_count={item.frame_count}, latent_cache_path={item.latent_cache_path}")
+                print(
+                    f"{batch_index}-{j}: item_key={item.item_key}, caption={item.caption}, "
+                    f"original_size={item.original_size}, bucket_size={item.bucket}, "
+                    f"frame_count={item.frame_count}, latent_cache_path={item.latent_cache_path}"
+                )
 
 
 def main() -> None:

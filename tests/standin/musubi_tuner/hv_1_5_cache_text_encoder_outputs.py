@@ -13,6 +13,7 @@ dataset/cache_io.save_text_encoder_output_cache_hunyuan_video_1_5:
 - `--skip_existing` skips files that existed at the start; without `--keep_cache` the `_te` files of this
   architecture that no item produced are deleted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,9 @@ def save_item(item: _dataset.Item) -> None:
     byt5_dtype = torch.float16 if n_byt5 else torch.float32
     sd = {
         "varlen_vl_embed_bfloat16": _common.noise((vl_length(item.caption), VL_DIM), torch.bfloat16, item.caption),
-        f"varlen_byt5_embed_{_common.dtype_to_str(byt5_dtype)}":
-            _common.noise((n_byt5, BYT5_DIM), byt5_dtype, item.caption, "byt5"),
+        f"varlen_byt5_embed_{_common.dtype_to_str(byt5_dtype)}": _common.noise(
+            (n_byt5, BYT5_DIM), byt5_dtype, item.caption, "byt5"
+        ),
     }
     metadata = {"architecture": _dataset.ARCHITECTURE_FULL, "caption1": item.caption, "format_version": "1.0.1"}
     if os.path.exists(path):
@@ -70,8 +72,9 @@ def save_item(item: _dataset.Item) -> None:
                     sd[key] = f.get_tensor(key)
         assert old_meta.get("architecture") == metadata["architecture"], "architecture mismatch"
         if old_meta.get("caption1") != metadata["caption1"]:
-            te_logger.warning(f"caption mismatch: existing={old_meta.get('caption1')}, new={metadata['caption1']}, "
-                              "overwrite")
+            te_logger.warning(
+                f"caption mismatch: existing={old_meta.get('caption1')}, new={metadata['caption1']}, overwrite"
+            )
         old_meta.pop("caption1", None)
         old_meta.pop("format_version", None)
         metadata.update(old_meta)
@@ -95,7 +98,7 @@ def process_batches(datasets, existing: list[set[str]], listed: list[set[str]], 
                     continue
             bs = args.batch_size if args.batch_size is not None else len(batch)
             for j in range(0, len(batch), bs):
-                for item in batch[j:j + bs]:
+                for item in batch[j : j + bs]:
                     save_item(item)
 
 

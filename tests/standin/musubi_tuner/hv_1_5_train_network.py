@@ -27,6 +27,7 @@ in the same order, with the same exceptions and messages:
     else --save_last_n_epochs); at the end `{name}-state` (--save_state/--save_state_on_train_end) and
     `{name}.safetensors`. LoRA keys/shapes as networks.lora_hv_1_5, in --save_precision (default fp32).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,10 @@ import random
 import shutil
 import sys
 import time
-import tomllib
 from datetime import datetime
 from pathlib import Path
 
+import tomllib
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -57,9 +58,19 @@ base_logger = logging.getLogger("musubi_tuner.training.trainer_base")
 utils_logger = logging.getLogger("musubi_tuner.utils.train_utils")
 
 NUM_DOUBLE_BLOCKS = 54
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-              "warmup_stable_decay")  # transformers' SchedulerType values (musubi also has rex, piecewise_constant)
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+)  # transformers' SchedulerType values (musubi also has rex, piecewise_constant)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -95,10 +106,12 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.sage_attn:
         raise ValueError(
             "SageAttention doesn't support training currently. Please use `--sdpa` or `--xformers` etc. instead."
-            " / SageAttentionは現在学習をサポートしていないようです。`--sdpa`や`--xformers`などの他のオプションを使ってください")
+            " / SageAttentionは現在学習をサポートしていないようです。`--sdpa`や`--xformers`などの他のオプションを使ってください"
+        )
     _common.require_weight_file(args.dit)
     logging.getLogger("musubi_tuner.hunyuan_video_1_5.hunyuan_video_1_5_models").info(
-        "Detected DiT dtype: torch.bfloat16")
+        "Detected DiT dtype: torch.bfloat16"
+    )
     if args.dit_dtype is None:
         args.dit_dtype = "bfloat16"  # what musubi picks for a bf16 checkpoint (the official weights)
     if args.vae_dtype is None:
@@ -114,7 +127,8 @@ def build_datasets(args) -> list:
     if sum(d.num_train_items for d in datasets) == 0:
         raise ValueError(
             "No training items found in the dataset. Please ensure that the latent/Text Encoder cache has been "
-            "created beforehand. / データセットに学習データがありません。latent/Text Encoderキャッシュを事前に作成したか確認してください")
+            "created beforehand. / データセットに学習データがありません。latent/Text Encoderキャッシュを事前に作成したか確認してください"
+        )
     return datasets
 
 
@@ -129,15 +143,20 @@ def prepare_accelerator(args):
         run_dir = args.logging_dir + "/" + (args.log_prefix or "") + time.strftime("%Y%m%d%H%M%S", time.localtime())
     log_with = args.log_with if args.log_with is not None else ("tensorboard" if run_dir is not None else None)
     if log_with in ("tensorboard", "all") and run_dir is None:
-        raise ValueError("logging_dir is required when log_with is tensorboard / Tensorboardを使う場合、logging_dirを指定してください")
+        raise ValueError(
+            "logging_dir is required when log_with is tensorboard / Tensorboardを使う場合、logging_dirを指定してください"
+        )
     if log_with in ("wandb", "all"):
         import wandb  # noqa: F401  (musubi raises ImportError "No wandb" when it is missing)
-    accelerator = accelerate.Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
-                                         mixed_precision=args.mixed_precision or None)
+    accelerator = accelerate.Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision or None
+    )
     print("accelerator device:", accelerator.device)
     if args.mixed_precision is None:
         args.mixed_precision = accelerator.mixed_precision
-        base_logger.info(f"mixed precision set to {args.mixed_precision} / mixed precisionを{args.mixed_precision}に設定")
+        base_logger.info(
+            f"mixed precision set to {args.mixed_precision} / mixed precisionを{args.mixed_precision}に設定"
+        )
     return accelerator, run_dir if log_with in ("tensorboard", "all") else None
 
 
@@ -155,7 +174,8 @@ def check_attention_and_swap(args) -> None:
     if not (args.sdpa or args.flash_attn or args.sage_attn or args.xformers or args.flash3):
         raise ValueError(
             "either --sdpa, --flash-attn, --flash3, --sage-attn or --xformers must be specified / --sdpa, --flash-attn, "
-            "--flash3, --sage-attn, --xformersのいずれかを指定してください")
+            "--flash3, --sage-attn, --xformersのいずれかを指定してください"
+        )
     base_logger.info(f"Loading DiT model from {args.dit}")
     blocks = args.blocks_to_swap or 0
     if blocks > 0:
@@ -164,7 +184,8 @@ def check_attention_and_swap(args) -> None:
         if args.block_swap_ring_size < 1:
             raise ValueError("--block_swap_ring_size must be >= 1")
         assert blocks < NUM_DOUBLE_BLOCKS - 2, (
-            f"Cannot swap more than {NUM_DOUBLE_BLOCKS - 2} double blocks. Requested {blocks} double blocks.")
+            f"Cannot swap more than {NUM_DOUBLE_BLOCKS - 2} double blocks. Requested {blocks} double blocks."
+        )
 
 
 def build_network(args, accelerator) -> tuple[int, float, dict]:
@@ -240,9 +261,12 @@ def compute_steps(args, num_batches: int, num_processes: int) -> tuple[int, int]
     """(max_train_steps, num_train_epochs) as _build_optimizer_and_dataloader and _run_training_loop compute them."""
     if args.max_train_epochs is not None:
         args.max_train_steps = args.max_train_epochs * math.ceil(
-            num_batches / num_processes / args.gradient_accumulation_steps)
-        print(f"override steps. steps for {args.max_train_epochs} epochs is / 指定エポックまでのステップ数: "
-              f"{args.max_train_steps}")
+            num_batches / num_processes / args.gradient_accumulation_steps
+        )
+        print(
+            f"override steps. steps for {args.max_train_epochs} epochs is / 指定エポックまでのステップ数: "
+            f"{args.max_train_steps}"
+        )
     per_epoch = math.ceil(num_batches / args.gradient_accumulation_steps)
     return args.max_train_steps, math.ceil(args.max_train_steps / per_epoch)
 
@@ -287,12 +311,14 @@ def sai_metadata(args, title: str | None) -> dict[str, str]:
     else:
         parts = tuple(map(int, str(reso).split(",")))
         reso_text = f"{parts[0]}x{parts[-1]}"
-    md = {"modelspec.sai_model_spec": "1.0.0",
-          "modelspec.architecture": (args.metadata_arch or "hunyuan-video-1.5") + "/lora",
-          "modelspec.implementation": "https://github.com/Tencent-Hunyuan/HunyuanVideo-1.5",
-          "modelspec.title": title if title is not None else f"LoRA@{now}",
-          "modelspec.resolution": reso_text,
-          "modelspec.date": datetime.fromtimestamp(int(now)).isoformat()}
+    md = {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": (args.metadata_arch or "hunyuan-video-1.5") + "/lora",
+        "modelspec.implementation": "https://github.com/Tencent-Hunyuan/HunyuanVideo-1.5",
+        "modelspec.title": title if title is not None else f"LoRA@{now}",
+        "modelspec.resolution": reso_text,
+        "modelspec.date": datetime.fromtimestamp(int(now)).isoformat(),
+    }
     for key in ("author", "description", "license", "tags"):
         value = getattr(args, f"metadata_{key}")
         if value is not None:
@@ -303,14 +329,21 @@ def sai_metadata(args, title: str | None) -> dict[str, str]:
 class Saver:
     """save_model / remove_model and the state helpers of train_utils, bound to one run's settings."""
 
-    MINIMUM_KEYS = ("ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha",
-                    "ss_network_args")
+    MINIMUM_KEYS = (
+        "ss_base_model_version",
+        "ss_network_module",
+        "ss_network_dim",
+        "ss_network_alpha",
+        "ss_network_args",
+    )
 
     def __init__(self, args, accelerator, metadata: dict[str, str], dim: int, alpha: float):
         self.args, self.accelerator, self.metadata = args, accelerator, metadata
         self.dim, self.alpha, self.dtype = dim, alpha, save_dtype(args)
-        base_logger.info(f"network weights will be saved as {self.dtype}" + (
-            f" (--save_precision {args.save_precision})" if args.save_precision is not None else " (default)"))
+        base_logger.info(
+            f"network weights will be saved as {self.dtype}"
+            + (f" (--save_precision {args.save_precision})" if args.save_precision is not None else " (default)")
+        )
 
     def save_model(self, ckpt_name: str, steps: int, epoch_no: int) -> None:
         args = self.args
@@ -318,8 +351,11 @@ class Saver:
         ckpt_file = os.path.join(args.output_dir, ckpt_name)
         self.accelerator.print(f"\nsaving checkpoint: {ckpt_file}")
         self.metadata.update(ss_training_finished_at=str(time.time()), ss_steps=str(steps), ss_epoch=str(epoch_no))
-        md = dict(self.metadata) if not args.no_metadata else {
-            k: v for k, v in self.metadata.items() if k in self.MINIMUM_KEYS}
+        md = (
+            dict(self.metadata)
+            if not args.no_metadata
+            else {k: v for k, v in self.metadata.items() if k in self.MINIMUM_KEYS}
+        )
         md.update(sai_metadata(args, args.metadata_title if args.metadata_title is not None else args.output_name))
         sd = lora_state_dict(self.dim, self.alpha, self.dtype, args.seed, steps)
         md["sshs_model_hash"], md["sshs_legacy_hash"] = _common.model_hashes(sd, md)
@@ -335,11 +371,16 @@ class Saver:
         """accelerator.save_state with musubi's hook (only the network's weights): small files with accelerate's
         names."""
         os.makedirs(state_dir, exist_ok=True)
-        sd = {k: v for k, v in lora_state_dict(min(self.dim, 2), self.alpha, torch.float32, self.args.seed,
-                                               steps).items() if ".double_blocks_0_" in k}
+        sd = {
+            k: v
+            for k, v in lora_state_dict(min(self.dim, 2), self.alpha, torch.float32, self.args.seed, steps).items()
+            if ".double_blocks_0_" in k
+        }
         save_file(sd, os.path.join(state_dir, "model.safetensors"))
-        torch.save({"state": {}, "param_groups": [{"lr": self.args.learning_rate, "step": steps}]},
-                   os.path.join(state_dir, "optimizer.bin"))
+        torch.save(
+            {"state": {}, "param_groups": [{"lr": self.args.learning_rate, "step": steps}]},
+            os.path.join(state_dir, "optimizer.bin"),
+        )
         torch.save({"last_epoch": steps}, os.path.join(state_dir, "scheduler.bin"))
         torch.save({"epoch": 0, "iteration": 0}, os.path.join(state_dir, "sampler.bin"))
         torch.save({"step": steps, "seed": self.args.seed}, os.path.join(state_dir, "random_states_0.pkl"))
@@ -358,8 +399,9 @@ class Saver:
             self.save_state(os.path.join(args.output_dir, f"{args.output_name}-{epoch_no:06d}-state"), steps)
             last_n = args.save_last_n_epochs_state if args.save_last_n_epochs_state else args.save_last_n_epochs
             if last_n is not None:
-                old = os.path.join(args.output_dir,
-                                   f"{args.output_name}-{epoch_no - args.save_every_n_epochs * last_n:06d}-state")
+                old = os.path.join(
+                    args.output_dir, f"{args.output_name}-{epoch_no - args.save_every_n_epochs * last_n:06d}-state"
+                )
                 if os.path.exists(old):
                     utils_logger.info(f"removing old state: {old}")
                     shutil.rmtree(old)
@@ -379,27 +421,52 @@ class Saver:
 # the loop (trainer_base._run_training_loop)
 
 
-def base_metadata(args, datasets, num_items: int, num_batches: int, num_epochs: int, optimizer: str,
-                  net_kwargs: dict, session_id: int, started_at: float) -> dict[str, str]:
+def base_metadata(
+    args,
+    datasets,
+    num_items: int,
+    num_batches: int,
+    num_epochs: int,
+    optimizer: str,
+    net_kwargs: dict,
+    session_id: int,
+    started_at: float,
+) -> dict[str, str]:
     """The ss_* metadata musubi writes (all values as strings)."""
     md = {
-        "ss_session_id": session_id, "ss_training_started_at": started_at, "ss_output_name": args.output_name,
-        "ss_learning_rate": args.learning_rate, "ss_num_train_items": num_items,
-        "ss_num_batches_per_epoch": num_batches, "ss_num_epochs": num_epochs,
+        "ss_session_id": session_id,
+        "ss_training_started_at": started_at,
+        "ss_output_name": args.output_name,
+        "ss_learning_rate": args.learning_rate,
+        "ss_num_train_items": num_items,
+        "ss_num_batches_per_epoch": num_batches,
+        "ss_num_epochs": num_epochs,
         "ss_gradient_checkpointing": args.gradient_checkpointing,
         "ss_gradient_checkpointing_cpu_offload": args.gradient_checkpointing_cpu_offload,
         "ss_gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "ss_max_train_steps": args.max_train_steps, "ss_lr_warmup_steps": args.lr_warmup_steps,
-        "ss_lr_scheduler": args.lr_scheduler, "ss_base_model_version": _dataset.ARCHITECTURE_FULL,
-        "ss_network_module": args.network_module, "ss_network_dim": args.network_dim,
-        "ss_network_alpha": args.network_alpha, "ss_network_dropout": args.network_dropout,
-        "ss_mixed_precision": args.mixed_precision, "ss_seed": args.seed,
-        "ss_training_comment": args.training_comment, "ss_optimizer": optimizer,
-        "ss_max_grad_norm": args.max_grad_norm, "ss_fp8_base": bool(args.fp8_base),
-        "ss_full_fp16": bool(args.full_fp16), "ss_full_bf16": bool(args.full_bf16),
-        "ss_weighting_scheme": args.weighting_scheme, "ss_logit_mean": args.logit_mean,
-        "ss_logit_std": args.logit_std, "ss_mode_scale": args.mode_scale, "ss_guidance_scale": args.guidance_scale,
-        "ss_timestep_sampling": args.timestep_sampling, "ss_sigmoid_scale": args.sigmoid_scale,
+        "ss_max_train_steps": args.max_train_steps,
+        "ss_lr_warmup_steps": args.lr_warmup_steps,
+        "ss_lr_scheduler": args.lr_scheduler,
+        "ss_base_model_version": _dataset.ARCHITECTURE_FULL,
+        "ss_network_module": args.network_module,
+        "ss_network_dim": args.network_dim,
+        "ss_network_alpha": args.network_alpha,
+        "ss_network_dropout": args.network_dropout,
+        "ss_mixed_precision": args.mixed_precision,
+        "ss_seed": args.seed,
+        "ss_training_comment": args.training_comment,
+        "ss_optimizer": optimizer,
+        "ss_max_grad_norm": args.max_grad_norm,
+        "ss_fp8_base": bool(args.fp8_base),
+        "ss_full_fp16": bool(args.full_fp16),
+        "ss_full_bf16": bool(args.full_bf16),
+        "ss_weighting_scheme": args.weighting_scheme,
+        "ss_logit_mean": args.logit_mean,
+        "ss_logit_std": args.logit_std,
+        "ss_mode_scale": args.mode_scale,
+        "ss_guidance_scale": args.guidance_scale,
+        "ss_timestep_sampling": args.timestep_sampling,
+        "ss_sigmoid_scale": args.sigmoid_scale,
         "ss_discrete_flow_shift": args.discrete_flow_shift,
         "ss_datasets": json.dumps([d.metadata() for d in datasets]),
     }
@@ -440,7 +507,8 @@ def check_batch(args, batch: list[_dataset.Item]) -> None:
         assert has_image, (
             "Expected latents_image for I2V training. Add `--i2v` and `--image_encoder` arguments for "
             "`hv_1_5_cache_latents` script. / I2V学習ではlatents_imageが必要です。`hv_1_5_cache_latents`スクリプトに"
-            "`--i2v`と`--image_encoder`引数を追加してください。")
+            "`--i2v`と`--image_encoder`引数を追加してください。"
+        )
 
 
 class LossRecorder:
@@ -472,8 +540,9 @@ def fake_loss(seed: int, step: int) -> float:
 
 def train_loop(args, accelerator, datasets, num_epochs: int, saver: Saver, events) -> int:
     """Epochs of batches; returns the global step count. Saves as _run_training_loop does."""
-    progress = tqdm(range(args.max_train_steps), smoothing=0, disable=not accelerator.is_local_main_process,
-                    desc="steps")
+    progress = tqdm(
+        range(args.max_train_steps), smoothing=0, disable=not accelerator.is_local_main_process, desc="steps"
+    )
     recorder, global_step = LossRecorder(), 0
     _hooks.work_starts(MODULE, logger)
     for epoch in range(num_epochs):
@@ -491,8 +560,14 @@ def train_loop(args, accelerator, datasets, num_epochs: int, saver: Saver, event
             recorder.add(epoch, step, loss)
             progress.set_postfix(avr_loss=recorder.moving_average)
             if events is not None:
-                events.scalars(global_step, {"loss/current": loss, "loss/average": recorder.moving_average,
-                                             "lr/unet": float(args.learning_rate or 0.0)})
+                events.scalars(
+                    global_step,
+                    {
+                        "loss/current": loss,
+                        "loss/average": recorder.moving_average,
+                        "lr/unet": float(args.learning_rate or 0.0),
+                    },
+                )
             if global_step >= args.max_train_steps:
                 break
         if events is not None:
@@ -525,8 +600,9 @@ def train(args) -> None:
     check_lr_scheduler(args, args.max_train_steps * accelerator.num_processes)
     num_items = sum(d.num_train_items for d in datasets)
     print_header(accelerator, args, datasets, num_items, num_batches, num_epochs)
-    metadata = base_metadata(args, datasets, num_items, num_batches, num_epochs, optimizer, net_kwargs,
-                             session_id, started_at)
+    metadata = base_metadata(
+        args, datasets, num_items, num_batches, num_epochs, optimizer, net_kwargs, session_id, started_at
+    )
     events = None
     if run_dir is not None and accelerator.is_main_process:
         events = _tfevents.EventWriter(Path(run_dir) / (args.log_tracker_name or "network_train"))

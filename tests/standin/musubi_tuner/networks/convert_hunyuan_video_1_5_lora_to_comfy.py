@@ -11,6 +11,7 @@ Forward (musubi -> ComfyUI):
 3. metadata is copied; when the source has metadata, sshs_model_hash/sshs_legacy_hash are recomputed.
 Reverse (`--reverse`) undoes both steps (qkv split into three equal row chunks, alpha / 3 each).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,11 @@ MODULE = "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy"
 logging.basicConfig(level=logging.INFO)
 logger = logging.getLogger(__name__)
 
-RENAMES = [(f"{s}_{a}", f"{s}_{b}") for s in ("img", "txt")
-           for a, b in (("mlp_fc1", "mlp_0"), ("mlp_fc2", "mlp_2"), ("mod_linear", "mod_lin"))]
+RENAMES = [
+    (f"{s}_{a}", f"{s}_{b}")
+    for s in ("img", "txt")
+    for a, b in (("mlp_fc1", "mlp_0"), ("mlp_fc2", "mlp_2"), ("mod_linear", "mod_lin"))
+]
 QKV = ("_q", "_k", "_v")
 
 
@@ -64,7 +68,7 @@ def fuse_qkv(sd: dict[str, torch.Tensor]) -> int:
         rank, out = ups[0].size(1), ups[0].size(0)
         up = torch.zeros((out * 3, down.size(0)), dtype=down.dtype, device=down.device)
         for i, u in enumerate(ups):
-            up[i * out:(i + 1) * out, i * rank:(i + 1) * rank] = u
+            up[i * out : (i + 1) * out, i * rank : (i + 1) * rank] = u
         sd[f"{prefix}_qkv.lora_down.weight"] = down
         sd[f"{prefix}_qkv.lora_up.weight"] = up
         sd[f"{prefix}_qkv.alpha"] = alpha * 3
@@ -85,8 +89,8 @@ def split_qkv(sd: dict[str, torch.Tensor]) -> int:
         prefix = lora_name.replace("_qkv", "")
         rank, out = down.size(0) // 3, up.size(0) // 3
         for i, s in enumerate(QKV):
-            sd[f"{prefix}{s}.lora_down.weight"] = down[i * rank:(i + 1) * rank].contiguous()
-            sd[f"{prefix}{s}.lora_up.weight"] = up[i * out:(i + 1) * out, i * rank:(i + 1) * rank].contiguous()
+            sd[f"{prefix}{s}.lora_down.weight"] = down[i * rank : (i + 1) * rank].contiguous()
+            sd[f"{prefix}{s}.lora_up.weight"] = up[i * out : (i + 1) * out, i * rank : (i + 1) * rank].contiguous()
             sd[f"{prefix}{s}.alpha"] = alpha / 3
         split += 1
     return split

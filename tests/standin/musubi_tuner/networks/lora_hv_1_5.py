@@ -7,6 +7,7 @@ mod_linear, named `lora_unet_double_blocks_{b}_{stream}_{layer}` (module path wi
 network built on the meta device). Only the layout is here; `create_arch_network` exists so that the trainer's
 import of `--network_module` behaves as with the real module.
 """
+
 from __future__ import annotations
 
 NUM_DOUBLE_BLOCKS = 54
@@ -16,8 +17,12 @@ MOD_OUT = 6 * HIDDEN
 STREAMS = ("img", "txt")
 # layer -> (in_features, out_features)
 LAYERS = {
-    "attn_q": (HIDDEN, HIDDEN), "attn_k": (HIDDEN, HIDDEN), "attn_v": (HIDDEN, HIDDEN),
-    "attn_proj": (HIDDEN, HIDDEN), "mlp_fc1": (HIDDEN, MLP_HIDDEN), "mlp_fc2": (MLP_HIDDEN, HIDDEN),
+    "attn_q": (HIDDEN, HIDDEN),
+    "attn_k": (HIDDEN, HIDDEN),
+    "attn_v": (HIDDEN, HIDDEN),
+    "attn_proj": (HIDDEN, HIDDEN),
+    "mlp_fc1": (HIDDEN, MLP_HIDDEN),
+    "mlp_fc2": (MLP_HIDDEN, HIDDEN),
     "mod_linear": (HIDDEN, MOD_OUT),
 }
 DEFAULT_DIM, DEFAULT_ALPHA = 4, 1.0  # networks/lora.create_network when --network_dim/--network_alpha are None
@@ -25,8 +30,12 @@ DEFAULT_DIM, DEFAULT_ALPHA = 4, 1.0  # networks/lora.create_network when --netwo
 
 def modules() -> list[tuple[str, int, int]]:
     """(lora_name, in_features, out_features) of every LoRA module, in block order."""
-    return [(f"lora_unet_double_blocks_{b}_{s}_{layer}", fin, fout)
-            for b in range(NUM_DOUBLE_BLOCKS) for s in STREAMS for layer, (fin, fout) in LAYERS.items()]
+    return [
+        (f"lora_unet_double_blocks_{b}_{s}_{layer}", fin, fout)
+        for b in range(NUM_DOUBLE_BLOCKS)
+        for s in STREAMS
+        for layer, (fin, fout) in LAYERS.items()
+    ]
 
 
 def create_arch_network(multiplier, network_dim, network_alpha, *args, **kwargs):
