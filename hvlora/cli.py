@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from . import config
-from .errors import Interrupted, StageFailed, UserError
+from .errors import InternalError, Interrupted, StageFailed, UserError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "train.toml"
@@ -114,3 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code  # pipeline already printed the stage, command and log tail
     except Interrupted as e:
         return e.exit_code
+    except InternalError as e:
+        _print_internal(e)
+        return e.exit_code
+    except Exception as e:  # a bug before any run folder exists: the traceback goes to a temporary file
+        log = Path(tempfile.gettempdir()) / f"hvlora-internal-error-{os.getpid()}.log"
+        err = pipeline.internal_error(e, log)
+        _print_internal(err)
+        return err.exit_code
+
+
+def _print_internal(e: InternalError) -> None:
+    print(
+        f"\nerror: {e}\nThis is a bug in train_local.py, not in your data or settings. The full traceback is in "
+        f"{e.log_path}; please report it with that file.",
+        file=sys.stderr,
+        flush=True,
+    )

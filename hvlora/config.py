@@ -9,6 +9,7 @@ and its documentation cannot drift apart. Names follow musubi-tuner's flags wher
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable
@@ -404,11 +405,12 @@ class Settings:
         return float(self.rank) if self.network_alpha is None else self.network_alpha
 
     def to_toml_dict(self) -> dict[str, Any]:
-        """The settings as TOML-ready values (paths and tuples as strings/lists); unset values are left out."""
+        """The settings as TOML-ready values (paths and tuples as strings/lists), loadable again with --config:
+        unset values and command-line-only actions (check_data, dry_run, download_only) are left out."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if v is None:
+            if v is None or not OPTION_BY_NAME[f.name].toml:
                 continue
             if isinstance(v, Path):
                 v = str(v)
@@ -435,8 +437,14 @@ def read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: pass an existing file with --config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder: pass a .toml file with --config") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
     unknown = [k for k in data if k not in OPTION_BY_NAME or not OPTION_BY_NAME[k].toml]
     if unknown:
         known = ", ".join(o.name for o in OPTIONS if o.toml)
@@ -489,42 +497,46 @@ def _default_value(opt: Option, base: Path) -> Any:
     return opt.default
 
 
+# Whole-number settings: (min, max). The maxima are far beyond any real run; they keep absurd values (which pass
+# argparse and TOML) from failing hours later in musubi, numpy or the file system.
+INT_RANGES = {
+    "epochs": (1, 100_000),
+    "num_repeats": (1, 10_000),
+    "frame_stride": (1, 10_000),
+    "frame_sample": (1, 10_000),
+    "max_frames": (1, 10_000),
+    "save_every_n_epochs": (1, 100_000),
+    # musubi's set_seed seeds numpy, which accepts 0 <= seed < 2**32 only (ValueError at training start otherwise)
+    "seed": (0, 2**32 - 1),
+}
+MAX_TRAIN_STEPS = 100_000_000
+MAX_RESOLUTION = 4096  # per side; HV1.5's largest base bucket is 1280x720, 4096 leaves room for any sane choice
+MAX_TARGET_FRAMES = 1025  # 4n+1; about 43 s at 24 fps, far beyond what fits any GPU
+MAX_UNPACKED_GB = 1_000_000.0  # 1 PB: a finite bound, so the byte limit stays an ordinary integer
+MAX_LEARNING_RATE = 1.0
+
+
 def validate(s: Settings) -> None:
-    """Check ranges and combinations. Raises ConfigError listing every problem with its fix."""
+    """Check ranges and combinations. Raises ConfigError listing every problem with its valid range or fix."""
     p: list[str] = []
+    p += _range_problems(s)
     if not RANK_RANGE[0] <= s.rank <= RANK_RANGE[1]:
         p.append(f"rank: {s.rank} is outside {RANK_RANGE[0]}..{RANK_RANGE[1]}; 16 or 32 suit most LoRAs")
-    if s.network_alpha is not None and s.network_alpha <= 0:
-        p.append(f"network_alpha: {s.network_alpha} must be > 0 (leave it unset for alpha = rank)")
-    if s.epochs < 1:
-        p.append(f"epochs: {s.epochs} must be at least 1")
-    if s.max_train_steps == 0 or s.max_train_steps < -1:
-        p.append(f"max_train_steps: {s.max_train_steps} must be -1 (use epochs) or at least 1")
-    if not s.learning_rate > 0:
-        p.append(f"learning_rate: {s.learning_rate} must be > 0, e.g. 1e-4")
+    if s.network_alpha is not None and not (math.isfinite(s.network_alpha) and s.network_alpha > 0):
+        p.append(f"network_alpha: {s.network_alpha} must be a finite number > 0 (leave it unset for alpha = rank)")
+    if s.max_train_steps == 0 or not -1 <= s.max_train_steps <= MAX_TRAIN_STEPS:
+        p.append(f"max_train_steps: {s.max_train_steps} must be -1 (use epochs) or 1..{MAX_TRAIN_STEPS}")
+    if not (math.isfinite(s.learning_rate) and 0 < s.learning_rate <= MAX_LEARNING_RATE):
+        p.append(f"learning_rate: {s.learning_rate} must be a finite number in (0, {MAX_LEARNING_RATE:g}], e.g. 1e-4")
     if not 0 <= s.blocks_to_swap <= MAX_BLOCKS_TO_SWAP:
         p.append(f"blocks_to_swap: {s.blocks_to_swap} is outside 0..{MAX_BLOCKS_TO_SWAP}")
-    w, h = s.resolution
-    if w < 64 or h < 64:
-        p.append(f"resolution: {w}x{h} is too small; use at least 64x64 (960x544 is the default)")
-    elif w % 16 or h % 16:
-        p.append(
-            f"resolution: {w}x{h} must be multiples of 16 (HV1.5 buckets step by 16), "
-            f"e.g. {w // 16 * 16}x{h // 16 * 16}"
-        )
-    bad = [f for f in s.target_frames if f < 1 or (f - 1) % 4]
-    if bad:
-        hint = ", ".join(f"{f}->{max(1, (f - 1) // 4 * 4 + 1)}" for f in bad)
-        p.append(f"target_frames: {', '.join(map(str, bad))} not of the form 4n+1 ({hint})")
-    for name in ("frame_stride", "frame_sample", "max_frames"):
-        if getattr(s, name) < 1:
-            p.append(f"{name}: {getattr(s, name)} must be at least 1")
-    if not s.max_unpacked_gb > 0:
-        p.append(f"max_unpacked_gb: {s.max_unpacked_gb} must be > 0")
+    p += _resolution_problems(s.resolution)
+    p += _frames_problems(s.target_frames)
+    if not (math.isfinite(s.max_unpacked_gb) and 0 < s.max_unpacked_gb <= MAX_UNPACKED_GB):
+        p.append(f"max_unpacked_gb: {s.max_unpacked_gb} must be a finite number in (0, {MAX_UNPACKED_GB:g}]")
     if s.input_zip is not None and s.input_dir is not None:
         p.append("input_zip and input_dir: give one of them, not both")
-    if s.missing_caption == "trigger" and not s.trigger_word.strip():
-        p.append("missing_caption trigger needs a --trigger_word to caption the media with")
+    p += _trigger_problems(s)
     actions = [a for a in ("check_data", "dry_run", "download_only") if getattr(s, a)]
     if len(actions) > 1:
         p.append(f"{' and '.join(actions)} together: choose one")
@@ -534,18 +546,57 @@ def validate(s: Settings) -> None:
         check_variant(s.dit_variant)
     except ConfigError as e:
         p.append(str(e))
-    if s.num_repeats < 1:
-        p.append(f"num_repeats: {s.num_repeats} must be at least 1")
-    if s.save_every_n_epochs < 1:
-        p.append(f"save_every_n_epochs: {s.save_every_n_epochs} must be at least 1")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", s.output_name):
-        p.append(f"output_name: {s.output_name!r} may use only letters, digits, '.', '_' and '-'")
-    if "\n" in s.trigger_word or "\r" in s.trigger_word:
-        p.append("trigger_word: must be on one line")
+        p.append(f"output_name: {s.output_name!r} may use only letters, digits, '.', '_' and '-' (at most 100)")
     if s.skip_cache and s.dry_run:
         p.append("skip_cache and dry_run together: a dry run starts no stage that --skip_cache would skip")
     if p:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(p))
+
+
+def _range_problems(s: Settings) -> list[str]:
+    out = []
+    for name, (lo, hi) in INT_RANGES.items():
+        v = getattr(s, name)
+        if not lo <= v <= hi:
+            out.append(f"{name}: {v} is outside the valid range {lo}..{hi}")
+    return out
+
+
+def _resolution_problems(resolution: tuple[int, int]) -> list[str]:
+    w, h = resolution
+    if w < 64 or h < 64:
+        return [f"resolution: {w}x{h} is too small; use at least 64x64 (960x544 is the default)"]
+    if w > MAX_RESOLUTION or h > MAX_RESOLUTION:
+        return [f"resolution: {w}x{h} is too large; each side must be 64..{MAX_RESOLUTION} (960x544 is the default)"]
+    if w % 16 or h % 16:
+        return [
+            f"resolution: {w}x{h} must be multiples of 16 (HV1.5 buckets step by 16), e.g. {w // 16 * 16}x{h // 16 * 16}"
+        ]
+    return []
+
+
+def _frames_problems(target_frames: tuple[int, ...]) -> list[str]:
+    out = []
+    bad = [f for f in target_frames if f < 1 or (f - 1) % 4]
+    if bad:
+        hint = ", ".join(f"{f}->{max(1, (f - 1) // 4 * 4 + 1)}" for f in bad)
+        out.append(f"target_frames: {', '.join(map(str, bad))} not of the form 4n+1 ({hint})")
+    too_long = [f for f in target_frames if f > MAX_TARGET_FRAMES]
+    if too_long:
+        out.append(f"target_frames: {', '.join(map(str, too_long))} is more than {MAX_TARGET_FRAMES} frames")
+    return out
+
+
+def _trigger_problems(s: Settings) -> list[str]:
+    out = []
+    if s.missing_caption == "trigger" and not s.trigger_word.strip():
+        out.append("missing_caption trigger needs a --trigger_word to caption the media with")
+    if "\n" in s.trigger_word or "\r" in s.trigger_word:
+        out.append("trigger_word: must be on one line")
+    elif s.trigger_word.strip() and not any(c.isalnum() for c in s.trigger_word):
+        out.append(f"trigger_word: {s.trigger_word!r} has no letter or digit; use a rare word such as ohwx")
+    return out
 
 
 def warnings_for(s: Settings) -> list[str]:

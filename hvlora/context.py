@@ -24,11 +24,6 @@ class RunPaths:
     root: Path
 
     @property
-    def extracted(self) -> Path:
-        """The zip's usable files, with the zip's folder structure."""
-        return self.root / "extracted"
-
-    @property
     def dataset(self) -> Path:
         """Flat per-block folders musubi reads (images/, videos_24fps/, ...): links to the media + final captions."""
         return self.root / "dataset"

@@ -38,10 +38,11 @@ class StageFailed(Exception):
         self.returncode = returncode
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
     """The user pressed Ctrl-C or the process got SIGTERM; the running stage was stopped cleanly.
 
-    Exit code 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
+    Exit code 128 + the signal number (130 for SIGINT, 143 for SIGTERM), as shells report it. A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` (a retry loop, a cleanup) can turn a stop into a failure.
     """
 
     def __init__(self, signum: int, stage: str | None = None):
@@ -49,3 +50,14 @@ class Interrupted(Exception):
         self.signum = signum
         self.stage = stage
         self.exit_code = 128 + signum
+
+
+class InternalError(Exception):
+    """A bug: an unexpected exception inside the pipeline. Exit code 1. The message is one line (what failed and
+    where); the traceback went to `log_path`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, log_path=None):
+        super().__init__(message)
+        self.log_path = log_path

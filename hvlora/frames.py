@@ -54,6 +54,14 @@ def is_upscaled(size: tuple[int, int], bucket: tuple[int, int]) -> bool:
     return max(bucket[0] / size[0], bucket[1] / size[1]) > 1
 
 
+def cropped_fraction(size: tuple[int, int], bucket: tuple[int, int]) -> float:
+    """The share (0..1) of an item's picture that musubi's resize_image_to_bucket (dataset/media_utils.py) crops
+    away: it scales the item to cover the bucket (rounding to whole pixels), then center-crops to it."""
+    scale = max(bucket[0] / size[0], bucket[1] / size[1])
+    width, height = int(size[0] * scale + 0.5), int(size[1] * scale + 0.5)
+    return 1.0 - (bucket[0] * bucket[1]) / (width * height)
+
+
 def frames_read(frame_count: int, source_fps: float | None, end_frame: int | None) -> int:
     """How many frames musubi's load_video returns from a video of `frame_count` frames.
 

@@ -1,13 +1,17 @@
-"""Probe images and videos with PyAV (the library musubi-tuner decodes videos with): what musubi will see.
+"""Probe media with the library musubi-tuner loads them with: what musubi will see.
 
-Only what is needed is decoded: an image's only frame; a video's first frame (size, pixel format, rotation) and its
-last keyframe (the end of the file is readable). Frames are counted from the demuxed packets, not from the header (webm and mkv
-have none; a header can lie) and not by decoding (slow). Packet timestamps tell the frame rate and whether it varies.
+Images: Pillow, as musubi's dataset/datasources.py (`Image.open`, then `convert("RGB")` unless RGB/RGBA): what
+raises there is what musubi would crash on, and what opens there trains (an animated WebP too).
+Videos: PyAV, as musubi's load_video. Only what is needed is decoded: the first frame (size, pixel format, rotation,
+sample aspect ratio) and the last keyframe (the end of the file is readable). Frames are counted from the demuxed
+packets, not from the header (webm and mkv have none; a header can lie) and not by decoding (slow). Packet
+timestamps tell the frame rate and whether it varies.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +35,14 @@ class MediaError(Exception):
 class MediaInfo:
     """What musubi will see of one file.
 
-    `width`/`height`: pixels of the decoded frame (rotation metadata not applied, as musubi does not apply it).
-    `pix_fmt`/`codec`: FFmpeg's names (e.g. 'rgba', 'pal8', 'gray16be'; 'mjpeg'). Videos only: `frames` counted
-    from packets, `header_frames` what the container declares (0: nothing), `fps` average frames per second (None
-    when unknown), `vfr` variable frame rate, `duration` seconds, `rotation` degrees from the display matrix.
+    `width`/`height`: pixels as stored (rotation metadata and EXIF orientation not applied: musubi applies
+    neither). `pix_fmt`/`codec`: for videos FFmpeg's names (e.g. 'yuv420p'; 'h264'), for images Pillow's mode and
+    format (e.g. 'RGBA', 'P', 'I;16', 'CMYK'; 'JPEG'). `orientation`: an image's EXIF orientation (1 = as stored).
+    `transparency`: an image with an alpha channel or a transparent palette colour. `frames`: a video's frames
+    counted from packets, an animated image's frame count (None for a still image). Videos only: `header_frames`
+    what the container declares (0: nothing), `fps` average frames per second (None when unknown), `vfr` variable
+    frame rate, `duration` seconds, `rotation` degrees from the display matrix, `sample_aspect_ratio` the pixel
+    shape (None or 1 for square pixels).
     """
 
     kind: str
@@ -49,6 +57,9 @@ class MediaInfo:
     duration: float | None = None
     rotation: int = 0
     declared_duration: float | None = None
+    orientation: int = 1
+    transparency: bool = False
+    sample_aspect_ratio: float | None = None
 
     def cut_short(self) -> bool:
         """True when the frames end well before the duration the container declares: a file cut off mid-stream
@@ -69,19 +80,17 @@ def kind_of(name: str) -> str | None:
 
 
 def probe(path: Path, kind: str) -> MediaInfo:
-    """Describe `path` as an 'image' or 'video'. Raises MediaError with the reason when it cannot be used.
-    Thread-safe: FFmpeg's messages are captured per thread, never printed."""
+    """Describe `path` as an 'image' (Pillow) or 'video' (PyAV). Raises MediaError with the reason when it cannot
+    be used. Thread-safe: FFmpeg's messages are captured per thread, never printed."""
+    if kind == "image":
+        return _probe_image(path)
     import av
     import av.logging
 
     _enable_ffmpeg_log()
     try:
-        with av.logging.Capture(local=True) as logs:
-            if kind == "video":
-                return _probe_video(path)
-            info = _probe_image(path)
-        _check_image_log(logs)
-        return info
+        with av.logging.Capture(local=True):
+            return _probe_video(path)
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError) as e:
@@ -101,27 +110,64 @@ def _enable_ffmpeg_log() -> None:
         _log_enabled = True
 
 
-def _check_image_log(logs: list) -> None:
-    """FFmpeg conceals a truncated JPEG ("EOI missing, emulating") where Pillow, which musubi uses, raises."""
-    import av.logging
-
-    damage = [msg.strip() for level, _, msg in logs if level <= av.logging.ERROR or "EOI missing" in msg]
-    if damage:
-        raise MediaError(f"is truncated or corrupt (FFmpeg: {damage[0]})")
+EXIF_ORIENTATION = 0x0112
 
 
 def _probe_image(path: Path) -> MediaInfo:
-    import av
+    """Open, decode and convert the image exactly as musubi does; anything Pillow raises leaves it out."""
+    import warnings
 
-    with av.open(str(path)) as container:
-        stream = _video_stream(container)
-        frame = _first_frame(container, stream)
-    if frame.width * frame.height > 2 * PILLOW_MAX_PIXELS:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # reported from the pixel count
+            with Image.open(path) as img:
+                mode, fmt, (width, height) = img.mode, img.format, img.size
+                orientation = _exif_orientation(img)
+                frames = getattr(img, "n_frames", 1)
+                img.load()
+                transparency = _has_transparency(img)
+                if mode not in ("RGB", "RGBA"):
+                    img.convert("RGB")
+    except Image.DecompressionBombError as e:
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
         raise MediaError(
-            f"has {frame.width}x{frame.height} pixels, more than Pillow (which musubi uses) opens "
-            f"({2 * PILLOW_MAX_PIXELS})"
-        )
-    return MediaInfo("image", frame.width, frame.height, frame.format.name, stream.codec_context.name)
+            f"has {pixels.group(1) if pixels else 'more'} pixels, more than Pillow (which musubi uses) opens "
+            f"({2 * PILLOW_MAX_PIXELS}): Pillow refuses it as a decompression bomb"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as e:
+        raise MediaError(
+            f"Pillow (which musubi opens images with) cannot read it ({e}): it is damaged, truncated or not an image"
+        ) from None
+    return MediaInfo(
+        "image",
+        width,
+        height,
+        mode,
+        fmt,
+        frames=frames if frames > 1 else None,
+        orientation=orientation,
+        transparency=transparency,
+    )
+
+
+def _has_transparency(img) -> bool:
+    """An alpha channel with a pixel below opaque, or a palette/colour-key transparency (musubi drops both)."""
+    if "A" in img.getbands():
+        return img.getchannel("A").getextrema()[0] < 255
+    t = img.info.get("transparency")
+    if isinstance(t, bytes):
+        return min(t, default=255) < 255
+    return t is not None
+
+
+def _exif_orientation(img) -> int:
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError, struct.error):  # a damaged EXIF block: Pillow still decodes
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _probe_video(path: Path) -> MediaInfo:
@@ -132,6 +178,7 @@ def _probe_video(path: Path) -> MediaInfo:
         first = _first_frame(container, stream)
         width, height, pix_fmt = first.width, first.height, first.format.name
         rotation = _rotation(first)
+        sar = float(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else None
         codec, header_frames = stream.codec_context.name, stream.frames
         average_rate = float(stream.average_rate) if stream.average_rate else None
         declared = container.duration / 1_000_000 if container.duration else None  # AV_TIME_BASE units
@@ -142,7 +189,19 @@ def _probe_video(path: Path) -> MediaInfo:
     fps, vfr = _frame_rate(pts, time_base, average_rate)
     duration = len(pts) / fps if fps else None
     return MediaInfo(
-        "video", width, height, pix_fmt, codec, len(pts), header_frames, fps, vfr, duration, rotation, declared
+        "video",
+        width,
+        height,
+        pix_fmt,
+        codec,
+        len(pts),
+        header_frames,
+        fps,
+        vfr,
+        duration,
+        rotation,
+        declared,
+        sample_aspect_ratio=sar,
     )
 
 

@@ -9,12 +9,14 @@ TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
-import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from . import cache, preflight
 from . import report as data_report
 from .config import Settings
 from .context import RunContext, Summary, child_env, new_run_paths
-from .errors import DataError, Interrupted, StageFailed, UserError
+from .errors import DataError, InternalError, Interrupted, StageFailed, UserError
 from .fsutil import atomic_write_json, atomic_write_text
 from .runner import log_tail
 from .stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
@@ -34,41 +36,99 @@ PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stag
 
 
 def run(settings: Settings) -> RunContext:
-    """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed or Interrupted."""
+    """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed, Interrupted or
+    InternalError (an unexpected exception: its traceback is in the run folder's logs/internal_error.log)."""
+    with _sigterm_raises():
+        return _run(settings)
+
+
+def _run(settings: Settings) -> RunContext:
     if not (settings.dry_run or settings.check_data or settings.download_only):
         check_environment(settings)
+    check_folders(settings)
+    if settings.download_only:
+        ctx = _open_run(settings)
+        with _guard(ctx):
+            _run_stage(ctx, 1, download)
+            print(f"\nModel files ready in {settings.models_dir}.", flush=True)
+        return _finish(ctx)
+    try:
+        report, wall = _preflight(settings)
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(
+            f"\nStopped ({signal.Signals(signum).name}) during the data check; nothing was started or "
+            "downloaded. Run the same command again.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise Interrupted(signum, "preflight") from None
+    except Exception:  # a bug in the data check: it gets a run folder for its traceback
+        with _guard(_open_run(settings)):
+            raise
+    if settings.skip_cache and not report.errors:  # decided now, not after a 40 GB download
+        cache.require_complete(cache.cache_root(settings.output_dir, cache.cache_key(report.fingerprint(), settings)))
+    ctx = _open_run(settings)
+    with _guard(ctx):
+        _record_preflight(ctx, report, wall)
+        if settings.check_data:
+            print(f"\nThe data is usable. Report: {ctx.paths.root / 'dataset_report.json'}", flush=True)
+        elif settings.dry_run:
+            dry_run(ctx)
+        else:
+            for i, stage in enumerate(STAGES, 1):
+                _run_stage(ctx, i, stage)
+            _report_success(ctx)
+    return _finish(ctx)
+
+
+def _open_run(settings: Settings) -> RunContext:
     paths = new_run_paths(settings.output_dir, settings.output_name)
     atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
     ctx = RunContext(settings, paths, Summary(paths.summary, settings), child_env())
     print(f"run folder: {paths.root}", flush=True)
-    with _sigterm_raises():
-        try:
-            if settings.download_only:
-                _run_stage(ctx, 1, download)
-                print(f"\nModel files ready in {settings.models_dir}.", flush=True)
-                return _finish(ctx)
-            check_data(ctx)
-            if settings.check_data:
-                print(f"\nThe data is usable. Report: {paths.root / 'dataset_report.json'}", flush=True)
-            elif settings.dry_run:
-                dry_run(ctx)
-            else:
-                for i, stage in enumerate(STAGES, 1):
-                    _run_stage(ctx, i, stage)
-                _report_success(ctx)
-        except (KeyboardInterrupt, Interrupted) as e:
-            err = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-            ctx.summary.finish("interrupted")
-            _report_interrupted(ctx, err)
-            raise err from None
-        except StageFailed as e:
-            ctx.summary.finish("failed")
-            _report_failure(e)
-            raise
-        except UserError:
-            ctx.summary.finish("failed")
-            raise
-    return _finish(ctx)
+    return ctx
+
+
+@contextmanager
+def _guard(ctx: RunContext):
+    """Every way a run can end besides success: the summary says how, the console what to do next."""
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as e:
+        err = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        ctx.summary.finish("interrupted")
+        _report_interrupted(ctx, err)
+        raise err from None
+    except StageFailed as e:
+        ctx.summary.finish("failed")
+        _report_failure(e)
+        raise
+    except UserError:
+        ctx.summary.finish("failed")
+        raise
+    except Exception as e:  # a bug: one line for the user, the traceback for the report
+        log = ctx.paths.logs / "internal_error.log"
+        ctx.summary.data["error"] = {"internal": describe_exception(e), "log": str(log)}
+        ctx.summary.finish("failed")
+        raise internal_error(e, log) from None
+
+
+def internal_error(e: BaseException, log_path: Path) -> InternalError:
+    """Write `e`'s traceback to `log_path` and return the InternalError that names it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write("".join(traceback.format_exception(e)))
+    return InternalError(f"internal error: {describe_exception(e)}", log_path)
+
+
+def describe_exception(e: BaseException) -> str:
+    """'ValueError: msg (in func, hvlora/x.py:12)': the exception and the innermost frame of our code."""
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if f"{Path(__file__).parent.name}{os.sep}" in f.filename] or frames
+    where = f" (in {ours[-1].name}, {Path(ours[-1].filename).name}:{ours[-1].lineno})" if ours else ""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}{': ' + text[:300] if text else ''}{where}"
 
 
 def _finish(ctx: RunContext) -> RunContext:
@@ -85,40 +145,68 @@ def check_environment(s: Settings) -> None:
         _require_cuda()
 
 
-def check_data(ctx: RunContext) -> None:
-    """The data preflight: report to the console, logs/preflight.log and dataset_report.json; sets ctx.data.
-    Raises DataError when anything stops the run (before any download)."""
-    log = ctx.log("preflight")
+def check_folders(s: Settings) -> None:
+    """output_dir must be a writable folder (created if missing); models_dir, if it exists, a folder. Raises
+    UserError naming the folder and the fix."""
+    out = s.output_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"output_dir {out} is not a folder (a file is in the way): pass another --output_dir") from None
+    except OSError as e:
+        raise UserError(
+            f"output_dir {out} cannot be created or written ({e.strerror or e}): pass a writable --output_dir"
+        ) from None
+    if s.models_dir.exists() and not s.models_dir.is_dir():
+        raise UserError(f"models_dir {s.models_dir} is not a folder: pass another --models_dir")
+
+
+def media_store(s: Settings) -> Path:
+    """Where a zip's media are unpacked, named by content and shared by every run of OUTPUT_DIR."""
+    return s.output_dir / "cache" / "media"
+
+
+def _preflight(s: Settings):
+    """The data check, before any run folder exists: (report, wall seconds). --check_data unpacks into a
+    temporary folder that is removed afterwards; a run unpacks into the shared media store (kept: the next run
+    of the same zip unpacks nothing)."""
     print("\n[preflight] check data", flush=True)
     t0 = time.monotonic()
-    try:
-        report = preflight.run(ctx.settings, ctx.paths.extracted)
-    except BaseException as e:
-        ctx.summary.stage("preflight", "failed", time.monotonic() - t0, error=str(e))
-        raise
-    log(data_report.text(report))
+    if s.check_data:
+        with tempfile.TemporaryDirectory(prefix=".check-", dir=s.output_dir) as tmp:
+            report = preflight.run(s, Path(tmp))
+    else:
+        report = preflight.run(s, media_store(s))
+    print(data_report.text(report), flush=True)
+    return report, time.monotonic() - t0
+
+
+def check_data(ctx: RunContext) -> None:
+    """The data preflight for an open run: check, then record (see _record_preflight). Raises DataError."""
+    report, wall = _preflight(ctx.settings)
+    _record_preflight(ctx, report, wall)
+
+
+def _record_preflight(ctx: RunContext, report, wall: float) -> None:
+    """The preflight's report into the run folder (logs/preflight.log, dataset_report.json) and summary.json;
+    sets ctx.data. Raises DataError when anything stops the run (before any download)."""
+    _log_to_file(ctx.paths.log("preflight"), data_report.text(report))
     json_path = data_report.write(report, ctx.paths.root)
     totals = data_report.totals(report)
-    ctx.summary.update(
-        "items",
-        {
-            k: totals[k]
-            for k in ("images", "videos", "left_out", "items", "training_items_per_epoch", "items_per_bucket")
-        },
-    )
-    wall = time.monotonic() - t0
+    keys = ("images", "videos", "left_out", "items", "training_items_per_epoch", "items_per_bucket")
+    ctx.summary.update("items", {k: totals[k] for k in keys})
     status = "failed" if report.errors else "ok"
     ctx.summary.stage(
         "preflight", status, wall, report=str(json_path), errors=len(report.errors), warnings=totals["warnings"]
     )
-    if ctx.settings.check_data or report.errors:
-        shutil.rmtree(ctx.paths.extracted, ignore_errors=True)  # nothing will train on it
     if report.errors:
         lines = "\n  ".join(str(p) for p in report.errors[:50])
         more = f"\n  ... and {len(report.errors) - 50} more" if len(report.errors) > 50 else ""
         raise DataError(
             f"the data cannot be trained on as it is ({len(report.errors)} error(s); nothing was "
-            f"downloaded or started):\n  {lines}{more}\nFull report: {json_path}"
+            f"downloaded or started):\n  {lines}{more}\nFull report (kept in the run folder): {json_path}"
         )
     print(f"[preflight] check data: done in {format_seconds(wall)}", flush=True)
     ctx.data = report

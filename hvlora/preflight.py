@@ -1,11 +1,12 @@
 """Dataset preflight: before any weights load, know exactly what musubi will train on, and report every problem
 with the file and the fix.
 
-Steps: list the input safely (source.py) -> pair media with captions -> unpack a zip into the run folder -> probe
-every media file in parallel (media.py) -> read captions (captions.py) -> check media against what musubi does with
-them -> plan musubi's items (frames.py): videos grouped into one dataset block per frame rate, clips per target
-length, buckets, the exact cache file names. The result, a DataReport, drives the extract and dataset-TOML stages
-and is checked against musubi's latent cache afterwards.
+Steps: list the input safely (source.py) -> pair media with captions -> unpack a zip's media into the content-named
+store -> probe every media file in parallel with the library musubi loads it with (media.py: Pillow for images,
+PyAV for videos) -> read captions (captions.py) -> check media against what musubi does with them -> plan musubi's
+items (frames.py): videos grouped into one dataset block per frame rate, clips per target length, buckets, dataset
+file names that fit the file system and the exact cache file names musubi will write. The result, a DataReport,
+drives the extract and dataset-TOML stages and is checked against musubi's latent cache afterwards.
 """
 
 from __future__ import annotations
@@ -20,22 +21,15 @@ from pathlib import Path, PurePosixPath
 
 from . import captions, frames, media, source
 from .config import Settings
+from .errors import DataError
 from .problems import ERROR, NOTE, WARNING, Problem, strict
 
-ALPHA_FORMATS = (
-    "rgba",
-    "bgra",
-    "argb",
-    "abgr",
-    "ya8",
-    "ya16be",
-    "ya16le",
-    "rgba64be",
-    "rgba64le",
-    "yuva420p",
-    "yuva444p",
-    "gbrap",
-)
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow clips these to white in convert("RGB")
+NAME_MAX = 255  # bytes per file name on Linux file systems (ext4, xfs, btrfs, overlayfs)
+# musubi's longest cache suffix after a stem: _{start:05d}-{frames:03d}_{W:04d}x{H:04d}_hv15.safetensors is 37
+# bytes; keep stems short enough for it with room for 6-digit starts and sizes.
+MAX_STEM_BYTES = NAME_MAX - 48
+CROP_WARN_FRACTION = 0.25  # warn when musubi's center crop to the bucket discards more of the picture than this
 
 
 @dataclass
@@ -115,10 +109,15 @@ class DataReport:
     def usable(self) -> list[FileRecord]:
         return [f for f in self.files if f.usable and f.status != "error"]
 
+    @property
+    def planned(self) -> list[FileRecord]:
+        """The files that train: usable, with a dataset block (so with a bucket and cache names)."""
+        return [f for f in self.usable if f.block is not None]
+
     def buckets(self) -> dict[tuple[int, int, int], int]:
         """(width, height, frames) -> items musubi caches in that bucket (before num_repeats)."""
         counts: Counter = Counter()
-        for f in self.usable:
+        for f in self.planned:
             if f.kind == "image":
                 counts[(*f.bucket, 1)] += 1
             for c in f.clips:
@@ -133,19 +132,20 @@ class DataReport:
         """sha256 over every usable file's identity, block, dataset name and final caption: changes whenever what
         the caches are made from changes (a different trigger word included)."""
         h = hashlib.sha256()
-        for f in sorted(self.usable, key=lambda r: r.name):
+        for f in sorted(self.planned, key=lambda r: r.name):
             h.update(f"{f.name}\0{f.identity}\0{f.block}\0{f.flat}\0{f.caption}\n".encode())
         return h.hexdigest()
 
 
-def run(s: Settings, extract_dir: Path) -> DataReport:
-    """Check the input of `s`; a zip is unpacked into `extract_dir` (the run folder's extracted/). Never raises for
-    bad data (the report holds the errors); raises DataError only when the input cannot be found or read."""
-    listing = source.list_input(s, extract_dir)
+def run(s: Settings, store: Path) -> DataReport:
+    """Check the input of `s`; a zip's media are unpacked into `store` (named by content, see
+    source.materialize). Never raises for bad data (the report holds the errors); raises DataError only when the
+    input cannot be found or read, UserError when the disk fills while unpacking."""
+    listing = source.list_input(s, store)
     report = DataReport(
         listing.root, listing.kind, s, problems=list(listing.problems), skipped_junk=listing.skipped_junk
     )
-    captions_by_key = {_key(e.name): e for e in listing.entries if media.kind_of(e.name) is None}
+    captions_by_key = _captions_by_key(listing.entries)
     media_entries = [e for e in listing.entries if media.kind_of(e.name)]
     report.files = [_record(e, captions_by_key.get(_key(e.name))) for e in media_entries]
     _pair_problems(report, captions_by_key)
@@ -159,18 +159,33 @@ def run(s: Settings, extract_dir: Path) -> DataReport:
             )
         )
     if any(p.severity == ERROR for p in listing.problems):
-        return _finish(report)  # refused input: unpack nothing
-    wanted = {f.name for f in report.files} | {f.caption_file for f in report.files if f.caption_file}
-    paths = source.materialize(listing, [e for e in listing.entries if e.name in wanted], extract_dir)
+        for f in report.files:  # refused input: unpack and plan nothing, but account for every file
+            f.usable = False
+            f.add(NOTE, "not checked: the input is refused (see the errors above)")
+        return _finish(report)
+    paths = source.materialize(listing, media_entries, store)
+    entries = {e.name: e for e in listing.entries}
     for f in report.files:
         f.path = paths[f.name]
     _probe_all(report.files)
     for f in report.files:
-        _read_caption(f, paths, s)
+        _read_caption(f, listing, entries, s)
         if f.usable and f.info is not None:
             _check_media(f, s)
     _plan(report)
     return _finish(report)
+
+
+def _captions_by_key(entries: list[source.Entry]) -> dict[str, list[source.Entry]]:
+    """Caption candidates per media key, the one used first: `a.txt` before `a.TXT`/`a.Txt` (musubi's
+    caption_extension is the exact '.txt'), then by name."""
+    out: dict[str, list[source.Entry]] = {}
+    for e in entries:
+        if media.kind_of(e.name) is None:
+            out.setdefault(_key(e.name), []).append(e)
+    for group in out.values():
+        group.sort(key=lambda e: (not e.name.endswith(source.CAPTION_EXT), e.name))
+    return out
 
 
 def _finish(report: DataReport) -> DataReport:
@@ -189,16 +204,20 @@ def _key(name: str) -> str:
     return str(p.with_suffix("")) if p.suffix else name
 
 
-def _record(entry: source.Entry, caption: source.Entry | None) -> FileRecord:
+def _record(entry: source.Entry, caption: list[source.Entry] | None) -> FileRecord:
     if entry.zinfo is not None:
         identity = f"zip:{entry.size}:{entry.zinfo.CRC:08x}"
     else:
         st = entry.path.stat()
         identity = f"file:{st.st_size}:{st.st_mtime_ns}"
-    return FileRecord(entry.name, media.kind_of(entry.name), entry.size, identity, caption.name if caption else None)
+    f = FileRecord(entry.name, media.kind_of(entry.name), entry.size, identity, caption[0].name if caption else None)
+    if caption and len(caption) > 1:
+        others = ", ".join(c.name for c in caption[1:])
+        f.add(WARNING, f"has several captions; {caption[0].name} is used, not {others}", f"Remove {others}")
+    return f
 
 
-def _pair_problems(report: DataReport, captions_by_key: dict[str, source.Entry]) -> None:
+def _pair_problems(report: DataReport, captions_by_key: dict[str, list[source.Entry]]) -> None:
     """Missing captions (by --missing_caption), media sharing one stem, captions without media."""
     s = report.settings
     by_key: dict[str, list[FileRecord]] = {}
@@ -232,12 +251,12 @@ def _pair_problems(report: DataReport, captions_by_key: dict[str, source.Entry])
                     "Both train with that caption; rename one and give it its own caption if that is not intended",
                 )
             )
-    for key, entry in captions_by_key.items():
+    for key, group in captions_by_key.items():
         if key not in by_key:
             report.problems.append(
                 Problem(
                     WARNING,
-                    entry.name,
+                    ", ".join(e.name for e in group),
                     "caption without a media file, ignored",
                     "Check that the media file's name matches the caption's",
                 )
@@ -261,60 +280,55 @@ def _probe_all(files: list[FileRecord]) -> None:
                 f.info = result
 
 
-def _read_caption(f: FileRecord, paths: dict[str, Path], s: Settings) -> None:
+CAPTION_MAX_BYTES = 1 << 20  # far above the 1024 tokens Qwen2.5-VL keeps; a larger ".txt" is not a caption
+
+
+def _read_caption(f: FileRecord, listing: source.Listing, entries: dict[str, source.Entry], s: Settings) -> None:
+    """Decode the caption, apply the trigger word, and report what musubi will train with."""
     if f.caption_file is None:
         f.caption = s.trigger_word.strip() if s.missing_caption == "trigger" else None
         return
-    text, encoding = captions.decode(paths[f.caption_file].read_bytes())
-    if encoding:
-        f.problems.append(
-            Problem(
-                WARNING,
-                f.caption_file,
-                f"is not UTF-8; read as {encoding}",
-                "Save captions as UTF-8 so every character arrives as written",
-            )
-        )
-    if not text:
-        f.problems.append(
-            Problem(
-                WARNING,
-                f.caption_file,
-                "is empty",
-                "Write a description of the media into it"
-                + (
-                    f"; it trains with the trigger word '{s.trigger_word}' alone"
-                    if s.trigger_word
-                    else "; it trains unconditioned"
-                ),
-            )
-        )
+
+    def problem(severity: str, message: str, fix: str = "") -> None:
+        f.problems.append(Problem(severity, f.caption_file, message, fix))
+
+    try:
+        text, how = captions.decode(source.read_bytes(listing, entries[f.caption_file], CAPTION_MAX_BYTES))
+    except (captions.CaptionError, DataError) as e:
+        problem(ERROR, str(e).removeprefix(f"{f.caption_file}: "), "Replace it by a UTF-8 text file")
+        return
+    if how:
+        problem(WARNING, f"is not UTF-8; {how}", "Save captions as UTF-8 so every character arrives as written")
     if captions.has_placeholder(text) and not s.trigger_word.strip():
-        f.problems.append(
-            Problem(
-                WARNING,
-                f.caption_file,
-                "uses [trigger] but no --trigger_word is set; the placeholder is removed",
-                "Pass --trigger_word",
-            )
+        problem(
+            WARNING, "uses [trigger] but no --trigger_word is set; the placeholder is removed", "Pass --trigger_word"
         )
     f.caption = captions.apply_trigger(text, s.trigger_word)
+    if not f.caption:
+        problem(
+            WARNING,
+            "is empty" + (" once [trigger] is removed" if text else ""),
+            "Write a description of the media into it; it trains unconditioned",
+        )
+    elif not text:
+        problem(
+            WARNING,
+            "is empty",
+            f"Write a description of the media into it; it trains with the trigger word "
+            f"'{s.trigger_word.strip()}' alone",
+        )
     tokens = captions.estimate_tokens(f.caption)
     if tokens > captions.QWEN_MAX_TOKENS - 24:  # the template's own tokens count too
-        f.problems.append(
-            Problem(
-                WARNING,
-                f.caption_file,
-                f"is about {tokens} tokens long (estimated); the text "
-                f"encoder keeps the first {captions.QWEN_MAX_TOKENS}",
-                "Shorten it",
-            )
+        problem(
+            WARNING,
+            f"is about {tokens} tokens long (estimated); the text encoder keeps the first {captions.QWEN_MAX_TOKENS}",
+            "Shorten it",
         )
 
 
 def _check_media(f: FileRecord, s: Settings) -> None:
     """What musubi will do with this file that the user should know (contract §4: Pillow conversions for images,
-    PyAV frames without rotation for videos)."""
+    PyAV frames without rotation for videos, resize to cover the bucket and center crop)."""
     info = f.info
     f.bucket = frames.bucket_for((info.width, info.height), s.resolution)
     if frames.is_upscaled((info.width, info.height), f.bucket):
@@ -324,42 +338,76 @@ def _check_media(f: FileRecord, s: Settings) -> None:
             f"--resolution {s.resolution[0]}x{s.resolution[1]}: it is upscaled (blurry)",
             "Use a larger file or a lower --resolution",
         )
+    _check_crop(f, s)
     if f.kind == "image":
         _check_image_format(f)
     else:
         _check_video(f)
 
 
-def _check_image_format(f: FileRecord) -> None:
-    fmt, codec = f.info.pix_fmt or "", f.info.codec or ""
-    if f.info.width * f.info.height > media.PILLOW_MAX_PIXELS:
+def _check_crop(f: FileRecord, s: Settings) -> None:
+    """musubi resizes an item to cover its bucket, then center-crops: an image far more elongated than the most
+    elongated bucket loses most of its picture (4000x50 keeps about 5% of its width at 960x544)."""
+    size = (f.info.width, f.info.height)
+    lost = frames.cropped_fraction(size, f.bucket)
+    if lost > CROP_WARN_FRACTION:
+        ratio = max(max(w / h, h / w) for w, h in frames.bucket_resolutions(s.resolution))
         f.add(
             WARNING,
-            f"has {f.info.width * f.info.height} pixels: Pillow warns of a decompression bomb and decoding is slow",
+            f"musubi's {f.bucket[0]}x{f.bucket[1]} bucket crops {lost:.0%} of its picture away ({size[0]}x{size[1]} is "
+            f"more elongated than any bucket at --resolution {s.resolution[0]}x{s.resolution[1]})",
+            f"Crop it yourself to an aspect ratio of at most {ratio:.1f}:1, or split it into parts",
+        )
+
+
+def _check_image_format(f: FileRecord) -> None:
+    """Pillow modes and metadata musubi handles in a way the user should know (it converts to RGB, ignores EXIF)."""
+    info, mode = f.info, f.info.pix_fmt or ""
+    if info.width * info.height > media.PILLOW_MAX_PIXELS:
+        f.add(
+            WARNING,
+            f"has {info.width * info.height} pixels: Pillow warns of a decompression bomb and decoding is slow",
             "Downscale it; training uses at most the --resolution area anyway",
         )
-    if codec == "mjpeg" and fmt.startswith("gbra"):
+    if info.orientation != 1:
         f.add(
             WARNING,
-            "is a CMYK JPEG: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
+            f"has EXIF orientation {info.orientation} (rotated or mirrored when viewed) that musubi ignores: it "
+            "trains on the pixels as stored (sideways or mirrored)",
+            "Save it with the orientation applied (e.g. `mogrify -auto-orient`, or re-export it)",
+        )
+    if mode == "CMYK":
+        f.add(
+            WARNING,
+            "is a CMYK image: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
             "Save it as an RGB (sRGB) image",
         )
-    elif fmt.startswith("gray16"):
+    elif mode in SIXTEEN_BIT_MODES:
         f.add(WARNING, "is 16-bit greyscale: Pillow's conversion to RGB clips it to white", "Save it as 8-bit")
-    elif fmt in ALPHA_FORMATS:
+    elif info.transparency:
         f.add(
             WARNING,
             "has an alpha channel: musubi drops it, so transparent areas train as their hidden colour",
             "Flatten it onto a background",
         )
-    elif fmt == "pal8":
+    elif mode == "P":
         f.add(NOTE, "is a palette image: converted to RGB")
-    elif fmt.startswith("gray"):
+    elif mode in ("L", "1"):
         f.add(NOTE, "is greyscale: trained as grey RGB")
+    if info.frames:
+        f.add(NOTE, f"is animated ({info.frames} frames): musubi trains on its first frame as a still image")
 
 
 def _check_video(f: FileRecord) -> None:
     info = f.info
+    sar = info.sample_aspect_ratio
+    if sar and abs(sar - 1) > 0.01:
+        f.add(
+            WARNING,
+            f"has non-square pixels (sample aspect ratio {sar:.3g}): musubi uses the {info.width}x{info.height} "
+            "pixels as stored, so it trains squeezed",
+            "Re-encode it with square pixels (ffmpeg -vf scale=iw*sar:ih,setsar=1)",
+        )
     if info.rotation:
         f.add(
             WARNING,
@@ -389,9 +437,8 @@ def _check_video(f: FileRecord) -> None:
 
 
 def _plan(report: DataReport) -> None:
-    """Blocks (images; videos by frame rate), clips, buckets, flat names and cache file names."""
+    """Blocks (images; videos by frame rate), clips, buckets, dataset file names and cache file names."""
     s = report.settings
-    names = _FlatNames()
     for f in report.usable:
         if f.info is None:
             continue
@@ -421,14 +468,57 @@ def _plan(report: DataReport) -> None:
             if not f.clips:
                 _leave_out_short(f, block.source_fps, s)
                 continue
-        f.block, f.flat = block.name, names.name(block.name, f.name)
-        stem = Path(f.flat).stem
+        f.block = block.name
+        block.files.append(f)
+    report.blocks = {k: b for k, b in sorted(report.blocks.items()) if b.files}
+    for block in report.blocks.values():
+        _name_files(block)
+
+
+def _name_files(block: Block) -> None:
+    """Each file's name in the block's folder and the cache file names musubi will derive from it."""
+    for f, flat in zip(block.files, flat_names([f.name for f in block.files]), strict=True):
+        f.flat = flat
+        stem = Path(flat).stem
         if f.kind == "image":
             f.cache_files = [frames.image_cache_name(stem, (f.info.width, f.info.height))]
         else:
             f.cache_files = [frames.video_cache_name(stem, c, f.bucket) for c in f.clips]
-        block.files.append(f)
-    report.blocks = {k: b for k, b in sorted(report.blocks.items()) if b.files}
+        if f.flat != _plain_flat(f.name):
+            f.add(NOTE, f"is named {f.flat} in the dataset (names must be unique and fit musubi's cache file names)")
+        too_long = [n for n in (*f.cache_files, f.flat) if len(n.encode()) > NAME_MAX]
+        if too_long:  # only with absurd frame counts or sizes: the stem is already bounded
+            f.add(
+                ERROR,
+                f"musubi's cache file name {too_long[0]} is longer than the file system allows ({NAME_MAX} bytes)",
+                "Shorten the file name or cut the video",
+            )
+
+
+def _plain_flat(input_name: str) -> str:
+    """'a/b/c.PNG' -> 'a__b__c.png': the folders joined into the stem, characters outside letters, digits, '.',
+    '-', ' ' and '_' replaced, the extension lower-cased (musubi's globs match all-lower or all-upper extensions)."""
+    p = PurePosixPath(input_name)
+    return re.sub(r"[^\w.\- ]", "_", "__".join(p.parts[:-1] + (p.stem,))) + p.suffix.lower()
+
+
+def flat_names(input_names: list[str]) -> list[str]:
+    """Unique, bounded file names for one block's folder, each a function of its own input path (so removing or
+    adding a file never renames another). musubi globs the folder non-recursively and names caches after stems,
+    so stems must be unique (case-insensitively, as on a case-insensitive volume; `a.png` and `a.jpg` collide too):
+    colliding stems, and stems over MAX_STEM_BYTES, get '~' and 8 hex digits of the input path's sha1, the latter
+    cut at a character boundary first."""
+    plain = [_plain_flat(n) for n in input_names]
+    counts = Counter(PurePosixPath(p).stem.lower() for p in plain)
+    out = []
+    for name, flat in zip(input_names, plain, strict=True):
+        p = PurePosixPath(flat)
+        stem = p.stem
+        if counts[stem.lower()] > 1 or len(stem.encode()) > MAX_STEM_BYTES:
+            cut = stem.encode()[: MAX_STEM_BYTES - 9].decode("utf-8", "ignore")
+            stem = f"{cut}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+        out.append(stem + p.suffix)
+    return out
 
 
 def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> None:
@@ -440,23 +530,3 @@ def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> No
         f"{n} frames{resampled}; the shortest --target_frames needs {min(s.target_frames)}",
         "Lower --target_frames or drop the file",
     )
-
-
-class _FlatNames:
-    """Unique flat file names per block: 'a/b/c.PNG' -> 'a__b__c.png'. musubi globs a block's folder
-    non-recursively and names caches after stems, so stems must be unique; extensions are lower-cased because
-    musubi's globs match only all-lower or all-upper extensions."""
-
-    def __init__(self):
-        self.used: dict[str, set[str]] = {}
-
-    def name(self, block: str, input_name: str) -> str:
-        p = PurePosixPath(input_name)
-        stem = re.sub(r"[^\w.\- ]", "_", "__".join(p.parts[:-1] + (p.stem,)))
-        used = self.used.setdefault(block, set())
-        candidate, n = stem, 1
-        while candidate.lower() in used:
-            n += 1
-            candidate = f"{stem}~{n}"
-        used.add(candidate.lower())
-        return candidate + p.suffix.lower()

@@ -19,7 +19,7 @@ class Problem:
     fix: str = ""
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.file}: {self.message}" + (f". {self.fix}" if self.fix else "")
+        return f"{self.severity}: {printable(self.file)}: {self.message}" + (f". {self.fix}" if self.fix else "")
 
     def to_json(self) -> dict:
         return {"severity": self.severity, "file": self.file, "message": self.message, "fix": self.fix}
@@ -28,3 +28,20 @@ class Problem:
 def strict(problems: list[Problem]) -> list[Problem]:
     """--strict: every warning becomes an error."""
     return [Problem(ERROR, p.file, p.message, p.fix) if p.severity == WARNING else p for p in problems]
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped (a newline in a file name becomes \\n), so one finding stays on one
+    line of the console and the report table."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+RANK = {ERROR: 0, WARNING: 2, NOTE: 3}
+
+
+def by_weight(problems: list[Problem]) -> list[Problem]:
+    """Problems ordered by what they mean for the file: errors, then the reason it is left out, then warnings, then
+    notes (stable within each)."""
+    return sorted(problems, key=lambda p: 1 if p.message.startswith("left out: ") else RANK[p.severity])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .fsutil import atomic_write_json, atomic_write_text
 from .preflight import DataReport, FileRecord
+from .problems import NOTE, by_weight, printable
 
 FULL_TABLE_MAX = 60  # larger datasets show only the rows with something to say; the .txt has every row
 COLUMNS = ("file", "kind", "size", "frames", "fps", "duration", "status", "problem")
@@ -20,15 +21,17 @@ def rows(report: DataReport) -> list[tuple[str, ...]]:
         frames = str(info.frames) if info and info.frames is not None else "-"
         fps = f"{info.fps:.3g}" if info and info.fps else "-"
         duration = f"{info.duration:.2f} s" if info and info.duration else "-"
-        problems = [p for p in f.problems if p.severity != "note"] or f.problems
-        first = _problem_text(problems[0]) if problems else ""
-        out.append((f.name, f.kind, size, frames, fps, duration, f.status, first))
-        out += [("", "", "", "", "", "", "", _problem_text(p)) for p in problems[1:]]
+        problems = by_weight([p for p in f.problems if p.severity != NOTE] or f.problems)
+        first = _problem_text(problems[0], f.name) if problems else ""
+        out.append((printable(f.name), f.kind, size, frames, fps, duration, f.status, first))
+        out += [("", "", "", "", "", "", "", _problem_text(p, f.name)) for p in problems[1:]]
     return out
 
 
-def _problem_text(p) -> str:
+def _problem_text(p, row_file: str) -> str:
     message = p.message.removeprefix("left out: ")  # the status column says so already
+    if p.file != row_file:  # a finding about the caption file, shown on its media's row
+        message = f"{printable(p.file)} {message}"
     return f"{message}. {p.fix}" if p.fix else message
 
 

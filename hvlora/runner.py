@@ -9,14 +9,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -101,17 +104,25 @@ def run_logged(
     cwd: Path | None = None,
     grace_s: float = GRACE_S,
     console: BinaryIO | None = None,
+    on_output: Callable[[bytes], None] | None = None,
 ) -> None:
     """Run `argv` (a list, never a shell string) to completion, streaming its output to the console and `log_path`.
 
-    Raises StageFailed (non-zero exit; carries the command and log path) or Interrupted (Ctrl-C/SIGTERM, after the
-    child's group has exited). The log is appended to, so one file can hold several commands of a stage.
+    `on_output` gets every raw chunk of output as it arrives (a progress reader); an exception in it is logged
+    once and never stops the pump. Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
+    disk: the child is then stopped rather than left blocked on a pipe nobody reads; carries the command and log
+    path) or Interrupted (Ctrl-C/SIGTERM, after the child's group has exited). The log is appended to, so one file
+    can hold several commands of a stage.
     """
     console = console if console is not None else sys.stdout.buffer
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as logf:
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(log_path, "ab")  # noqa: SIM115 - closed below, after the pump has drained
         logf.write(f"$ {shlex.join(argv)}\n".encode())
         logf.flush()
+    except OSError as e:
+        raise StageFailed(stage, _log_failure(log_path, e), argv, log_path) from None
+    with logf:
         log = _LineLog(logf)
         try:
             proc = subprocess.Popen(
@@ -125,18 +136,26 @@ def run_logged(
             )
         except OSError as e:
             raise StageFailed(stage, f"could not start {argv[0]}: {e}", argv, log_path) from None
-        pump = threading.Thread(target=_pump, args=(proc, console, log), daemon=True)
+        pump = _Pump(proc, console, log, on_output)
+        thread = threading.Thread(target=pump.run, daemon=True)
         with _GroupStopper(proc, stage, grace_s) as stopper:
-            pump.start()
+            thread.start()
             rc = _wait(proc)
             # Leftover grandchildren (dataloader workers) may hold the pipe open: end them, then drain.
-            pump.join(timeout=5)
+            thread.join(timeout=5)
             kill_group(proc, signal.SIGKILL)
-            pump.join(timeout=5)
-        log.close()
-        logf.write(f"[exit code {rc}]\n".encode())
+            thread.join(timeout=5)
+        if pump.log_error is None:
+            try:
+                log.close()
+                logf.write(f"[exit code {rc}]\n".encode())
+                logf.flush()
+            except OSError as e:
+                pump.log_error = e
     if stopper.signum is not None:
         raise Interrupted(stopper.signum, stage)
+    if pump.log_error is not None:
+        raise StageFailed(stage, _log_failure(log_path, pump.log_error), argv, log_path, returncode=rc)
     if rc != 0:
         raise StageFailed(stage, _describe_exit(rc), argv, log_path, returncode=rc)
 
@@ -150,22 +169,65 @@ def _wait(proc: subprocess.Popen) -> int:
             time.sleep(0.1)
 
 
-def _pump(proc: subprocess.Popen, console: BinaryIO, log: _LineLog) -> None:
-    fd = proc.stdout.fileno()
-    while True:
+def _log_failure(log_path: Path, e: OSError) -> str:
+    folder = log_path.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e9:.2f} GB free there"
+    except OSError:
+        free = "its free space is unknown"
+    full = e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    what = "the disk is full" if full else "writing failed"
+    return (
+        f"could not write its log {log_path} ({e.strerror or e}): {what} in {folder} ({free}); the process was "
+        "stopped. Free space there (old run folders in output/runs, checkpoints), then run the same command again"
+    )
+
+
+class _Pump:
+    """Copies the child's output to the log and the console until the pipe closes. It never stops draining: a
+    child blocked on a full pipe would never exit. If the log cannot be written (disk full), it stops logging, ends
+    the child's group (a run whose log and checkpoints cannot be written is wasted GPU time) and keeps draining."""
+
+    def __init__(self, proc: subprocess.Popen, console: BinaryIO, log: _LineLog, on_output=None):
+        self.proc, self.console, self.log, self.on_output = proc, console, log, on_output
+        self.log_error: OSError | None = None
+        self.hook_error: BaseException | None = None
+
+    def run(self) -> None:
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self._log(chunk)
+            self._hook(chunk)
+            try:
+                self.console.write(chunk)
+                self.console.flush()
+            except (OSError, ValueError):  # console gone (closed pipe): keep logging
+                pass
+        self.proc.stdout.close()
+
+    def _log(self, chunk: bytes) -> None:
+        if self.log_error is not None:
+            return
         try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        log.write(chunk)
+            self.log.write(chunk)
+        except OSError as e:
+            self.log_error = e
+            kill_group(self.proc, signal.SIGTERM)
+
+    def _hook(self, chunk: bytes) -> None:
+        if self.on_output is None or self.hook_error is not None:
+            return
         try:
-            console.write(chunk)
-            console.flush()
-        except (OSError, ValueError):  # console gone (closed pipe): keep logging
-            pass
-    proc.stdout.close()
+            self.on_output(chunk)
+        except Exception as e:  # a progress display must never stop a run
+            self.hook_error = e
+            self._log(f"\n[hvlora: progress display stopped: {type(e).__name__}: {e}]\n".encode())
 
 
 def _describe_exit(rc: int) -> str:

@@ -10,6 +10,7 @@ following links; a link or special file in it is refused the same way. Archive j
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from . import media
 from .config import Settings
-from .errors import DataError
+from .errors import DataError, UserError
 from .fsutil import human_bytes
 from .problems import ERROR, WARNING, Problem
 
@@ -66,6 +67,8 @@ def find_input(s: Settings) -> tuple[Path, str]:
         for c in candidates:
             if c.is_file():
                 return c, "zip"
+        if s.input_zip.is_dir():
+            raise DataError(f"input_zip {s.input_zip} is a folder, not a zip: pass it with --input_dir instead.")
         raise DataError(
             f"input_zip {s.input_zip} does not exist (also looked for {candidates[1]}). "
             f"Put the zip into {s.data_dir} or pass its path with --input_zip."
@@ -86,13 +89,17 @@ def find_input(s: Settings) -> tuple[Path, str]:
     return zips[0], "zip"
 
 
-def list_input(s: Settings, free_bytes_at: Path) -> Listing:
+def list_input(s: Settings, store: Path) -> Listing:
     """List the input. Problems land in the listing; raises DataError only if the input cannot be read at all.
-    `free_bytes_at` is where a zip would be unpacked (its filesystem's free space bounds the unpacked size)."""
+    `store` is where a zip's media are unpacked (see `materialize`): its free space bounds what may be unpacked,
+    not counting entries an earlier run unpacked there already."""
     root, kind = find_input(s)
     if kind == "folder":
         return _list_folder(root)
-    return _list_zip(root, int(s.max_unpacked_gb * GB), _free_bytes(free_bytes_at))
+    listing = _list_zip(root)
+    present = sum(e.size for e in listing.entries if (store / store_name(e)).is_file())
+    _check_sizes(listing, int(s.max_unpacked_gb * GB), _free_bytes(store) + present)
+    return listing
 
 
 def _free_bytes(path: Path) -> int:
@@ -102,17 +109,22 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(p).free
 
 
-def _list_zip(root: Path, limit: int, free: int) -> Listing:
+def _list_zip(root: Path) -> Listing:
     try:
         with zipfile.ZipFile(root) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as e:
         raise DataError(f"{root} is not a readable zip file ({e}). Re-create it with a zip tool.") from None
     listing = Listing(root, "zip")
+    seen: dict[str, zipfile.ZipInfo] = {}
     for info in sorted(infos, key=lambda i: i.filename):  # the same order as a folder, whatever the zip's order
         if info.is_dir():
             continue
         name, bad_name = _zip_name(info)
+        if name in seen:  # zip allows one path twice; unpacking would let the second silently replace the first
+            _duplicate(listing, name, seen[name], info)
+            continue
+        seen[name] = info
         refusal = bad_name or _zip_refusal(info, name)
         if refusal:
             listing.problems.append(
@@ -125,8 +137,23 @@ def _list_zip(root: Path, limit: int, free: int) -> Listing:
             )
         else:
             _classify(listing, Entry(name, info.file_size, zinfo=info))
-    _check_sizes(listing, limit, free)
     return listing
+
+
+def _duplicate(listing: Listing, name: str, first: zipfile.ZipInfo, again: zipfile.ZipInfo) -> None:
+    if (first.CRC, first.file_size) == (again.CRC, again.file_size):
+        listing.problems.append(
+            Problem(WARNING, name, "appears twice in the zip (identical copies); it is used once", "")
+        )
+    else:
+        listing.problems.append(
+            Problem(
+                ERROR,
+                name,
+                "appears twice in the zip with different content: which one is meant is unclear",
+                "Re-create the zip with each path once",
+            )
+        )
 
 
 def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
@@ -284,22 +311,41 @@ def _classify(listing: Listing, entry: Entry) -> None:
         )
 
 
-def materialize(listing: Listing, entries: list[Entry], dest: Path) -> dict[str, Path]:
-    """Make `entries` readable as files: a zip's are streamed into `dest` (keeping its folders), a folder's are
-    used where they are. Returns name -> path. Raises DataError naming an entry that cannot be read or grows
-    past its declared size."""
+def read_bytes(listing: Listing, entry: Entry, limit: int | None = None) -> bytes:
+    """The content of one entry (a caption), read from the zip or the folder without unpacking anything. Raises
+    DataError for an entry that cannot be read; with `limit`, for one larger than that many bytes."""
+    if limit is not None and entry.size > limit:
+        raise DataError(f"{entry.name}: {human_bytes(entry.size)} is too large for a caption")
+    try:
+        if listing.kind == "folder":
+            return entry.path.read_bytes()
+        with zipfile.ZipFile(listing.root) as zf:
+            return zf.read(entry.zinfo)
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
+        raise DataError(f"{entry.name}: cannot be read ({e}). Re-create the zip or copy the file again.") from None
+
+
+def store_name(entry: Entry) -> str:
+    """The file name of a zip entry in the unpacked-media store: its content (CRC-32 and size) and its extension.
+    Equal content gives one file, whatever its name or zip; a changed file gets a new name."""
+    return f"{entry.zinfo.CRC:08x}-{entry.size}{PurePosixPath(entry.name).suffix.lower()}"
+
+
+def materialize(listing: Listing, entries: list[Entry], store: Path) -> dict[str, Path]:
+    """Make `entries` readable as files. A folder's are used where they are. A zip's are unpacked into `store`,
+    named by content (`store_name`): nothing the user named becomes a file name (no name is too long, a file and
+    a folder of the same name cannot collide), and an entry already unpacked by an earlier run is not unpacked
+    again. Each file appears complete or not at all (temporary name, then rename). Returns name -> path. Raises
+    DataError naming an entry that cannot be read or fails its CRC-32 check."""
     if listing.kind == "folder":
         return {e.name: e.path for e in entries}
-    dest.mkdir(parents=True, exist_ok=True)
-    base = dest.resolve()
+    store.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     with zipfile.ZipFile(listing.root) as zf:
         for entry in entries:
-            target = (base / entry.name).resolve()
-            if base not in target.parents:  # scan refused such names; checked again where it matters
-                raise DataError(f"{entry.name}: would be written outside {dest}; refusing")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _copy_entry(zf, entry, target)
+            target = store / store_name(entry)
+            if not (target.is_file() and target.stat().st_size == entry.size):
+                _copy_entry(zf, entry, target)
             out[entry.name] = target
     return out
 
@@ -307,10 +353,18 @@ def materialize(listing: Listing, entries: list[Entry], dest: Path) -> dict[str,
 def _copy_entry(zf: zipfile.ZipFile, entry: Entry, target: Path) -> None:
     """Copy one entry. zipfile itself never returns more than the declared size (so a lying header cannot fill
     the disk) and fails the CRC-32 check of an entry whose data is longer, shorter or altered."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with zf.open(entry.zinfo) as src, open(target, "wb") as dst:
+        with zf.open(entry.zinfo) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, target)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError) as e:
         # RuntimeError: encrypted entry; BadZipFile: CRC mismatch or truncated archive.
-        target.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise UserError(
+                f"the disk is full while unpacking {entry.name} into {target.parent} "
+                f"({human_bytes(_free_bytes(target.parent))} free): free space there, or pass --output_dir on a "
+                "larger disk, then run again (what was unpacked is kept)"
+            ) from None
         raise DataError(f"{entry.name}: cannot be read from the zip ({e}). Re-create the zip.") from None

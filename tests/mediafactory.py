@@ -124,7 +124,13 @@ def make_png(path: Path, pix_fmt: str, width: int = 80, height: int = 48) -> Pat
     if pix_fmt == "pal8":
         index = (np.arange(width * height).reshape(height, width) % 16).astype(np.uint8)
         palette = np.zeros((256, 4), np.uint8)
-        palette[:16, 0], palette[:16, 1], palette[:, 3] = np.arange(16) * 16, 255 - np.arange(16) * 16, 255
+        # opaque whichever byte FFmpeg takes as alpha (its pal8 palette is native-endian ARGB): colours in 1 and 2
+        palette[:, 0], palette[:16, 1], palette[:16, 2], palette[:, 3] = (
+            255,
+            np.arange(16) * 16,
+            255 - np.arange(16) * 16,
+            255,
+        )
         frame = av.VideoFrame.from_ndarray((index, palette), format="pal8")  # swscale cannot make pal8
     elif pix_fmt == "rgba":
         rgba = np.concatenate([rgb, np.full((height, width, 1), 128, np.uint8)], axis=-1)

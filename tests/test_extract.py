@@ -42,9 +42,10 @@ def test_zip_layout_flat_unique_names_hard_links_and_captions(tmp_path, make_set
     # the trigger word goes into our copy of the caption, once
     assert (images / "a__cat.txt").read_text() == "ohwx, a cat"
     assert (images / "top.txt").read_text() == "ohwx on top"
-    assert (ctx.paths.extracted / "a" / "cat.txt").read_text() == "a cat"  # the unpacked original is as zipped
-    # media are hard links to the unpacked files: no second copy on disk
-    assert (images / "a__cat.png").stat().st_ino == (ctx.paths.extracted / "a" / "cat.png").stat().st_ino
+    # media are hard links to the unpacked files in the shared store: no second copy on disk
+    unpacked = next(f.path for f in ctx.data.files if f.name == "a/cat.png")
+    assert unpacked.parent == pipeline.media_store(ctx.settings)
+    assert (images / "a__cat.png").stat().st_ino == unpacked.stat().st_ino
     assert snapshot(tmp_path / "data") == before  # the zip and data/ are untouched
 
 
@@ -59,7 +60,7 @@ def test_folder_input_is_linked_never_written(tmp_path, make_settings, make_ctx)
     link = ctx.paths.block("images") / "p__a.png"
     assert link.is_symlink() and os.readlink(link) == str(src / "p" / "a.png")
     assert (ctx.paths.block("videos_24fps") / "v.txt").read_text() == "ohwx walking"
-    assert not ctx.paths.extracted.exists()  # nothing is unpacked or copied for a folder
+    assert not pipeline.media_store(ctx.settings).exists()  # nothing is unpacked or copied for a folder
     assert snapshot(src) == before
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 import zipfile
+import zlib
 from collections import namedtuple
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def test_zip_utf8_name_without_the_utf8_flag_is_read_as_utf8(tmp_path, make_sett
     listing = source.list_input(make_settings(), tmp_path / "work")
     assert names(listing) == ["café.png"] and listing.problems == []
     paths = source.materialize(listing, listing.entries, tmp_path / "work" / "extracted")
-    assert paths["café.png"] == (tmp_path / "work" / "extracted" / "café.png").resolve()
+    assert paths["café.png"].parent == tmp_path / "work" / "extracted"
     assert paths["café.png"].read_bytes() == png
 
 
@@ -185,8 +186,9 @@ def test_nested_archives_are_reported_and_not_unpacked(tmp_path, make_settings, 
         assert "Unpack it" in p.fix
     assert names(listing) == ["a.png", "a.txt"]
     dest = tmp_path / "work" / "extracted"
-    source.materialize(listing, listing.entries, dest)
-    assert tree(dest) == {"a.png", "a.txt"}  # the inner zip is neither copied nor opened
+    media = [e for e in listing.entries if e.name == "a.png"]
+    paths = source.materialize(listing, media, dest)
+    assert tree(dest) == {paths["a.png"].name}  # the inner zip is neither copied nor opened
 
 
 def test_unsupported_extensions_are_listed_with_what_is_supported(tmp_path, make_settings, png):
@@ -269,27 +271,33 @@ def test_entry_larger_than_declared_stops_unpacking_naming_it(tmp_path, make_set
 # --- materialize ------------------------------------------------------------------------------------------
 
 
-def test_materialize_zip_keeps_folders_and_leaves_the_zip_untouched(tmp_path, make_settings, png):
-    z = make_zip(tmp_path / "data" / "in.zip", {"a/b/c.png": png, "a/b/c.txt": b"cap", "top.txt": b"t"})
+def test_materialize_zip_names_files_by_content_and_leaves_the_zip_untouched(tmp_path, make_settings, png):
+    z = make_zip(tmp_path / "data" / "in.zip", {"a/b/c.png": png, "a/b/c.txt": b"cap", "same.PNG": png})
     before = snapshot(tmp_path / "data")
     listing = source.list_input(make_settings(), tmp_path / "work")
     dest = tmp_path / "work" / "extracted"
-    paths = source.materialize(listing, listing.entries[:2], dest)
-    assert paths == {"a/b/c.png": (dest / "a/b/c.png").resolve(), "a/b/c.txt": (dest / "a/b/c.txt").resolve()}
-    assert paths["a/b/c.png"].read_bytes() == png and tree(dest) == {"a/b/c.png", "a/b/c.txt"}
+    media = [e for e in listing.entries if not e.name.endswith(".txt")]
+    paths = source.materialize(listing, media, dest)
+    expected = f"{zlib.crc32(png):08x}-{len(png)}.png"
+    # the same content under two names is one file; no folder of the zip is recreated
+    assert paths == {"a/b/c.png": dest / expected, "same.PNG": dest / expected} and tree(dest) == {expected}
+    assert paths["a/b/c.png"].read_bytes() == png
     assert snapshot(tmp_path / "data") == before and z.is_file()
+    mtime = (dest / expected).stat().st_mtime_ns
+    source.materialize(listing, media, dest)  # a second run unpacks nothing again
+    assert (dest / expected).stat().st_mtime_ns == mtime
+    assert source.read_bytes(listing, listing.entries[1]) == b"cap"  # captions are read from the zip itself
 
 
-def test_materialize_refuses_a_path_outside_the_target_even_past_the_scan(tmp_path, png):
+def test_materialize_never_uses_an_entry_name_as_a_path(tmp_path, png):
+    """Even an entry that got past the scan ('../evil.png') lands inside the store under its content name."""
     z = make_zip(tmp_path / "in.zip", {"../evil.png": png})
     with zipfile.ZipFile(z) as zf:
         info = zf.infolist()[0]
     listing = source.Listing(z, "zip")
-    with pytest.raises(DataError, match=r"\.\./evil\.png: would be written outside"):
-        source.materialize(
-            listing, [source.Entry("../evil.png", info.file_size, zinfo=info)], tmp_path / "work" / "extracted"
-        )
-    assert not (tmp_path / "work" / "evil.png").exists()
+    dest = tmp_path / "work" / "extracted"
+    paths = source.materialize(listing, [source.Entry("../evil.png", info.file_size, zinfo=info)], dest)
+    assert paths["../evil.png"].parent == dest and not (tmp_path / "work" / "evil.png").exists()
 
 
 def test_unreadable_zip_raises_naming_it(tmp_path, make_settings):

@@ -103,6 +103,7 @@ def run(ctx: RunContext) -> dict:
         "downloaded": downloaded,
         "hub_cache": str(fetcher.cache),
         "bytes_fetched": fetcher.bytes_fetched,
+        "repaired": fetcher.repaired,
         "files": {
             c: {"path": str(ctx.weights[c]), "commit": r.commit, "sha256": r.sha256}
             for c, r in fetcher.records(files).items()
@@ -120,6 +121,7 @@ class _Fetcher:
         self.token = ctx.env.get("HF_TOKEN") or None
         self.cache = hub_cache_dir(ctx.env)
         self.bytes_fetched = 0
+        self.repaired: list[dict] = []  # files that failed their check and were fetched again (summary.json)
 
     def records(self, files: dict[str, catalog.WeightFile]) -> dict:
         return {c: self.manifest.get(wf.key) for c, wf in files.items() if self.manifest.get(wf.key)}
@@ -161,10 +163,16 @@ class _Fetcher:
     def _rehash_ok(self, wf: catalog.WeightFile, path: Path) -> bool:
         self.log(f"{wf.key}: hashing (--verify_weights)")
         sha256, _ = hashes(path)
-        if sha256 == self.manifest.get(wf.key).sha256:
+        expected = self.manifest.get(wf.key).sha256
+        if sha256 == expected:
             return True
-        self.log(f"{wf.key}: sha256 differs from the one recorded at download: the file changed on disk")
+        self.log(
+            f"{wf.key}: sha256 check FAILED: expected {expected}, found {sha256} (the file changed on disk since it "
+            f"was downloaded); {path} is deleted and fetched again"
+        )
+        self.repaired.append({"file": str(path), "expected_sha256": expected, "found_sha256": sha256})
         self.manifest.forget(wf.key)
+        hub.forget_local(self.s.models_dir / wf.repo_id, wf.filename)
         return False
 
     def _bytes_to_fetch(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> int:
@@ -196,8 +204,12 @@ class _Fetcher:
                 self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, remote.commit, sha256))
                 return
             self.log(
-                f"{wf.key}: content does not match the hub (sha256 {sha256[:12]}..., expected "
-                f"{remote.etag[:12]}...); " + ("downloading it again" if attempt == 1 else "giving up")
+                f"{wf.key}: content does not match the hub: expected {remote.etag} ({remote.size} bytes), found "
+                f"sha256 {sha256} ({path.stat().st_size} bytes); "
+                + ("downloading it again" if attempt == 1 else "giving up")
+            )
+            self.repaired.append(
+                {"file": str(path), "expected_sha256": remote.etag, "found_sha256": sha256, "attempt": attempt}
             )
             hub.forget_local(local_dir, wf.filename)
         raise StageFailed(
@@ -291,12 +303,10 @@ class _Fetcher:
             return "not downloaded by this tool, cannot be checked offline"
         self.log(f"{wf.key}: hashing")
         sha256, git_sha1 = hashes(path)
-        if record is not None:
-            ok = sha256 == record.sha256
-        else:
-            ok = matches_etag(sha256, git_sha1, meta.etag)
+        expected = record.sha256 if record is not None else meta.etag
+        ok = sha256 == record.sha256 if record is not None else matches_etag(sha256, git_sha1, meta.etag)
         if not ok:
-            return "content differs from what was downloaded"
+            return f"content differs from what was downloaded: expected sha256 {expected}, found {sha256}"
         revision = record.revision if record else self.s.revision_for(wf.repo_id)
         commit = record.commit if record else meta.commit_hash
         self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, commit, sha256))

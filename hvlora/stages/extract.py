@@ -1,11 +1,11 @@
 """Stage 2: lay out the checked data as musubi reads it: one flat folder per dataset block, each media file beside
 its final caption.
 
-The preflight (preflight.py, run before stage 1) already unpacked a zip into RUN/extracted/ with its folder structure
-and decided every file's block and flat name (`a/b/c.png` -> `a__b__c.png`: musubi globs a folder non-recursively
-and names caches after stems, so equal names in different folders both survive this way). Here media are
-hard-linked from RUN/extracted/ (a folder input is symlinked, never copied or modified) into RUN/dataset/<block>/,
-and each caption is written with the trigger word applied. The input is never written to.
+The preflight (preflight.py, run before stage 1) already unpacked a zip's media into OUTPUT_DIR/cache/media/ (named
+by content, shared by all runs) and decided every file's block and flat name (`a/b/c.png` -> `a__b__c.png`: musubi
+globs a folder non-recursively and names caches after stems, so equal names in different folders both survive this
+way). Here media are hard-linked from that store (a folder input is symlinked, never copied or modified) into
+RUN/dataset/<block>/, and each caption is written with the trigger word applied. The input is never written to.
 """
 
 from __future__ import annotations
