@@ -63,6 +63,8 @@ def _run(settings: Settings) -> RunContext:
             flush=True,
         )
         raise Interrupted(signum, "preflight") from None
+    except UserError:
+        raise
     except Exception:  # a bug in the data check: it gets a run folder for its traceback
         with _guard(_open_run(settings)):
             raise

@@ -16,6 +16,7 @@ import pty
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -698,7 +699,7 @@ def test_bit_rot_is_caught_only_by_verify_weights(tmp_path, hub):
     assert hub.requests == []
 
     ctx = make_ctx(tmp_path, hub.url, "--verify_weights")
-    download.run(ctx)
+    info = download.run(ctx)  # what summary.json records for the stage
     assert path.read_bytes() == hub.repos[wf.repo_id][wf.filename]
     assert len(gets_of(hub, wf)) == 1 and resolved(hub) == [wf.key]
     rec = manifest(tmp_path)[wf.key]
@@ -706,6 +707,12 @@ def test_bit_rot_is_caught_only_by_verify_weights(tmp_path, hub):
     log = ctx.paths.log("download").read_text(encoding="utf-8")
     assert "file changed on disk" in log
     assert log.count("hashing (--verify_weights)") == len(catalog.weights_for("t2v"))
+    # the repair is announced: which file, the expected and the found sha256, and that it is fetched again
+    assert f"sha256 check FAILED: expected {sha256(hub.repos[wf.repo_id][wf.filename])}, found {sha256(rotten)}" in log
+    assert "deleted and fetched again" in log
+    good = sha256(hub.repos[wf.repo_id][wf.filename])
+    assert info["repaired"] == [{"file": str(path), "expected_sha256": good, "found_sha256": sha256(rotten)}]
+    assert download.run(make_ctx(tmp_path, hub.url))["repaired"] == []
 
 
 def test_a_file_changed_on_disk_is_verified_again(tmp_path, hub):
@@ -985,3 +992,45 @@ def test_fake_hub_holds_a_body_until_released():
             hub.release.set()
             assert first + r.raw.read() == content
         assert requests.get(f"{hub.url}/o/r/resolve/main/a.safetensors").content == content, "held once per file"
+
+
+def test_sigterm_during_a_download_is_a_stop_not_a_failure(tmp_path):
+    """`docker stop` mid-file: the SIGTERM reaches the download inside huggingface_hub; hub.retrying must not catch
+    it as a failure (it did: Interrupted derived from Exception). Exit 143, the resume message, summary
+    "interrupted"; the partial file is kept for the next run."""
+    wf = weight("dit")
+    with FakeHub(make_repos(big=wf.filename, big_size=24 << 20), hold_after_bytes=16 << 20) as hub:
+        proc = subprocess.Popen(
+            cli_argv(tmp_path),
+            cwd=tmp_path,
+            env=cli_env(tmp_path, hub.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert hub.holding.wait(60)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            hub.release.set()
+            proc.kill()
+    assert proc.returncode == 143, out + err
+    assert "Stopped (SIGTERM) during download" in err and "run the same command again" in err
+    assert "FAILED" not in err and "Traceback" not in err
+    summary = json.loads(next((tmp_path / "out" / "runs").glob("*/summary.json")).read_text())
+    assert summary["status"] == "interrupted" and summary["stages"][-1]["status"] == "interrupted"
+
+
+def test_skip_cache_without_a_cache_is_refused_before_any_download(tmp_path, hub):
+    """With an empty models folder, --skip_cache used to download 40 GB and only then refuse (the cache key was
+    known in stage 3): now it is decided right after the data check, before one request."""
+    from mediafactory import dataset_zip
+
+    dataset_zip(tmp_path / "src", tmp_path / "data" / "d.zip", images={"a.png": "a"})
+    argv = [a for a in cli_argv(tmp_path) if a != "--download_only"]
+    argv += ["--data_dir", str(tmp_path / "data"), "--skip_cache", "--device", "cpu", "--resolution", "64x64"]
+    env = cli_env(tmp_path, hub.url, PYTHONPATH=str(PROJECT / "tests" / "standin"))
+    r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--skip_cache: no complete cache" in r.stderr, r.stdout + r.stderr
+    assert hub.requests == [] and not (tmp_path / "models").exists()

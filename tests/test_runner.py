@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from hvlora.errors import Interrupted, StageFailed
 from hvlora.runner import log_tail, run_logged
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Console:
@@ -157,3 +161,47 @@ def test_handlers_are_restored(tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     run_logged(py("pass"), stage="t", log_path=tmp_path / "r.log", env=dict(os.environ), console=Console())
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_full_disk_stops_the_child_instead_of_hanging(tmp_path):
+    """The log write fails (RLIMIT_FSIZE stands in for ENOSPC: writes past the limit fail with EFBIG): the runner
+    keeps draining the pipe, stops the child, and reports the full disk with the folder. Before, the pump thread
+    died, nobody drained the pipe, the child blocked on write and the wait never returned."""
+    driver = textwrap.dedent(f"""
+        import io, os, resource, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from hvlora.errors import StageFailed
+        from hvlora.runner import run_logged
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that writes past the limit fail instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+        child = [sys.executable, "-c", "import sys\\nwhile True: sys.stdout.write('x' * 1000 + '\\\\n')"]
+        try:
+            run_logged(child, stage="s", log_path=__import__("pathlib").Path({str(tmp_path / "s.log")!r}),
+                       env=dict(os.environ), console=io.BytesIO())
+        except StageFailed as e:
+            print("FAILED:", e, "| exit", e.returncode)
+    """)
+    r = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=60)
+    assert "FAILED: could not write its log" in r.stdout, r.stdout + r.stderr
+    assert "the disk is full" in r.stdout and str(tmp_path) in r.stdout and "run the same command again" in r.stdout
+    assert "exit -15" in r.stdout  # the child was stopped (SIGTERM), not left blocked
+
+
+def test_an_output_hook_that_raises_never_stops_the_run(tmp_path):
+    seen = []
+
+    def hook(chunk: bytes) -> None:
+        seen.append(chunk)
+        raise ValueError("broken progress parser")
+
+    console = Console()
+    run_logged(
+        py("print('a'); print('b')"),
+        stage="s",
+        log_path=tmp_path / "s.log",
+        env=dict(os.environ),
+        console=console,
+        on_output=hook,
+    )
+    assert seen and console.data.replace(b"\r", b"") == b"a\nb\n"
+    assert "progress display stopped: ValueError: broken progress parser" in (tmp_path / "s.log").read_text()
