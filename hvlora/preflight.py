@@ -164,12 +164,13 @@ def run(s: Settings, store: Path) -> DataReport:
             f.add(NOTE, "not checked: the input is refused (see the errors above)")
         return _finish(report)
     paths = source.materialize(listing, media_entries, store)
-    entries = {e.name: e for e in listing.entries}
     for f in report.files:
         f.path = paths[f.name]
     _probe_all(report.files)
+    wanted = {f.caption_file for f in report.files if f.caption_file}
+    texts = source.read_captions(listing, [e for e in listing.entries if e.name in wanted], CAPTION_MAX_BYTES)
     for f in report.files:
-        _read_caption(f, listing, entries, s)
+        _read_caption(f, texts, s)
         if f.usable and f.info is not None:
             _check_media(f, s)
     _plan(report)
@@ -283,7 +284,7 @@ def _probe_all(files: list[FileRecord]) -> None:
 CAPTION_MAX_BYTES = 1 << 20  # far above the 1024 tokens Qwen2.5-VL keeps; a larger ".txt" is not a caption
 
 
-def _read_caption(f: FileRecord, listing: source.Listing, entries: dict[str, source.Entry], s: Settings) -> None:
+def _read_caption(f: FileRecord, texts: dict[str, bytes | DataError], s: Settings) -> None:
     """Decode the caption, apply the trigger word, and report what musubi will train with."""
     if f.caption_file is None:
         f.caption = s.trigger_word.strip() if s.missing_caption == "trigger" else None
@@ -293,7 +294,10 @@ def _read_caption(f: FileRecord, listing: source.Listing, entries: dict[str, sou
         f.problems.append(Problem(severity, f.caption_file, message, fix))
 
     try:
-        text, how = captions.decode(source.read_bytes(listing, entries[f.caption_file], CAPTION_MAX_BYTES))
+        raw = texts[f.caption_file]
+        if isinstance(raw, DataError):
+            raise raw
+        text, how = captions.decode(raw)
     except (captions.CaptionError, DataError) as e:
         problem(ERROR, str(e).removeprefix(f"{f.caption_file}: "), "Replace it by a UTF-8 text file")
         return

@@ -311,18 +311,24 @@ def _classify(listing: Listing, entry: Entry) -> None:
         )
 
 
-def read_bytes(listing: Listing, entry: Entry, limit: int | None = None) -> bytes:
-    """The content of one entry (a caption), read from the zip or the folder without unpacking anything. Raises
-    DataError for an entry that cannot be read; with `limit`, for one larger than that many bytes."""
-    if limit is not None and entry.size > limit:
-        raise DataError(f"{entry.name}: {human_bytes(entry.size)} is too large for a caption")
+def read_captions(listing: Listing, entries: list[Entry], limit: int) -> dict[str, bytes | DataError]:
+    """The content of small entries (captions), read from the zip (opened once) or the folder without unpacking
+    anything: name -> bytes, or the DataError for an entry that cannot be read or is larger than `limit` bytes."""
+    out: dict[str, bytes | DataError] = {}
+    zf = zipfile.ZipFile(listing.root) if listing.kind == "zip" else None
     try:
-        if listing.kind == "folder":
-            return entry.path.read_bytes()
-        with zipfile.ZipFile(listing.root) as zf:
-            return zf.read(entry.zinfo)
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
-        raise DataError(f"{entry.name}: cannot be read ({e}). Re-create the zip or copy the file again.") from None
+        for entry in entries:
+            if entry.size > limit:
+                out[entry.name] = DataError(f"{entry.name}: {human_bytes(entry.size)} is too large for a caption")
+                continue
+            try:
+                out[entry.name] = zf.read(entry.zinfo) if zf else entry.path.read_bytes()
+            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
+                out[entry.name] = DataError(f"{entry.name}: cannot be read ({e}). Re-create the zip or copy it again.")
+    finally:
+        if zf is not None:
+            zf.close()
+    return out
 
 
 def store_name(entry: Entry) -> str:
