@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import config
 from .errors import InternalError, Interrupted, StageFailed, UserError
+from .presets import KNOBS as MEMORY_KNOBS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "train.toml"
@@ -63,7 +64,9 @@ def _describe_default(opt: config.Option) -> str:
             "input_zip": "the only .zip in data_dir",
             "input_dir": "unset (use a zip)",
             "network_alpha": "= rank",
-        }.get(opt.name, "unset")
+            "sample_prompts": "made from the data",
+            "sample_every_n_epochs": "auto",
+        }.get(opt.name, "set by --vram" if opt.name in MEMORY_KNOBS else "unset")
     if isinstance(d, bool):
         return "on" if d else "off"
     if opt.parse is config.parse_resolution:

@@ -31,6 +31,8 @@ DEVICES = ("cuda", "cpu")
 RANK_RANGE = (4, 128)
 # musubi asserts blocks_to_swap < 52 for HV1.5's 54 double blocks (hv_1_5_train_network.py); the docs give 51 as max.
 MAX_BLOCKS_TO_SWAP = 51
+VRAM_CHOICES = ("auto", "16", "24", "32", "48", "80")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 
 
 def parse_resolution(value: Any) -> tuple[int, int]:
@@ -106,6 +108,24 @@ def _as_bool(v: Any) -> bool:
     raise ValueError(f"{v!r} is not true or false")
 
 
+def parse_num_gpus(v: Any) -> int | str:
+    """'all' or a whole number >= 1 (the GPUs to train on: one accelerate process each). Raises ValueError."""
+    if isinstance(v, str) and v.strip().lower() == "all":
+        return "all"
+    n = _as_int(v)
+    if n < 1:
+        raise ValueError(f"{v!r} is not 'all' or a number of GPUs >= 1")
+    return n
+
+
+def parse_vram(v: Any) -> str:
+    """'auto' or one of the preset sizes in GB (musubi knobs for that much VRAM, see presets.py)."""
+    text = str(v).strip().lower() if isinstance(v, (str, int)) and not isinstance(v, bool) else None
+    if text not in VRAM_CHOICES:
+        raise ValueError(f"{v!r} is not one of {', '.join(VRAM_CHOICES)}")
+    return text
+
+
 def _as_str(v: Any) -> str:
     if isinstance(v, str):
         return v
@@ -178,6 +198,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("learning_rate", _as_float, 1e-4, "Learning rate (musubi --learning_rate).", metavar="LR"),
     Option(
+        "lr_scheduler",
+        _as_str,
+        "constant",
+        "Learning-rate schedule over the whole run. Resuming keeps it on the same curve (the schedule is given to "
+        "musubi with the run's total steps, not the remaining ones).",
+        choices=LR_SCHEDULERS,
+    ),
+    Option(
+        "lr_warmup_steps",
+        _as_int,
+        0,
+        "Steps of linear warm-up at the start (constant_with_warmup, cosine, linear).",
+        metavar="N",
+    ),
+    Option(
         "optimizer",
         _as_str,
         "adamw8bit",
@@ -193,19 +228,59 @@ OPTIONS: tuple[Option, ...] = (
         metavar="VARIANT",
     ),
     Option(
+        "vram",
+        parse_vram,
+        "auto",
+        "Memory preset: auto reads the GPU's memory (the smallest GPU used) before anything is downloaded; a number "
+        "picks the preset for that many GB. A preset sets only the memory settings below that you do not set.",
+        metavar="auto|16|24|32|48|80",
+    ),
+    Option(
         "fp8",
         _as_bool,
-        False,
-        "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled) and the "
-        "Qwen2.5-VL text encoder in fp8 while caching (--fp8_vl): for GPUs with 24 GB or less.",
+        None,
+        "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled); also the Qwen2.5-VL text encoder while caching "
+        "(--fp8_vl) unless fp8_vl is set. Unset: the --vram preset decides.",
     ),
     Option(
         "blocks_to_swap",
         _as_int,
-        0,
-        f"Offload this many of the DiT's 54 blocks to CPU memory "
-        f"(musubi --blocks_to_swap), 0 to {MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps.",
+        None,
+        f"Offload this many of the DiT's 54 blocks to CPU memory (musubi --blocks_to_swap), 0 to "
+        f"{MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps, host RAM per GPU. Unset: the --vram preset decides.",
         metavar="N",
+    ),
+    Option(
+        "block_swap_h2d_only",
+        _as_bool,
+        None,
+        "Block swap copies host-to-device only (musubi --block_swap_h2d_only; LoRA training, faster). Unset: preset.",
+    ),
+    Option(
+        "gradient_checkpointing_cpu_offload",
+        _as_bool,
+        None,
+        "Keep the checkpointed activations in host RAM (musubi --gradient_checkpointing_cpu_offload). Unset: preset.",
+    ),
+    Option(
+        "fp8_vl",
+        _as_bool,
+        None,
+        "Qwen2.5-VL text encoder in fp8 while caching captions (musubi --fp8_vl). Unset: preset (or --fp8).",
+    ),
+    Option(
+        "vae_sample_size",
+        _as_int,
+        None,
+        "VAE tile size for the latent cache (musubi --vae_sample_size; 0 = no tiling; 256 is better than musubi's "
+        "128). Unset: preset.",
+        metavar="N",
+    ),
+    Option(
+        "vae_enable_patch_conv",
+        _as_bool,
+        None,
+        "Patched VAE convolutions for the latent cache: less VRAM (musubi --vae_enable_patch_conv). Unset: preset.",
     ),
     Option(
         "resolution",
@@ -255,14 +330,48 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("num_repeats", _as_int, 1, "How often each item is repeated per epoch.", metavar="N"),
     Option("output_name", _as_str, "lora", "Base name of the LoRA files and of the run folder.", metavar="NAME"),
-    Option("seed", _as_int, 42, "Random seed for training.", metavar="N"),
+    Option("seed", _as_int, 42, "Random seed for training (the same on every GPU).", metavar="N"),
+    Option(
+        "num_gpus",
+        parse_num_gpus,
+        1,
+        "GPUs to train on (accelerate launch --multi_gpu --num_processes N), or all. The cache stages run once.",
+        metavar="N|all",
+    ),
+    Option("num_machines", _as_int, 1, "Machines of a multi-node run (accelerate --num_machines).", metavar="N"),
+    Option("machine_rank", _as_int, 0, "This machine's rank in a multi-node run, 0 = main (accelerate).", metavar="N"),
+    Option(
+        "main_process_ip",
+        _as_str,
+        None,
+        "Address of machine 0 in a multi-node run (accelerate --main_process_ip).",
+        metavar="IP",
+    ),
+    Option("main_process_port", _as_int, 29500, "Port on machine 0 (accelerate --main_process_port).", metavar="PORT"),
+    Option(
+        "max_data_loader_n_workers",
+        _as_int,
+        2,
+        "DataLoader worker processes per GPU (musubi --max_data_loader_n_workers); each needs shared memory.",
+        metavar="N",
+    ),
     Option(
         "save_every_n_epochs",
         _as_int,
         1,
-        "Save a checkpoint and the training state every N epochs; the last 3 checkpoints and the last state are kept.",
+        "Save a checkpoint and the training state every N epochs (0: never by epoch).",
         metavar="N",
     ),
+    Option(
+        "save_every_n_steps",
+        _as_int,
+        250,
+        "Also save a checkpoint and the training state every N steps (0: never by step), so that an interruption "
+        "costs at most N steps.",
+        metavar="N",
+    ),
+    Option("keep_last_n_checkpoints", _as_int, 3, "Checkpoints kept (by true step; older ones deleted).", metavar="N"),
+    Option("keep_last_n_states", _as_int, 2, "Training states kept (each is several GB).", metavar="N"),
     Option(
         "save_precision",
         _as_str,
@@ -270,6 +379,25 @@ OPTIONS: tuple[Option, ...] = (
         "Precision of the saved LoRA (musubi --save_precision); bf16 is half the size of fp32.",
         choices=SAVE_PRECISIONS,
     ),
+    Option(
+        "sample_prompts",
+        _as_str,
+        None,
+        "Prompts for samples during training, musubi's prompt-file format (one per line, --w --h --f --s --fs --l "
+        "--d --n --i). Unset: the trigger word and two of the dataset's captions.",
+        metavar="FILE",
+        is_path=True,
+    ),
+    Option(
+        "sample_every_n_epochs",
+        _as_int,
+        None,
+        "Make samples every N epochs (0: never). Unset: every save_every_n_epochs with a --vram preset above 24, "
+        "else off (sampling needs VRAM and time).",
+        metavar="N",
+    ),
+    Option("sample_every_n_steps", _as_int, 0, "Also make samples every N steps (0: never).", metavar="N"),
+    Option("sample_at_first", _as_bool, False, "Make samples before training starts: a baseline to compare with."),
     Option(
         "skip_download",
         _as_bool,
@@ -280,8 +408,13 @@ OPTIONS: tuple[Option, ...] = (
         "skip_cache",
         _as_bool,
         False,
-        "Do not run the cache stages; reuse the latent and text-encoder "
-        "cache of an earlier run with the same data and settings (fails if there is none).",
+        "Do not run the cache stages: every item must already be cached (fails naming the missing ones).",
+    ),
+    Option(
+        "recache",
+        _as_bool,
+        False,
+        "Encode every latent and caption again (normally only new or changed items are encoded).",
     ),
     Option(
         "revision",
@@ -347,6 +480,23 @@ OPTIONS: tuple[Option, ...] = (
         "commands and write plan.json without downloading or starting musubi.",
         toml=False,
     ),
+    Option(
+        "new_run",
+        _as_bool,
+        False,
+        "Start a new run even if an unfinished run of the same data and settings could be continued.",
+        toml=False,
+    ),
+    Option(
+        "resume",
+        _as_str,
+        None,
+        "Continue this run folder (output/runs/NAME-TIME), also a finished one with a higher --max_train_steps "
+        "or --epochs.",
+        metavar="RUN_DIR",
+        is_path=True,
+        toml=False,
+    ),
 )
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -364,10 +514,18 @@ class Settings:
     rank: int
     network_alpha: float | None
     learning_rate: float
+    lr_scheduler: str
+    lr_warmup_steps: int
     optimizer: str
     dit_variant: str
-    fp8: bool
-    blocks_to_swap: int
+    vram: str
+    fp8: bool | None
+    blocks_to_swap: int | None
+    block_swap_h2d_only: bool | None
+    gradient_checkpointing_cpu_offload: bool | None
+    fp8_vl: bool | None
+    vae_sample_size: int | None
+    vae_enable_patch_conv: bool | None
     resolution: tuple[int, int]
     target_frames: tuple[int, ...]
     frame_extraction: str
@@ -380,10 +538,24 @@ class Settings:
     num_repeats: int
     output_name: str
     seed: int
+    num_gpus: int | str
+    num_machines: int
+    machine_rank: int
+    main_process_ip: str | None
+    main_process_port: int
+    max_data_loader_n_workers: int
     save_every_n_epochs: int
+    save_every_n_steps: int
+    keep_last_n_checkpoints: int
+    keep_last_n_states: int
     save_precision: str
+    sample_prompts: Path | None
+    sample_every_n_epochs: int | None
+    sample_every_n_steps: int
+    sample_at_first: bool
     skip_download: bool
     skip_cache: bool
+    recache: bool
     revision: dict[str, str]
     offline: bool
     verify_weights: bool
@@ -394,6 +566,8 @@ class Settings:
     download_only: bool
     check_data: bool
     dry_run: bool
+    new_run: bool
+    resume: Path | None
 
     def revision_for(self, repo_id: str) -> str:
         """The revision to download from `repo_id` (per-repo value, else the general one, else main)."""
@@ -505,7 +679,15 @@ INT_RANGES = {
     "frame_stride": (1, 10_000),
     "frame_sample": (1, 10_000),
     "max_frames": (1, 10_000),
-    "save_every_n_epochs": (1, 100_000),
+    "save_every_n_epochs": (0, 100_000),
+    "save_every_n_steps": (0, 100_000_000),
+    "keep_last_n_checkpoints": (1, 1000),
+    "keep_last_n_states": (1, 100),
+    "lr_warmup_steps": (0, 100_000_000),
+    "sample_every_n_steps": (0, 100_000_000),
+    "num_machines": (1, 1024),
+    "main_process_port": (1, 65535),
+    "max_data_loader_n_workers": (0, 64),
     # musubi's set_seed seeds numpy, which accepts 0 <= seed < 2**32 only (ValueError at training start otherwise)
     "seed": (0, 2**32 - 1),
 }
@@ -528,8 +710,17 @@ def validate(s: Settings) -> None:
         p.append(f"max_train_steps: {s.max_train_steps} must be -1 (use epochs) or 1..{MAX_TRAIN_STEPS}")
     if not (math.isfinite(s.learning_rate) and 0 < s.learning_rate <= MAX_LEARNING_RATE):
         p.append(f"learning_rate: {s.learning_rate} must be a finite number in (0, {MAX_LEARNING_RATE:g}], e.g. 1e-4")
-    if not 0 <= s.blocks_to_swap <= MAX_BLOCKS_TO_SWAP:
+    if s.blocks_to_swap is not None and not 0 <= s.blocks_to_swap <= MAX_BLOCKS_TO_SWAP:
         p.append(f"blocks_to_swap: {s.blocks_to_swap} is outside 0..{MAX_BLOCKS_TO_SWAP}")
+    if s.vae_sample_size is not None and not (s.vae_sample_size == 0 or 64 <= s.vae_sample_size <= 2048):
+        p.append(f"vae_sample_size: {s.vae_sample_size} must be 0 (no tiling) or 64..2048, e.g. 256")
+    if s.lr_warmup_steps and s.lr_scheduler == "constant":
+        p.append("lr_warmup_steps: the constant schedule has no warm-up; use --lr_scheduler constant_with_warmup")
+    if s.sample_every_n_epochs is not None and not 0 <= s.sample_every_n_epochs <= 100_000:
+        p.append(f"sample_every_n_epochs: {s.sample_every_n_epochs} is outside the valid range 0..100000")
+    p += _launch_problems(s)
+    if s.new_run and s.resume is not None:
+        p.append("new_run and resume together: choose one")
     p += _resolution_problems(s.resolution)
     p += _frames_problems(s.target_frames)
     if not (math.isfinite(s.max_unpacked_gb) and 0 < s.max_unpacked_gb <= MAX_UNPACKED_GB):
@@ -552,6 +743,19 @@ def validate(s: Settings) -> None:
         p.append("skip_cache and dry_run together: a dry run starts no stage that --skip_cache would skip")
     if p:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(p))
+
+
+def _launch_problems(s: Settings) -> list[str]:
+    out = []
+    if isinstance(s.num_gpus, int) and s.num_gpus > 64:
+        out.append(f"num_gpus: {s.num_gpus} is more than the 64 GPUs one machine can hold")
+    if not 0 <= s.machine_rank < s.num_machines:
+        out.append(f"machine_rank: {s.machine_rank} must be 0..{s.num_machines - 1} for num_machines {s.num_machines}")
+    if s.num_machines > 1 and not s.main_process_ip:
+        out.append("num_machines > 1 needs --main_process_ip (the address of machine 0, reachable from every machine)")
+    if s.device == "cpu" and (s.num_gpus != 1 or s.num_machines > 1):
+        out.append("device cpu trains in one process: leave num_gpus at 1 and num_machines at 1")
+    return out
 
 
 def _range_problems(s: Settings) -> list[str]:
@@ -609,6 +813,11 @@ def warnings_for(s: Settings) -> list[str]:
         )
     if s.max_train_steps > 0 and s.epochs != OPTION_BY_NAME["epochs"].default:
         w.append(f"max_train_steps {s.max_train_steps} is set, so epochs {s.epochs} is ignored")
+    if s.save_every_n_epochs == 0 and s.save_every_n_steps == 0:
+        w.append(
+            "save_every_n_epochs and save_every_n_steps are 0: no state is saved before the end, so an "
+            "interruption loses the whole run"
+        )
     return w
 
 
@@ -633,7 +842,22 @@ def render_toml() -> str:
 
 
 def _toml_example(opt: Option) -> str:
-    return {"input_zip": '"mydata.zip"', "input_dir": '"data/mydata"', "network_alpha": "16.0"}.get(opt.name, '""')
+    examples = {
+        "input_zip": '"mydata.zip"',
+        "input_dir": '"data/mydata"',
+        "network_alpha": "16.0",
+        "fp8": "true",
+        "blocks_to_swap": "20",
+        "block_swap_h2d_only": "true",
+        "gradient_checkpointing_cpu_offload": "true",
+        "fp8_vl": "true",
+        "vae_sample_size": "256",
+        "vae_enable_patch_conv": "true",
+        "main_process_ip": '"10.0.0.1"',
+        "sample_prompts": '"prompts.txt"',
+        "sample_every_n_epochs": "1",
+    }
+    return examples.get(opt.name, '""')
 
 
 def _toml_value(opt: Option) -> str:

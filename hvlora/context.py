@@ -6,6 +6,7 @@ A stage reads what earlier stages put into `RunContext` and adds its own results
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -45,8 +46,32 @@ class RunPaths:
         return self.root / "logs"
 
     @property
+    def cache_view(self) -> Path:
+        """RUN/cache/<block>/: hard links to this run's files in the shared cache stores (musubi's cache_directory
+        for training)."""
+        return self.root / "cache"
+
+    def staging(self, stage: str) -> Path:
+        """RUN/staging/<stage>/<block>/: what a cache stage gives musubi to encode (links named by content key)."""
+        return self.root / "staging" / stage
+
+    @property
+    def segments(self) -> Path:
+        """RUN/segments/NN/: musubi's --output_dir of each training segment (the first run and each resume)."""
+        return self.root / "segments"
+
+    @property
+    def samples(self) -> Path:
+        """Sample images and videos, named by true global step."""
+        return self.root / "samples"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
     def checkpoints(self) -> Path:
-        """musubi's --output_dir: LoRA checkpoints and saved training state."""
+        """LoRA checkpoints and training states of every segment, under their true step/epoch numbers."""
         return self.root / "checkpoints"
 
     @property
@@ -87,8 +112,10 @@ class Summary:
     """summary.json: each stage with wall time and exit status, item counts, output paths. Rewritten atomically
     after every change, so a crash or Ctrl-C leaves an accurate record of what finished."""
 
-    def __init__(self, path: Path, settings: Settings):
+    def __init__(self, path: Path, settings: Settings, resume: bool = False):
         self.path = path
+        if resume and self._continue(settings):
+            return
         self.data: dict[str, Any] = {
             "status": "running",
             "started_at": _utc_now(),
@@ -101,15 +128,32 @@ class Summary:
         }
         self.write()
 
+    def _continue(self, settings: Settings) -> bool:
+        """A resumed run keeps its record: earlier stages stay, this attempt's are appended."""
+        try:
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        self.data.update(status="running", finished_at=None, settings=settings.to_toml_dict())
+        self.data.setdefault("attempts", []).append({"started_at": _utc_now(), "first_stage": len(self.data["stages"])})
+        self.write()
+        return True
+
     def stage(self, name: str, status: str, wall_s: float, **extra: Any) -> None:
         """Record one stage: status is 'ok', 'skipped', 'failed' or 'interrupted'."""
         self.data["stages"].append({"name": name, "status": status, "wall_s": round(wall_s, 3), **extra})
         self.write()
 
     def update(self, section: str, values: dict[str, Any]) -> None:
-        """Merge values into a section ('items' or 'outputs')."""
-        self.data[section].update(values)
+        """Merge values into a section ('items', 'outputs', ...; created when missing)."""
+        self.data.setdefault(section, {}).update(values)
         self.write()
+
+    def put(self, key: str, value: Any, write: bool = True) -> None:
+        """Set a top-level value (e.g. 'progress', 'segments'); `write=False` leaves the file for the next write."""
+        self.data[key] = value
+        if write:
+            self.write()
 
     def finish(self, status: str) -> None:
         self.data["status"] = status
@@ -147,9 +191,9 @@ class RunContext:
     env: dict[str, str]
     data: Any = None  # preflight.DataReport: what musubi will train on (data preflight, before stage 1)
     weights: dict[str, Path] = field(default_factory=dict)  # component -> file (download stage)
+    plan: Any = None  # plan.Plan: memory knobs, launch, steps (right after the preflight)
+    caches: Any = None  # caches.Caches: the cache entries of every planned item (right after the preflight)
     dataset_toml: Path | None = None  # dataset_toml stage
-    cache_dirs: dict[str, Path] = field(default_factory=dict)  # block name -> musubi cache dir
-    cache_root: Path | None = None
     lora: Path | None = None  # train stage: musubi-format LoRA
     lora_comfyui: Path | None = None  # convert stage
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
+from .plan import Launch
+from .presets import MemoryPlan, musubi_flags
 
 CACHE_LATENTS = "musubi_tuner.hv_1_5_cache_latents"
 CACHE_TEXT_ENCODER = "musubi_tuner.hv_1_5_cache_text_encoder_outputs"
@@ -67,124 +69,170 @@ class Command:
         return entry
 
 
-def cache_latents(s: Settings, dataset_config: Path, weights: dict[str, Path]) -> Command:
+def cache_latents(s: Settings, dataset_config: Path, weights: dict[str, Path], memory: MemoryPlan) -> Command:
     """hv_1_5_cache_latents: `--i2v --image_encoder` for i2v, so i2v training never meets a cache without image
-    latents (musubi-tuner#753). On CPU the VAE runs in bfloat16: musubi's float16 default is 15-80x slower there."""
+    latents (musubi-tuner#753); the memory plan's VAE tiling flags; `--skip_existing` (a killed run's complete files
+    are kept) and `--keep_cache` (musubi would delete every cache file its config does not list). On CPU the VAE
+    runs in bfloat16: musubi's float16 default is 15-80x slower there."""
     argv = ["--dataset_config", str(dataset_config), "--vae", str(weights["vae"]), "--device", s.device]
     if s.task == "i2v":
         argv += ["--i2v", "--image_encoder", str(weights["image_encoder"])]
     if s.device == "cpu":
         argv += ["--vae_dtype", "bfloat16"]
+    argv += [*musubi_flags(memory)["cache_latents"], "--skip_existing", "--keep_cache"]
     return Command("cache_latents", CACHE_LATENTS, tuple(argv))
 
 
-def cache_text_encoder_outputs(s: Settings, dataset_config: Path, weights: dict[str, Path]) -> Command:
-    """hv_1_5_cache_text_encoder_outputs with Qwen2.5-VL (fp8 with --fp8) and byT5."""
-    argv = [
-        "--dataset_config",
-        str(dataset_config),
-        "--text_encoder",
-        str(weights["text_encoder"]),
-        "--byt5",
-        str(weights["byt5"]),
-        "--batch_size",
-        str(TEXT_ENCODER_BATCH_SIZE),
-        "--device",
-        s.device,
-    ]
-    if s.fp8:
-        argv.append("--fp8_vl")
+def cache_text_encoder_outputs(
+    s: Settings, dataset_config: Path, weights: dict[str, Path], memory: MemoryPlan
+) -> Command:
+    """hv_1_5_cache_text_encoder_outputs with Qwen2.5-VL (fp8 when the memory plan says so) and byT5, with
+    `--skip_existing --keep_cache` as for the latents."""
+    argv = ["--dataset_config", str(dataset_config), "--text_encoder", str(weights["text_encoder"])]
+    argv += ["--byt5", str(weights["byt5"]), "--batch_size", str(TEXT_ENCODER_BATCH_SIZE), "--device", s.device]
+    argv += [*musubi_flags(memory)["cache_text_encoder_outputs"], "--skip_existing", "--keep_cache"]
     return Command("cache_text_encoder_outputs", CACHE_TEXT_ENCODER, tuple(argv))
 
 
-def launcher(s: Settings) -> tuple[str, ...]:
-    """`accelerate launch` flags: one process, bf16. Every value is given so that no accelerate config file or
-    GPU count changes the run behind the user's back. With --device cpu: forced CPU, all cores."""
+def launcher(s: Settings, launch: Launch) -> tuple[str, ...]:
+    """`accelerate launch` flags, every value given so that no accelerate config file or GPU count changes the run
+    behind the user's back: bf16, the process count (`--multi_gpu` for more than one), accelerate's multi-node
+    flags when there are several machines. With --device cpu: forced CPU, all cores."""
     threads = (os.cpu_count() or 1) if s.device == "cpu" else 1
-    flags = [
-        "accelerate",
-        "launch",
-        "--num_cpu_threads_per_process",
-        str(threads),
-        "--num_processes",
-        "1",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "bf16",
-        "--dynamo_backend",
-        "no",
-    ]
+    flags = ["accelerate", "launch", "--num_cpu_threads_per_process", str(threads)]
+    if launch.multi:
+        flags.append("--multi_gpu")
+    flags += ["--num_processes", str(launch.num_processes), "--num_machines", str(launch.num_machines)]
+    if launch.num_machines > 1:
+        flags += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
+        flags += ["--main_process_port", str(launch.main_process_port)]
+    flags += ["--mixed_precision", "bf16", "--dynamo_backend", "no"]
     if s.device == "cpu":
         flags.append("--cpu")
     return tuple(flags)
 
 
-def train(s: Settings, dataset_config: Path, weights: dict[str, Path], output_dir: Path, logging_dir: Path) -> Command:
+@dataclass(frozen=True)
+class TrainSegment:
+    """What one musubi training process does: `max_train_steps` of this segment (the remaining steps), resuming
+    from `resume` (an accelerate state folder) with the LR schedule of the whole run (`total_steps`); its files go to
+    `output_dir`. Saves every `save_every_n_steps` / `save_every_n_epochs` (0: never), each file kept by musubi's
+    own pruning for the last `keep_models` / `keep_states` of this segment. Samples: `sample_prompts` (None: none).
+    `metadata`: musubi's --metadata_title/author/description/tags."""
+
+    output_dir: Path
+    logging_dir: Path
+    max_train_steps: int
+    total_steps: int
+    resume: Path | None = None
+    save_every_n_steps: int = 0
+    save_every_n_epochs: int = 0
+    keep_models: int = 3
+    keep_states: int = 2
+    sample_prompts: Path | None = None
+    sample_every_n_steps: int = 0
+    sample_every_n_epochs: int = 0
+    sample_at_first: bool = False
+    metadata: dict[str, str] | None = None
+
+
+def train(
+    s: Settings,
+    dataset_config: Path,
+    weights: dict[str, Path],
+    seg: TrainSegment,
+    memory: MemoryPlan,
+    launch: Launch,
+) -> Command:
     """hv_1_5_train_network with every flag musubi needs in practice (contract §3c): an attention mode, an
     optimizer type (its empty default crashes), output_dir/output_name, a real learning rate and network_dim
-    (defaults 2e-6 and 4), and the docs' HV1.5 timestep settings."""
-    argv = [
-        "--dit",
-        str(weights["dit"]),
-        "--dataset_config",
-        str(dataset_config),
-        "--task",
-        s.task,
-        "--sdpa",
-        "--mixed_precision",
-        "bf16",
-        "--timestep_sampling",
-        "shift",
-        "--weighting_scheme",
-        "none",
-        "--discrete_flow_shift",
-        "2.0",
-        "--optimizer_type",
-        OPTIMIZER_TYPES[s.optimizer],
-        "--learning_rate",
-        _num(s.learning_rate),
-        "--gradient_checkpointing",
-        "--network_module",
-        "networks.lora_hv_1_5",
-        "--network_dim",
-        str(s.rank),
-        "--network_alpha",
-        _num(s.alpha),
-    ]
+    (defaults 2e-6 and 4), and the docs' HV1.5 timestep settings; the memory plan's flags; always `--seed` (each rank
+    would otherwise shuffle its buckets differently); always `--max_train_steps` (musubi restarts its counters at
+    0 on --resume, so the segment gets the remaining steps) with the schedule of the whole run (lr_schedule)."""
+    argv = ["--dit", str(weights["dit"]), "--dataset_config", str(dataset_config), "--task", s.task]
+    argv += ["--sdpa", "--mixed_precision", "bf16"]
+    argv += ["--timestep_sampling", "shift", "--weighting_scheme", "none", "--discrete_flow_shift", "2.0"]
+    argv += ["--optimizer_type", OPTIMIZER_TYPES[s.optimizer], "--learning_rate", _num(s.learning_rate)]
     if s.optimizer == "AdaFactor":
         argv += ["--optimizer_args", *ADAFACTOR_ARGS]
-    if s.max_train_steps > 0:
-        argv += ["--max_train_steps", str(s.max_train_steps)]
-    else:
-        argv += ["--max_train_epochs", str(s.epochs)]
-    argv += [
-        "--save_every_n_epochs",
-        str(s.save_every_n_epochs),
-        "--save_last_n_epochs",
-        "3",
-        "--save_state",
-        "--save_last_n_epochs_state",
-        "1",
-        "--save_precision",
-        s.save_precision,
-        "--seed",
-        str(s.seed),
-        "--output_dir",
-        str(output_dir),
-        "--output_name",
-        s.output_name,
-        "--logging_dir",
-        str(logging_dir),
-        "--max_data_loader_n_workers",
-        "2",
-        "--persistent_data_loader_workers",
+    argv += lr_schedule(s.lr_scheduler, s.lr_warmup_steps, seg.total_steps, launch.num_processes)
+    argv += ["--gradient_checkpointing", "--network_module", "networks.lora_hv_1_5"]
+    argv += ["--network_dim", str(s.rank), "--network_alpha", _num(s.alpha)]
+    argv += ["--max_train_steps", str(seg.max_train_steps), "--seed", str(s.seed)]
+    argv += _saving(seg) + ["--save_precision", s.save_precision]
+    argv += ["--output_dir", str(seg.output_dir), "--output_name", s.output_name, "--logging_dir", str(seg.logging_dir)]
+    argv += ["--max_data_loader_n_workers", str(s.max_data_loader_n_workers)]
+    if s.max_data_loader_n_workers > 0:
+        argv.append("--persistent_data_loader_workers")
+    if seg.resume is not None:
+        argv += ["--resume", str(seg.resume)]
+    argv += musubi_flags(memory, sampling=seg.sample_prompts is not None)["train"]
+    argv += _sampling(s, weights, seg)
+    for key, value in (seg.metadata or {}).items():
+        argv += [f"--metadata_{key}", value]
+    return Command("train", TRAIN, tuple(argv), launcher(s, launch))
+
+
+def lr_schedule(name: str, warmup_steps: int, total_steps: int, num_processes: int) -> list[str]:
+    """The LR schedule as an absolute function of the global step. musubi builds its schedulers from the segment's
+    --max_train_steps, so after a resume a decaying one restarts (linear sits at 0, cosine climbs back,
+    musubi-tuner#497); a dotted callable in --lr_scheduler_type with the whole run's horizon in
+    --lr_scheduler_args (read with ast.literal_eval) survives a resume exactly, because accelerate restores the
+    scheduler's step count. Steps count x num_processes, as musubi's AcceleratedScheduler steps (contract
+    musubi-training.md §1.3)."""
+    warmup, total = warmup_steps * num_processes, total_steps * num_processes
+    if name == "constant":
+        return []  # musubi's default, unaffected by the horizon
+    if name == "constant_with_warmup":
+        return [
+            "--lr_scheduler_type",
+            "transformers.get_constant_schedule_with_warmup",
+            "--lr_scheduler_args",
+            f"num_warmup_steps={warmup}",
+        ]
+    fn = {"cosine": "get_cosine_schedule_with_warmup", "linear": "get_linear_schedule_with_warmup"}[name]
+    return [
+        "--lr_scheduler_type",
+        f"transformers.{fn}",
+        "--lr_scheduler_args",
+        f"num_warmup_steps={warmup}",
+        f"num_training_steps={total}",
     ]
-    if s.fp8:
-        argv += ["--fp8_base", "--fp8_scaled"]
-    if s.blocks_to_swap > 0:
-        argv += ["--blocks_to_swap", str(s.blocks_to_swap)]
-    return Command("train", TRAIN, tuple(argv), launcher(s))
+
+
+def _saving(seg: TrainSegment) -> list[str]:
+    """States with every save; musubi's pruning keeps the last files of this segment (its numbers are the
+    segment's own, so it never reaches an earlier segment's files, which live elsewhere)."""
+    argv = ["--save_state"]
+    if seg.save_every_n_epochs:
+        argv += ["--save_every_n_epochs", str(seg.save_every_n_epochs), "--save_last_n_epochs", str(seg.keep_models)]
+        argv += ["--save_last_n_epochs_state", str(seg.keep_states)]
+    if seg.save_every_n_steps:
+        # musubi's step pruning counts steps, not files: last_n = (N - 1) x every keeps N (train_utils.py)
+        every = seg.save_every_n_steps
+        argv += ["--save_every_n_steps", str(every), "--save_last_n_steps", str((seg.keep_models - 1) * every)]
+        argv += ["--save_last_n_steps_state", str(max(1, (seg.keep_states - 1) * every))]
+    return argv
+
+
+def _sampling(s: Settings, weights: dict[str, Path], seg: TrainSegment) -> list[str]:
+    """Samples need the VAE and both text encoders on the train command (and SigLIP for i2v): the prompts are
+    encoded at start-up (contract §3c)."""
+    if seg.sample_prompts is None:
+        return []
+    argv = ["--sample_prompts", str(seg.sample_prompts), "--vae", str(weights["vae"])]
+    argv += ["--text_encoder", str(weights["text_encoder"]), "--byt5", str(weights["byt5"])]
+    if s.task == "i2v":
+        argv += ["--image_encoder", str(weights["image_encoder"])]
+    if s.device == "cpu":
+        argv += ["--vae_dtype", "bfloat16"]
+    if seg.sample_every_n_steps:
+        argv += ["--sample_every_n_steps", str(seg.sample_every_n_steps)]
+    if seg.sample_every_n_epochs:
+        argv += ["--sample_every_n_epochs", str(seg.sample_every_n_epochs)]
+    if seg.sample_at_first:
+        argv.append("--sample_at_first")
+    return argv
 
 
 def convert(src: Path, dst: Path) -> Command:

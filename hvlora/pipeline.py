@@ -8,6 +8,7 @@ TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shlex
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import tomli_w
 
-from . import cache, preflight
+from . import caches, cachestore, musubi, plan, preflight, runs, sampling
 from . import report as data_report
 from .config import Settings
-from .context import RunContext, Summary, child_env, new_run_paths
+from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
 from .errors import DataError, InternalError, Interrupted, StageFailed, UserError
 from .fsutil import atomic_write_json, atomic_write_text
+from .lock import LockHeld, RunLock, find_live_lock
 from .runner import log_tail
 from .stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
 
@@ -43,9 +45,12 @@ def run(settings: Settings) -> RunContext:
 
 
 def _run(settings: Settings) -> RunContext:
-    if not (settings.dry_run or settings.check_data or settings.download_only):
+    training = not (settings.dry_run or settings.check_data or settings.download_only)
+    if training:
         check_environment(settings)
     check_folders(settings)
+    if training:
+        _refuse_a_live_run(settings)
     if settings.download_only:
         ctx = _open_run(settings)
         with _guard(ctx):
@@ -68,27 +73,72 @@ def _run(settings: Settings) -> RunContext:
     except Exception:  # a bug in the data check: it gets a run folder for its traceback
         with _guard(_open_run(settings)):
             raise
-    if settings.skip_cache and not report.errors:  # decided now, not after a 40 GB download
-        cache.require_complete(cache.cache_root(settings.output_dir, cache.cache_key(report.fingerprint(), settings)))
-    ctx = _open_run(settings)
-    with _guard(ctx):
-        _record_preflight(ctx, report, wall)
-        if settings.check_data:
+    if settings.check_data or report.errors:
+        ctx = _open_run(settings)
+        with _guard(ctx):
+            _record_preflight(ctx, report, wall)
             print(f"\nThe data is usable. Report: {ctx.paths.root / 'dataset_report.json'}", flush=True)
-        elif settings.dry_run:
+        return _finish(ctx)
+    the_plan, the_caches, ident = _plan(settings, report)
+    if settings.dry_run:
+        ctx = _open_run(settings, plan=the_plan, caches=the_caches)
+        with _guard(ctx):
+            _record_preflight(ctx, report, wall)
             dry_run(ctx)
-        else:
+        return _finish(ctx)
+    choice = runs.choose(settings, ident)
+    for message in choice.messages:
+        print(message, flush=True)
+    with RunLock(choice.run_dir or new_run_paths(settings.output_dir, settings.output_name).root, sys.argv) as lock:
+        for stale in lock.took_over:
+            print(f"taking over the stale lock of {stale.describe()}", flush=True)
+        ctx = _open_run(settings, lock.run_dir, plan=the_plan, caches=the_caches)
+        with _guard(ctx):
+            runs.record(ctx.paths.root, ident, settings, the_plan)
+            ctx.summary.put("run_identity", ident["data"])
+            _record_preflight(ctx, report, wall)
             for i, stage in enumerate(STAGES, 1):
                 _run_stage(ctx, i, stage)
             _report_success(ctx)
-    return _finish(ctx)
+        return _finish(ctx)
 
 
-def _open_run(settings: Settings) -> RunContext:
-    paths = new_run_paths(settings.output_dir, settings.output_name)
+def _plan(settings: Settings, report):
+    """The plan, the cache entries and the run's identity, before anything is downloaded (--skip_cache and the
+    items-vs-GPUs check are decided here)."""
+    the_plan = plan.make(settings, report.buckets())
+    print("\n[plan]", flush=True)
+    for line in plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]:
+        print(f"  {line}", flush=True)
+    if the_plan.items * settings.num_repeats < the_plan.launch.num_processes:
+        raise DataError(
+            f"{the_plan.items * settings.num_repeats} training item(s) per epoch for {the_plan.launch.num_processes} "
+            "GPU processes: every GPU needs at least one. Add data, raise --num_repeats or use fewer --num_gpus"
+        )
+    index = cachestore.DigestIndex(settings.output_dir / "cache" / "digests.json")
+    the_caches = caches.plan(settings, report, the_plan.memory, index)
+    index.save()
+    if settings.skip_cache:  # decided now, not after a 40 GB download
+        missing = caches.missing(the_caches)
+        if missing:
+            shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
+            raise UserError(
+                f"--skip_cache: {len(missing)} cache file(s) are missing (the data, a caption or a cache "
+                f"setting changed, or caching never finished):\n  {shown}\nRun without --skip_cache."
+            )
+    return the_plan, the_caches, runs.identity(settings, report, the_caches, the_plan)
+
+
+def _open_run(settings: Settings, run_dir: Path | None = None, plan=None, caches=None) -> RunContext:
+    """A new run folder, or (resume) the existing `run_dir`, with its config.toml and summary.json."""
+    resumed = run_dir is not None and (run_dir / "summary.json").exists()
+    paths = RunPaths(run_dir) if run_dir is not None else new_run_paths(settings.output_dir, settings.output_name)
+    paths.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
-    ctx = RunContext(settings, paths, Summary(paths.summary, settings), child_env())
-    print(f"run folder: {paths.root}", flush=True)
+    ctx = RunContext(
+        settings, paths, Summary(paths.summary, settings, resume=resumed), child_env(), plan=plan, caches=caches
+    )
+    print(f"{'continuing' if resumed else 'run folder:'} {paths.root}", flush=True)
     return ctx
 
 
@@ -138,13 +188,25 @@ def _finish(ctx: RunContext) -> RunContext:
     return ctx
 
 
+def _refuse_a_live_run(s: Settings) -> None:
+    """One run at a time per output folder: another live training process there stops this one in seconds."""
+    live = find_live_lock(s.output_dir)
+    if live is not None and not live.stale:
+        raise LockHeld(live)
+
+
 def check_environment(s: Settings) -> None:
     """What can fail in seconds before the data is read: musubi and accelerate installed, a GPU visible.
     Raises UserError."""
     _require_module("musubi_tuner", "musubi-tuner is not installed in this Python")
     _require_module("accelerate", "accelerate is not installed in this Python")
     if s.device == "cuda":
-        _require_cuda()
+        visible = _require_cuda()
+        if isinstance(s.num_gpus, int) and s.num_gpus > visible:
+            raise UserError(
+                f"--num_gpus {s.num_gpus}, but PyTorch sees {visible} GPU(s) (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): use --num_gpus {visible} or all"
+            )
 
 
 def check_folders(s: Settings) -> None:
@@ -222,7 +284,7 @@ def _require_module(name: str, what: str) -> None:
         )
 
 
-def _require_cuda() -> None:
+def _require_cuda() -> int:
     try:
         import torch
     except ImportError:
@@ -236,6 +298,7 @@ def _require_cuda() -> None:
             "Docker install the NVIDIA Container Toolkit (compose reserves the GPU for the train "
             "service). For a CPU smoke run, pass --device cpu."
         )
+    return torch.cuda.device_count()
 
 
 def _run_stage(ctx: RunContext, index: int, stage) -> None:
@@ -282,8 +345,25 @@ def dry_run(ctx: RunContext) -> dict:
     print("\ncommands a real run would start (nothing was started):", flush=True)
     for i, st in enumerate(PLANNED, 4):
         print(f"  [{i}/{len(STAGES)}] {st.command(ctx).display()}")
+    _print_nodes(ctx)
     print(f"\nplan: {ctx.paths.plan}", flush=True)
     return plan
+
+
+def _print_nodes(ctx: RunContext) -> None:
+    """Multi-node: the same command on every machine, each with its own --machine_rank (accelerate's launch)."""
+    s, launch = ctx.settings, ctx.plan.launch
+    if launch.num_machines < 2:
+        return
+    print(
+        f"\non each of the {launch.num_machines} machines (data, models and output on a shared path), the train "
+        "command with its rank; machine 0 runs the cache stages first and writes every checkpoint:",
+        flush=True,
+    )
+    for rank in range(launch.num_machines):
+        node = dataclasses.replace(launch, machine_rank=rank)
+        cmd = dataclasses.replace(train.command(ctx), launcher=musubi.launcher(s, node))
+        print(f"  machine {rank}: {cmd.display()}", flush=True)
 
 
 def _report_success(ctx: RunContext) -> None:
@@ -311,12 +391,12 @@ def _report_failure(e: StageFailed) -> None:
 
 def _report_interrupted(ctx: RunContext, e: Interrupted) -> None:
     stage = e.stage or (ctx.summary.data["stages"][-1]["name"] if ctx.summary.data["stages"] else "startup")
-    reuse = ctx.cache_root is not None and cache.is_complete(ctx.cache_root)
     print(
         f"\nStopped ({signal.Signals(e.signum).name}) during {stage}; every process it started has exited.\n"
-        f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and any checkpoints and training state "
-        "written so far; downloaded model files are kept and a partial download resumes.\n"
-        "To continue, run the same command again" + (" with --skip_cache (the cache is complete)." if reuse else "."),
+        f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and every checkpoint and training state "
+        "written so far; cached items are kept one by one; downloaded model files are kept and a partial download "
+        "resumes.\nTo continue, run the same command again: it continues this run from its newest saved state "
+        "(steps after it are trained again).",
         file=sys.stderr,
         flush=True,
     )

@@ -105,11 +105,13 @@ def run_logged(
     grace_s: float = GRACE_S,
     console: BinaryIO | None = None,
     on_output: Callable[[bytes], None] | None = None,
+    abort: Callable[[], str | None] | None = None,
 ) -> None:
     """Run `argv` (a list, never a shell string) to completion, streaming its output to the console and `log_path`.
 
     `on_output` gets every raw chunk of output as it arrives (a progress reader); an exception in it is logged
-    once and never stops the pump. Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
+    once and never stops the pump. `abort` is asked after each chunk: a reason (e.g. the loss went NaN) stops the
+    child's group and fails the stage with it. Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
     disk: the child is then stopped rather than left blocked on a pipe nobody reads; carries the command and log
     path) or Interrupted (Ctrl-C/SIGTERM, after the child's group has exited). The log is appended to, so one file
     can hold several commands of a stage.
@@ -136,7 +138,7 @@ def run_logged(
             )
         except OSError as e:
             raise StageFailed(stage, f"could not start {argv[0]}: {e}", argv, log_path) from None
-        pump = _Pump(proc, console, log, on_output)
+        pump = _Pump(proc, console, log, on_output, abort)
         thread = threading.Thread(target=pump.run, daemon=True)
         with _GroupStopper(proc, stage, grace_s) as stopper:
             thread.start()
@@ -156,6 +158,8 @@ def run_logged(
         raise Interrupted(stopper.signum, stage)
     if pump.log_error is not None:
         raise StageFailed(stage, _log_failure(log_path, pump.log_error), argv, log_path, returncode=rc)
+    if pump.aborted is not None:
+        raise StageFailed(stage, pump.aborted, argv, log_path, returncode=rc)
     if rc != 0:
         raise StageFailed(stage, _describe_exit(rc), argv, log_path, returncode=rc)
 
@@ -188,10 +192,11 @@ class _Pump:
     child blocked on a full pipe would never exit. If the log cannot be written (disk full), it stops logging, ends
     the child's group (a run whose log and checkpoints cannot be written is wasted GPU time) and keeps draining."""
 
-    def __init__(self, proc: subprocess.Popen, console: BinaryIO, log: _LineLog, on_output=None):
-        self.proc, self.console, self.log, self.on_output = proc, console, log, on_output
+    def __init__(self, proc: subprocess.Popen, console: BinaryIO, log: _LineLog, on_output=None, abort=None):
+        self.proc, self.console, self.log, self.on_output, self.abort = proc, console, log, on_output, abort
         self.log_error: OSError | None = None
         self.hook_error: BaseException | None = None
+        self.aborted: str | None = None
 
     def run(self) -> None:
         fd = self.proc.stdout.fileno()
@@ -204,12 +209,31 @@ class _Pump:
                 break
             self._log(chunk)
             self._hook(chunk)
-            try:
-                self.console.write(chunk)
-                self.console.flush()
-            except (OSError, ValueError):  # console gone (closed pipe): keep logging
-                pass
+            self._show(chunk)
+            self._check_abort()
         self.proc.stdout.close()
+
+    def _show(self, chunk: bytes) -> None:
+        try:
+            self.console.write(chunk)
+            self.console.flush()
+        except (OSError, ValueError):  # console gone (closed pipe): keep logging
+            pass
+        except Exception as e:  # a display bug must not stop the pump: show the raw output from now on
+            self._log(f"\n[hvlora: progress display stopped: {type(e).__name__}: {e}]\n".encode())
+            self.console = sys.stdout.buffer
+
+    def _check_abort(self) -> None:
+        if self.abort is None or self.aborted is not None:
+            return
+        try:
+            reason = self.abort()
+        except Exception:  # noqa: BLE001 - a broken guard must not stop the run
+            return
+        if reason:
+            self.aborted = reason
+            self._log(f"\n{reason}\n".encode())
+            kill_group(self.proc, signal.SIGTERM)
 
     def _log(self, chunk: bytes) -> None:
         if self.log_error is not None:

@@ -40,8 +40,11 @@ def test_defaults_without_any_file(tmp_path):
     assert (s.task, s.rank, s.alpha, s.epochs, s.max_train_steps) == ("t2v", 32, 32.0, 10, -1)
     assert (s.learning_rate, s.optimizer, s.resolution, s.target_frames) == (1e-4, "adamw8bit", (960, 544), (1, 13, 25))
     assert (s.frame_extraction, s.num_repeats, s.output_name, s.seed) == ("head", 1, "lora", 42)
-    assert (s.save_every_n_epochs, s.save_precision, s.device, s.blocks_to_swap) == (1, "bf16", "cuda", 0)
-    assert s.fp8 is False and s.skip_download is False and s.skip_cache is False and s.dry_run is False
+    assert (s.save_every_n_epochs, s.save_precision, s.device, s.save_every_n_steps) == (1, "bf16", "cuda", 250)
+    # memory knobs are unset: the --vram preset (auto) decides them, unless the user sets one
+    assert s.vram == "auto" and s.fp8 is None and s.blocks_to_swap is None and s.vae_sample_size is None
+    assert (s.lr_scheduler, s.lr_warmup_steps, s.num_gpus, s.keep_last_n_states) == ("constant", 0, 1, 2)
+    assert s.skip_download is False and s.skip_cache is False and s.dry_run is False
     assert s.input_zip is None and s.trigger_word == ""
     # relative paths of the file are relative to the file's folder
     assert s.data_dir == tmp_path / "data" and s.models_dir == tmp_path / "models"

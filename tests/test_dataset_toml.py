@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import tomllib
 from mediafactory import dataset_zip, make_video
 
@@ -66,10 +65,9 @@ def test_mixed_zip_gets_an_image_and_a_video_block(tmp_path, make_settings, make
         assert block["caption_extension"] == ".txt" and block["batch_size"] == 1 and block["num_repeats"] == 3
     assert vid["target_frames"] == [1, 5] and vid["frame_extraction"] == "slide" and vid["frame_stride"] == 2
     assert vid["source_fps"] == 24.0 and isinstance(vid["source_fps"], float)  # musubi rejects an int
-    # each block its own cache directory, outside the run folder (reusable with --skip_cache)
-    caches = {Path(img["cache_directory"]), Path(vid["cache_directory"])}
-    assert len(caches) == 2 and all(ctx.settings.output_dir / "cache" in c.parents for c in caches)
-    assert ctx.cache_dirs == {"images": Path(img["cache_directory"]), "videos_24fps": Path(vid["cache_directory"])}
+    # each block reads its caches through the run's view of the shared stores (RUN/cache/<block>)
+    assert img["cache_directory"] == str(ctx.paths.cache_view / "images")
+    assert vid["cache_directory"] == str(ctx.paths.cache_view / "videos_24fps")
     assert "# musubi-tuner dataset config" in ctx.dataset_toml.read_text()
 
 
@@ -94,45 +92,3 @@ def test_24_and_30_fps_videos_get_two_blocks_with_their_source_fps(tmp_path, mak
     doc = run_stages(ctx)
     fps = {Path(b["video_directory"]).name: b["source_fps"] for b in doc["datasets"]}
     assert fps == {"videos_24fps": 24.0, "videos_30fps": 30.0}
-
-
-@pytest.mark.parametrize(
-    "flags",
-    [
-        (),
-        ("--trigger_word", "ohwx"),
-        ("--resolution", "128x128"),
-        ("--target_frames", "1"),
-        ("--task", "i2v"),
-        ("--fp8",),
-        ("--frame_extraction", "chunk"),
-    ],
-)
-def test_cache_directory_changes_with_what_the_cache_depends_on(tmp_path, make_settings, make_ctx, flags):
-    """Videos only, so that every variant trains the same files (with --task i2v images would be left out and the
-    data fingerprint alone would change the key); the key folder itself is compared."""
-    _, base = prepared(tmp_path, make_settings, make_ctx, None, {"b.mp4": ("b", 5)})
-    _, doc = prepared(tmp_path, make_settings, make_ctx, None, {"b.mp4": ("b", 5)}, *flags)
-    key_dirs = [Path(d["datasets"][0]["cache_directory"]).parent for d in (base, doc)]
-    assert [Path(d["datasets"][0]["cache_directory"]).name for d in (base, doc)] == ["videos_24fps"] * 2
-    assert (key_dirs[0] == key_dirs[1]) == (flags == ())
-
-
-def test_settings_that_do_not_change_the_cache_keep_it(tmp_path, make_settings, make_ctx):
-    _, a = prepared(tmp_path, make_settings, make_ctx, {"a.png": "a"}, None)
-    _, b = prepared(
-        tmp_path,
-        make_settings,
-        make_ctx,
-        {"a.png": "a"},
-        None,
-        "--rank",
-        "8",
-        "--num_repeats",
-        "2",
-        "--learning_rate",
-        "3e-4",
-        "--output_name",
-        "other",
-    )
-    assert a["datasets"][0]["cache_directory"] == b["datasets"][0]["cache_directory"]

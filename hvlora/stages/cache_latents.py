@@ -1,45 +1,39 @@
-"""Stage 4: cache VAE latents with musubi's hv_1_5_cache_latents (+ SigLIP features and image latents for i2v).
+"""Stage 4: cache VAE latents with musubi's hv_1_5_cache_latents (+ SigLIP features and image latents for i2v),
+only for the items the latent store lacks (encoding.py): a re-run with nothing changed starts no process.
 
-Afterwards every block's cache folder must hold exactly the latent files the preflight predicted (frames.py mirrors
-musubi's clip extraction): the item counts the user was shown are the items that train.
+Every file the preflight predicted (frames.py mirrors musubi's clip extraction) must then be in the store: the
+item counts the user was shown are the items that train.
 """
 
 from __future__ import annotations
 
-from .. import cache, musubi
+from .. import encoding, musubi
 from ..context import RunContext
-from ..errors import StageFailed
-from ..runner import run_logged
 
 NAME = "cache_latents"
 TITLE = "cache latents"
 
 
-def command(ctx: RunContext) -> musubi.Command:
-    return musubi.cache_latents(ctx.settings, ctx.dataset_toml, ctx.weights)
+def command(ctx: RunContext, dataset_config=None) -> musubi.Command:
+    """The musubi command (on the staging config of the items to encode; the dry run shows it on dataset.toml)."""
+    return musubi.cache_latents(ctx.settings, dataset_config or ctx.dataset_toml, ctx.weights, ctx.plan.memory)
 
 
 def run(ctx: RunContext) -> dict:
-    """Run the latent cache (or, with skip_cache, check the earlier complete cache), then compare its files with
-    the preflight's prediction."""
+    """Encode what is missing, link the run's view; with --skip_cache only link (everything was checked present
+    before stage 1)."""
+    c = ctx.caches
     if ctx.settings.skip_cache:
-        cache.require_complete(ctx.cache_root)
-        return {"skipped": True, "reused": str(ctx.cache_root), "latent_caches": cache.latent_counts(ctx.cache_dirs)}
-    cache.invalidate(ctx.cache_root)  # an interrupted re-cache must not pass for complete
-    cmd = command(ctx)
-    run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env)
-    expected = {name: ctx.data.cache_files(name) for name in ctx.cache_dirs}
-    missing, extra = cache.compare(ctx.cache_dirs, expected, musubi.LATENT_CACHE_SUFFIX)
-    counts = cache.latent_counts(ctx.cache_dirs)
-    ctx.summary.update("items", {"latent_caches": counts})
-    if extra:
-        ctx.log(NAME)(f"warning: musubi wrote latent caches the preflight did not predict: {', '.join(extra[:10])}")
-    if missing:
-        raise StageFailed(
-            NAME,
-            f"musubi did not write {len(missing)} latent cache(s) the preflight predicted "
-            f"(e.g. {', '.join(missing[:5])}); see the log",
-            cmd.executable(),
-            ctx.paths.log(NAME),
-        )
-    return {"exit_code": 0, "command": cmd.executable(), "latent_caches": counts}
+        c.latent_store.link_view(c.latents, ctx.paths.cache_view)
+        return {"skipped": True, "reused": len(c.latents), "store": str(c.latent_store.root)}
+    staged = encoding.staged_media(ctx.data.planned, c.media_keys, ctx.paths.block)
+    info = encoding.encode(ctx, NAME, c.latent_store, c.latents, staged, lambda cfg: command(ctx, cfg))
+    ctx.summary.update(
+        "items",
+        {
+            "latents_encoded": info["encoded"],
+            "latents_reused": info["reused"],
+            "latent_cache_bytes": info["cache_bytes"],
+        },
+    )
+    return info

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import comfyui, musubi, outputs
+from .. import comfyui, lorainfo, lorameta, musubi, outputs
 from ..context import RunContext
 from ..errors import StageFailed
 from ..runner import run_logged
@@ -41,10 +41,27 @@ def run(ctx: RunContext) -> dict:
         f"ComfyUI check: {report['musubi_modules']} musubi modules -> {report['comfyui_modules']} ComfyUI modules "
         f"({report['comfyui_keys']} keys), rank {report['rank']}, none missing"
     )
+    added = _carry_metadata(src, dst)
+    if added:
+        log(f"the converter did not keep {', '.join(added)}: added to {dst.name}")
     ctx.lora_comfyui = dst
     name = ctx.settings.output_name
     published = outputs.publish(
         {f"{name}.safetensors": src, f"{name}_comfyui.safetensors": dst}, ctx.settings.output_dir, log
     )
     ctx.summary.update("outputs", published)
-    return {"exit_code": 0, "command": cmd.executable(), **report}
+    return {"command": cmd.executable(), "metadata_added": added, **report}
+
+
+def _carry_metadata(src: Path, dst: Path) -> list[str]:
+    """musubi's converter copies the metadata (contract §5) and recomputes the sshs hashes; whatever of ours it
+    did not keep (the trigger word, true step counts, ...) is written into the ComfyUI file too."""
+    ours = {
+        k: v
+        for k, v in lorameta.read_metadata(src).items()
+        if k.startswith(("hvlora.", "modelspec.trigger_phrase", "ss_steps", "ss_epoch", "ss_max_train_steps"))
+    }
+    missing = lorainfo.missing_keys(dst, ours)
+    if missing:
+        lorameta.rewrite_metadata(dst, {k: ours[k] for k in missing})
+    return missing

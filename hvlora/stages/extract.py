@@ -11,6 +11,7 @@ RUN/dataset/<block>/, and each caption is written with the trigger word applied.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from .. import musubi
@@ -26,6 +27,7 @@ def run(ctx: RunContext) -> dict:
     """Create RUN/dataset/<block>/ for every block of the preflight's report (ctx.data)."""
     report: DataReport = ctx.data
     log = ctx.log(NAME)
+    shutil.rmtree(ctx.paths.dataset, ignore_errors=True)  # a resumed run lays its data out anew (links only)
     for block in report.blocks.values():
         folder = ctx.paths.block(block.name)
         folder.mkdir(parents=True, exist_ok=True)

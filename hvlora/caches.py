@@ -1,0 +1,80 @@
+"""Which cache files a run needs and where they live: the preflight's items mapped onto the two stores of
+cachestore.py, planned before stage 1 (so `--skip_cache` can be judged before any download).
+
+What changes a latent file (its store key): task (i2v adds image latents and SigLIP features), resolution (an
+image's file name carries its original size, not its bucket), the VAE (and SigLIP) files and revisions, the device
+(bf16 on CPU, fp16 on GPU) and the VAE tiling knobs. What changes a text-encoder file: the Qwen2.5-VL and byT5 files,
+fp8_vl, the device. Frame settings change which clips exist, not what a clip's file holds (its name says start,
+length and bucket), so they are not in the key: changing --target_frames encodes only the new clip lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import cachestore, catalog
+from .config import Settings
+from .preflight import DataReport
+from .presets import MemoryPlan
+
+
+@dataclass
+class Caches:
+    """The stores a run uses and its entries in them (`latents`, `te`), plus the content key of every planned
+    media file (input name -> key)."""
+
+    latent_store: cachestore.Store
+    te_store: cachestore.Store
+    latents: list[cachestore.Entry] = field(default_factory=list)
+    te: list[cachestore.Entry] = field(default_factory=list)
+    media_keys: dict[str, str] = field(default_factory=dict)
+    latent_key_info: dict = field(default_factory=dict)
+    te_key_info: dict = field(default_factory=dict)
+
+
+def _weights(s: Settings, components: tuple[str, ...]) -> list[str]:
+    files = catalog.weights_for(s.task, s.dit_variant)
+    return sorted(f"{w.repo_id}/{w.filename}@{s.revision_for(w.repo_id)}" for c, w in files.items() if c in components)
+
+
+def latent_settings(s: Settings, memory: MemoryPlan) -> dict:
+    return {
+        "task": s.task,
+        "resolution": list(s.resolution),
+        "weights": _weights(s, ("vae", "image_encoder")),
+        "device": s.device,
+        "vae_sample_size": memory.vae_sample_size,
+        "vae_enable_patch_conv": memory.vae_enable_patch_conv,
+    }
+
+
+def te_settings(s: Settings, memory: MemoryPlan) -> dict:
+    return {"weights": _weights(s, ("text_encoder", "byt5")), "fp8_vl": memory.fp8_vl, "device": s.device}
+
+
+def plan(s: Settings, report: DataReport, memory: MemoryPlan, index: cachestore.DigestIndex | None) -> Caches:
+    """The entries of every planned file. `index` remembers the digests of a folder input's files."""
+    lkey, tkey = latent_settings(s, memory), te_settings(s, memory)
+    root = s.output_dir / "cache"
+    caches = Caches(
+        cachestore.Store(root / f"latents-{cachestore.settings_key(lkey)}"),
+        cachestore.Store(root / f"te-{cachestore.settings_key(tkey)}"),
+        latent_key_info=lkey,
+        te_key_info=tkey,
+    )
+    for f in report.planned:
+        key = cachestore.media_key(f.identity, f.path, index)
+        caches.media_keys[f.name] = key
+        stem = Path(f.flat).stem
+        caches.latents += cachestore.latent_entries(f.block, key, stem, f.cache_files)
+        caches.te.append(cachestore.te_entry(f.block, stem, f.caption or ""))
+    return caches
+
+
+def missing(caches: Caches) -> list[str]:
+    """The cache files not (validly) in the stores, as `block: name` lines (for --skip_cache's refusal)."""
+    out = []
+    for store, entries in ((caches.latent_store, caches.latents), (caches.te_store, caches.te)):
+        out += [f"{e.block}/{e.view_name}" for e in entries if not store.valid(e)]
+    return out

@@ -1,0 +1,227 @@
+"""Latent and text-encoder caches that invalidate themselves item by item.
+
+A cache belongs to the settings that change what musubi's cache scripts write (`latent_key`, `te_key`: task,
+resolution, VAE/encoder files, fp8, tiling, device), not to a dataset. Inside it each file is keyed by the content
+it was made from:
+  OUTPUT_DIR/cache/latents-<key>/<media key>/<musubi's suffix>   e.g. z1a2b3c4d-8120/00000-005_0064x0064_hv15.safetensors
+  OUTPUT_DIR/cache/te-<key>/<caption key>_hv15_te.safetensors
+so a changed caption re-encodes that one caption, an added video only that video, and two datasets with the same
+settings share what they have in common and never delete each other's files. Only this module writes there: musubi
+encodes the missing items into a staging folder (`.staging/`, with `--skip_existing --keep_cache`), and each file
+enters the store only after its safetensors header checks out (a kill mid-cache leaves truncated files, which
+musubi's `--skip_existing` would accept by name). A run then sees its caches through RUN/cache/<block>/: hard links
+named as musubi's trainer expects them (contract §4: `{stem}_{WxH}_hv15.safetensors`, `{stem}_hv15_te.safetensors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import lorameta
+from .fsutil import atomic_write_json
+
+FORMAT = 3  # bump when the layout or what the keys cover changes
+LATENT_SUFFIX = "_hv15.safetensors"
+TE_SUFFIX = "_hv15_te.safetensors"
+
+
+def settings_key(relevant: dict) -> str:
+    """16 hex digits of sha256 over the JSON of what changes a cache's content."""
+    return hashlib.sha256(json.dumps({"format": FORMAT, **relevant}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def caption_key(caption: str) -> str:
+    """The store name of a caption's text-encoder output: 32 hex digits of sha256 of its final text."""
+    return "c" + hashlib.sha256(caption.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cache file: `store_name` relative to the store's root, `view_name` the name musubi's trainer looks for
+    in the run's cache folder, `staged_name` the name musubi writes in the staging folder (its dataset file is
+    named after the item key), `caption` the text a text-encoder file must hold (its `caption1` metadata)."""
+
+    block: str
+    item_key: str
+    store_name: str
+    view_name: str
+    staged_name: str
+    caption: str | None = None
+
+
+def latent_entries(block: str, item_key: str, stem: str, cache_names: Iterable[str]) -> list[Entry]:
+    """Entries for the latent files the preflight predicted for one file (`cache_names`, named after its dataset
+    stem `stem`). `item_key` is its content key (e.g. z<crc>-<size>)."""
+    out = []
+    for name in cache_names:
+        suffix = name[len(stem) :]  # "_00000-005_0064x0064_hv15.safetensors" or "_0080x0048_hv15.safetensors"
+        out.append(Entry(block, item_key, f"{item_key}/{suffix[1:]}", name, item_key + suffix))
+    return out
+
+
+def te_entry(block: str, stem: str, caption: str) -> Entry:
+    key = caption_key(caption)
+    return Entry(block, key, key + TE_SUFFIX, stem + TE_SUFFIX, key + TE_SUFFIX, caption)
+
+
+class Store:
+    """One settings key's cache folder. `valid()` is the one test of a cache file; `missing()` is what musubi must
+    encode; `take_staged()` moves what it encoded in; `link_view()` shows a run its files."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.staging = root / ".staging"
+
+    def path(self, e: Entry) -> Path:
+        return self.root / e.store_name
+
+    def staged_path(self, e: Entry) -> Path:
+        return self.staging / "cache" / e.block / e.staged_name
+
+    def staged_data(self, block: str) -> Path:
+        """The folder musubi reads for one block while encoding missing items: links named by item key."""
+        return self.staging / "data" / block
+
+    @staticmethod
+    def problem(path: Path, e: Entry) -> str | None:
+        """None when `path` is a complete cache file for `e`, else why not (a missing or truncated file, a
+        text-encoder file made from another caption)."""
+        problem = lorameta.safetensors_problem(path)
+        if problem is None and e.caption is not None:
+            try:
+                made_from = lorameta.read_metadata(path).get("caption1")
+            except (OSError, lorameta.SafetensorsError) as err:
+                return f"{path.name}: {err}"
+            if made_from != e.caption:
+                return f"{path.name} was made from another caption"
+        return problem
+
+    def valid(self, e: Entry) -> bool:
+        return self.problem(self.path(e), e) is None
+
+    def missing(self, entries: list[Entry], recache: bool = False) -> tuple[list[Entry], list[str]]:
+        """(entries to encode, files removed because they were damaged). With `recache`, every entry. Unique by
+        store name (two files with one caption share one text-encoder output)."""
+        todo, removed, seen = [], [], set()
+        for e in entries:
+            if e.store_name in seen:
+                continue
+            seen.add(e.store_name)
+            path = self.path(e)
+            problem = self.problem(path, e)
+            if problem is not None and path.exists():
+                path.unlink()
+                removed.append(problem)
+            if problem is not None or recache:
+                todo.append(e)
+        return todo, removed
+
+    def prepare_staging(self, todo: list[Entry], recache: bool = False) -> list[str]:
+        """Keep the complete staged files of `todo` (left by a killed run: musubi's --skip_existing then skips
+        them), delete everything else in the staging cache (truncated files, other items). Returns what was
+        deleted as damaged."""
+        wanted = {self.staged_path(e): e for e in todo}
+        damaged = []
+        cache = self.staging / "cache"
+        for path in sorted(cache.rglob("*")) if cache.is_dir() else []:
+            if not path.is_file():
+                continue
+            e = wanted.get(path)
+            if e is not None and not recache and self.problem(path, e) is None:
+                continue
+            if e is not None:
+                damaged.append(path.name)
+            path.unlink()
+        shutil.rmtree(self.staging / "data", ignore_errors=True)
+        return damaged
+
+    def take_staged(self, todo: list[Entry]) -> list[str]:
+        """Move each complete staged file into the store; returns the problems of those musubi did not write or
+        left damaged."""
+        problems = []
+        for e in todo:
+            src = self.staged_path(e)
+            problem = self.problem(src, e)
+            if problem is not None:
+                problems.append(problem)
+                continue
+            dst = self.path(e)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+        return problems
+
+    def link_view(self, entries: list[Entry], view: Path) -> None:
+        """RUN/cache/<block>/<view name> -> the store file, as hard links (no extra disk). The view is made anew:
+        a link of an earlier attempt that no longer belongs is removed."""
+        for block in {e.block for e in entries}:
+            shutil.rmtree(view / block, ignore_errors=True)
+        for e in entries:
+            target = view / e.block / e.view_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link(self.path(e), target)
+
+    def size_bytes(self, entries: list[Entry]) -> int:
+        return sum(
+            self.path(e).stat().st_size for e in {e.store_name: e for e in entries}.values() if self.path(e).is_file()
+        )
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system (a bind mount): a copy costs disk but works
+        shutil.copy2(src, dst)
+
+
+def write_manifest(store: Store, info: dict) -> None:
+    """What the store's key covers, for a person looking at OUTPUT_DIR/cache/."""
+    atomic_write_json(store.root / "key.json", info)
+
+
+class DigestIndex:
+    """sha256 of the files of a folder input, remembered by (path, size, mtime, inode) in
+    OUTPUT_DIR/cache/digests.json: a file is read once, not on every run; an edited file (new mtime or size) is
+    hashed again. Zip entries need none: their CRC-32 and size are the key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.data: dict[str, list] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.data = {}
+        self.changed = False
+
+    def digest(self, file: Path) -> str:
+        st = file.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        known = self.data.get(str(file))
+        if known and known[:3] == stamp:
+            return known[3]
+        h = hashlib.sha256()
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        self.data[str(file)] = [*stamp, h.hexdigest()]
+        self.changed = True
+        return h.hexdigest()
+
+    def save(self) -> None:
+        if self.changed:
+            atomic_write_json(self.path, self.data)
+
+
+def media_key(identity: str, path: Path, index: DigestIndex | None) -> str:
+    """The content key of a media file: `z<crc32>-<size>` for a zip entry (preflight identity "zip:SIZE:CRC"),
+    `s<sha256[:32]>` for a file of a folder input."""
+    kind, *rest = identity.split(":")
+    if kind == "zip":
+        size, crc = rest
+        return f"z{crc}-{size}"
+    index = index or DigestIndex(Path(os.devnull))
+    return "s" + index.digest(path)[:32]

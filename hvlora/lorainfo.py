@@ -1,0 +1,68 @@
+"""LoRA files that describe themselves: the metadata this project adds to every checkpoint and to both final files.
+
+musubi writes its own `ss_*` keys (contract §6) with its segment-local step and epoch counts; here they are set to
+the run's true totals, and `hvlora.*` keys say what a user needs to use and reproduce the LoRA: the trigger word
+(also as `modelspec.trigger_phrase`, the SAI model-spec key ComfyUI's LoRA info shows), the base model (repo, file,
+sha256 from models/manifest.json), task, rank/alpha, resolution and frame settings, items per bucket, the data's
+fingerprint and this project's version. Read them with `safetensors.safe_open(path, "pt").metadata()`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from . import __version__, catalog, lorameta
+from .config import Settings
+from .manifest import Manifest
+
+
+def base_metadata(s: Settings, items_per_bucket: dict, data_fingerprint: str, models_dir: Path) -> dict[str, str]:
+    """The keys every LoRA file of this run gets (besides the step counts)."""
+    dit = catalog.weights_for(s.task, s.dit_variant)["dit"]
+    record = Manifest(models_dir).get(dit.key)
+    md = {
+        "modelspec.trigger_phrase": s.trigger_word.strip(),
+        "hvlora.version": __version__,
+        "hvlora.trigger_word": s.trigger_word.strip(),
+        "hvlora.base_model": f"{dit.repo_id}/{dit.filename}",
+        "hvlora.base_model_sha256": record.sha256 if record else "",
+        "hvlora.base_model_commit": record.commit if record else "",
+        "hvlora.task": s.task,
+        "hvlora.dit_variant": s.dit_variant,
+        "hvlora.rank": str(s.rank),
+        "hvlora.alpha": f"{s.alpha:g}",
+        "hvlora.resolution": f"{s.resolution[0]}x{s.resolution[1]}",
+        "hvlora.target_frames": ",".join(map(str, s.target_frames)),
+        "hvlora.frame_extraction": s.frame_extraction,
+        "hvlora.lr_scheduler": s.lr_scheduler,
+        "hvlora.learning_rate": f"{s.learning_rate:g}",
+        "hvlora.items_per_bucket": json.dumps(items_per_bucket, sort_keys=True),
+        "hvlora.data_fingerprint": data_fingerprint,
+    }
+    return md
+
+
+def step_metadata(step: int, steps_per_epoch: int, total_steps: int) -> dict[str, str]:
+    """musubi's step keys with true numbers: ss_steps (the global step the file was saved at), ss_epoch (the epochs
+    completed then, rounded up as musubi counts a started epoch) and the run's ss_max_train_steps."""
+    epoch = math.ceil(step / steps_per_epoch) if steps_per_epoch else 0
+    return {
+        "ss_steps": str(step),
+        "ss_epoch": str(epoch),
+        "ss_max_train_steps": str(total_steps),
+        "hvlora.steps": str(step),
+        "hvlora.epochs": f"{step / steps_per_epoch:g}" if steps_per_epoch else "0",
+    }
+
+
+def stamp(path: Path, base: dict[str, str], step: int, steps_per_epoch: int, total_steps: int) -> None:
+    """Rewrite `path`'s metadata with `base` and the true step keys (hashes recomputed as musubi computes them)."""
+    lorameta.rewrite_metadata(path, {**base, **step_metadata(step, steps_per_epoch, total_steps)})
+
+
+def missing_keys(path: Path, expected: dict[str, str]) -> list[str]:
+    """Keys of `expected` that `path`'s metadata lacks or holds with another value (e.g. after a conversion)."""
+    md = lorameta.read_metadata(path)
+    return [k for k, v in expected.items() if md.get(k) != v]
