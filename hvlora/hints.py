@@ -18,9 +18,7 @@ from pathlib import Path
 
 from .config import MAX_BLOCKS_TO_SWAP
 from .presets import PRESETS, preset_for_vram
-
-# Our NaN guard writes this line (plus the count and step) into the log when it stops a run; both sides use it.
-NAN_STOP_MARK = "hvlora: stopped: loss is NaN"
+from .progress import NAN_STOP_MARK  # the line the NaN guard (watch.py) writes into the log
 
 SWAP_STEPS = (0, 20, 30, 40, MAX_BLOCKS_TO_SWAP)  # --blocks_to_swap ladder: each step saves VRAM, costs speed
 # accelerate's and torch elastic's report that the child failed: a wrapper, not a cause

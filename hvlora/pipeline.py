@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tomli_w
 
-from . import caches, cachestore, musubi, plan, preflight, runs, sampling
+from . import caches, cachestore, hints, musubi, plan, preflight, runs, sampling
 from . import report as data_report
 from .config import Settings
 from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
@@ -154,7 +154,7 @@ def _guard(ctx: RunContext):
         raise err from None
     except StageFailed as e:
         ctx.summary.finish("failed")
-        _report_failure(e)
+        _report_failure(ctx, e)
         raise
     except UserError:
         ctx.summary.finish("failed")
@@ -376,17 +376,40 @@ def _report_success(ctx: RunContext) -> None:
     print(f"  run folder: {ctx.paths.root} (logs, checkpoints, state, TensorBoard, summary.json)", flush=True)
 
 
-def _report_failure(e: StageFailed) -> None:
+def _report_failure(ctx: RunContext, e: StageFailed) -> None:
+    """The stage, its command, the log's tail, and (when the log says) what happened and what to do next."""
     lines = [f"\nstage {e.stage} FAILED: {e}"]
     if e.command:
         lines.append(f"command: {shlex.join(e.command)}")
+    hint = None
     if e.log_path:
         lines.append(f"log: {e.log_path}")
         tail = log_tail(Path(e.log_path))
         if tail:
             lines.append(f"last {len(tail)} lines of the log:")
             lines += [f"  | {ln}" for ln in tail]
+        hint = hints.classify(log_tail(Path(e.log_path), 400), e.returncode, _hint_context(ctx, e.stage))
+    if hint is not None:
+        lines.append(hints.format_hint(hint))
+        ctx.summary.put("failure", {"stage": e.stage, "kind": hint.kind, "what": hint.what, "todo": list(hint.todo)})
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
+    s, m = ctx.settings, ctx.plan.memory if ctx.plan else None
+    return hints.HintContext(
+        stage=stage,
+        vram_preset=m.preset if m else None,
+        fp8=m.fp8 if m else bool(s.fp8),
+        blocks_to_swap=m.blocks_to_swap if m else (s.blocks_to_swap or 0),
+        resolution=s.resolution,
+        target_frames=s.target_frames,
+        num_gpus=ctx.plan.launch.num_processes if ctx.plan else 1,
+        learning_rate=s.learning_rate,
+        optimizer=s.optimizer,
+        max_data_loader_n_workers=s.max_data_loader_n_workers,
+        folders={"output_dir": s.output_dir, "models_dir": s.models_dir},
+    )
 
 
 def _report_interrupted(ctx: RunContext, e: Interrupted) -> None:

@@ -41,7 +41,8 @@ def compose_config(**env) -> dict:
 
 @pytest.fixture(scope="module")
 def services():
-    return compose_config()["services"]
+    """The services that run the trainer (TensorBoard is checked on its own)."""
+    return {k: v for k, v in compose_config()["services"].items() if k != "tensorboard"}
 
 
 def test_services(services):
@@ -65,6 +66,15 @@ def test_gpu_shm_user_init(services):
 def test_user_follows_the_host(tmp_path):
     services = compose_config(UID="1234", GID="567")["services"]
     assert {s["user"] for s in services.values()} == {"1234:567"}
+
+
+def test_tensorboard_service_serves_the_runs_on_localhost_only():
+    tb = compose_config()["services"]["tensorboard"]
+    assert tb["entrypoint"][:3] == ["tensorboard", "--logdir", "/app/output/runs"]
+    assert [(p["host_ip"], int(p["published"]), p["target"]) for p in tb["ports"]] == [("127.0.0.1", 6006, 6006)]
+    mounts = {v["target"]: v for v in tb["volumes"]}
+    assert mounts["/app/output"]["source"] == str(ROOT / "output") and mounts["/app/output"].get("read_only")
+    assert "deploy" not in tb  # no GPU for a viewer
 
 
 def test_volumes_and_environment(services):
