@@ -157,19 +157,30 @@ class Store:
         return problems
 
     def link_view(self, entries: list[Entry], view: Path) -> None:
-        """RUN/cache/<block>/<view name> -> the store file, as hard links (no extra disk). The view is made anew:
-        a link of an earlier attempt that no longer belongs is removed."""
+        """RUN/cache/<block>/<view name> -> the store file, as hard links (no extra disk). Links of this store's
+        kind (latents or text-encoder outputs) that an earlier attempt left and that no longer belong are removed;
+        the other kind's are left alone."""
+        wanted = {view / e.block / e.view_name: e for e in entries}
         for block in {e.block for e in entries}:
-            shutil.rmtree(view / block, ignore_errors=True)
-        for e in entries:
-            target = view / e.block / e.view_name
+            for old in (view / block).glob("*") if (view / block).is_dir() else []:
+                if old not in wanted and _kind(old.name) == _kind(entries[0].view_name):
+                    old.unlink()
+        for target, e in wanted.items():
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                if target.stat().st_ino == self.path(e).stat().st_ino:
+                    continue
+                target.unlink()
             _link(self.path(e), target)
 
     def size_bytes(self, entries: list[Entry]) -> int:
         return sum(
             self.path(e).stat().st_size for e in {e.store_name: e for e in entries}.values() if self.path(e).is_file()
         )
+
+
+def _kind(name: str) -> str:
+    return "te" if name.endswith(TE_SUFFIX) else "latents" if name.endswith(LATENT_SUFFIX) else "other"
 
 
 def _link(src: Path, dst: Path) -> None:

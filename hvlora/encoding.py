@@ -75,6 +75,8 @@ def encode(
             )
     store.link_view(entries, ctx.paths.cache_view)
     info = {"encoded": len(todo), "reused": total - len(todo), "damaged_removed": len(damaged)}
+    if todo:
+        info["command"] = cmd.executable()
     info["cache_bytes"] = store.size_bytes(entries)
     info["store"] = str(store.root)
     return info

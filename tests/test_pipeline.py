@@ -57,6 +57,7 @@ class Workspace:
         self.config = root / "train.toml"
         self.config.write_text("")
         self.calls = root / "calls.jsonl"
+        self.last_run: Path | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "STANDIN_"))}
@@ -87,15 +88,16 @@ class Workspace:
         ]
 
     def train(self, *flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.argv(*flags), capture_output=True, text=True, env=self.env(**(env or {})), timeout=600
-        )
+        r = subprocess.run(self.argv(*flags), capture_output=True, text=True, env=self.env(**(env or {})), timeout=600)
+        self.last_run = run_folder(r.stdout) or self.last_run
+        return r
 
     def runs(self) -> list[Path]:
         return sorted((self.output / "runs").glob("lora-*"))  # names hold the UTC time: oldest first
 
     def summary(self, run: Path | None = None) -> dict:
-        return json.loads(((run or self.runs()[-1]) / "summary.json").read_text())
+        """The summary of `run`, by default of the run folder the last command used (new or continued)."""
+        return json.loads(((run or self.last_run) / "summary.json").read_text())
 
     def calls_made(self) -> list[dict]:
         if not self.calls.exists():
@@ -142,6 +144,12 @@ def _download(w: Workspace, task: str) -> None:
     download.run(RunContext(s, paths, Summary(paths.summary, s), env))
 
 
+def run_folder(stdout: str) -> Path | None:
+    """The run folder a command used, from its console ("run folder: X" or "continuing X")."""
+    m = re.search(r"^(?:run folder:|continuing) (\S+)$", stdout, re.M)
+    return Path(m.group(1)) if m else None
+
+
 def gets(hub: FakeHub) -> int:
     return len([r for r in hub.file_requests("GET") if r.sent])
 
@@ -165,7 +173,7 @@ def test_full_run_produces_both_loras(ws):
         assert f"[{i}/7] {title}" in r.stdout and f"[{i}/7] {title}: done in " in r.stdout
     lora, comfy = ws.output / "lora.safetensors", ws.output / "lora_comfyui.safetensors"
     assert comfyui.verify(lora, comfy)["comfyui_modules"] == 540
-    run = ws.runs()[-1]
+    run = ws.last_run
     summary = ws.summary(run)
     assert summary["status"] == "succeeded"
     assert [s["name"] for s in summary["stages"]] == [
@@ -185,13 +193,13 @@ def test_full_run_produces_both_loras(ws):
     assert summary["outputs"]["lora.safetensors"]["path"] == str(lora)
     # musubi's cache holds what it was asked for: 2 images; walk.mp4 (9 frames) gives clips of 1 and 5 frames,
     # short.mp4 (3 frames) only the 1-frame clip; exactly the files the preflight predicted
-    assert summary["items"]["latent_caches"] == {"images": 2, "videos_24fps": 3}
-    assert summary["items"]["text_encoder_caches"] == {"images": 2, "videos_24fps": 2}
+    assert (summary["items"]["latents_encoded"], summary["items"]["latents_reused"]) == (5, 0)
+    assert (summary["items"]["captions_encoded"], summary["items"]["captions_reused"]) == (4, 0)
     assert summary["items"]["items"] == 5
     report = json.loads((run / "dataset_report.json").read_text())
     predicted = {c for f in report["files"] for c in f["latent_cache_files"]}
-    cache_root = Path([s for s in summary["stages"] if s["name"] == "dataset_toml"][0]["cache_root"])
-    assert {p.name for p in cache_root.rglob("*_hv15.safetensors")} == predicted
+    assert {p.name for p in (run / "cache").rglob("*_hv15.safetensors")} == predicted  # the run's view
+    assert len(list((run / "cache").rglob("*_hv15_te.safetensors"))) == 4
     # the run folder has everything the issue lists
     for rel in (
         "dataset.toml",
@@ -199,7 +207,11 @@ def test_full_run_produces_both_loras(ws):
         "summary.json",
         "checkpoints/lora.safetensors",
         "checkpoints/lora_comfyui.safetensors",
-        "checkpoints/lora-state",
+        "checkpoints/lora-step00000002-state",  # the final state, under its true step
+        "metrics.jsonl",
+        "loss.png",
+        "segments.json",
+        "run.json",
     ):
         assert (run / rel).exists(), rel
     assert sorted(p.name for p in (run / "logs").glob("*.log")) == sorted(
@@ -245,8 +257,9 @@ def test_preflight_predicts_the_caches_of_mixed_frame_rates(tmp_path, ws, mode):
         (src / f"{n}.txt").write_text(f"clip {n}")
     r = ws.train(*SMOKE, "--input_dir", str(src), "--skip_download", "--output_name", "fps", *mode)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    summary = json.loads(sorted((ws.output / "runs").glob("fps-*"))[-1].joinpath("summary.json").read_text())
-    latents = summary["items"]["latent_caches"]
+    summary = ws.summary()
+    run = ws.last_run
+    latents = {b.name: len(list(b.glob("*_hv15.safetensors"))) for b in (run / "cache").iterdir()}
     # counted by hand: b30's 16 frames at 30 fps keep 13 at 24 fps, like a24's 13. With target_frames 1,5:
     # slide stride 2 starts clips of 1 at 0,2,..,12 (7) and of 5 at 0,2,..,8 (5); uniform 3 takes 3 of each length
     expected = {"slide": 7 + 5, "uniform": 3 + 3}[mode[1]]
@@ -257,7 +270,7 @@ def test_preflight_predicts_the_caches_of_mixed_frame_rates(tmp_path, ws, mode):
 def test_second_run_fetches_nothing_and_keeps_the_first_lora(ws):
     r = ws.train(*SMOKE, "--trigger_word", "ohwx", "--skip_download")  # this test's own first run
     assert r.returncode == 0, r.stderr[-3000:]
-    first_run = ws.runs()[-1]
+    first_run = ws.last_run
     first_bytes = (first_run / "checkpoints" / "lora.safetensors").read_bytes()
     before = gets(ws.hub)
     r = ws.train(*SMOKE, "--trigger_word", "ohwx", "--seed", "7")
@@ -281,9 +294,10 @@ def test_skip_cache_reuses_a_complete_cache_and_refuses_a_stale_one(ws):
     ]
     stages = {s["name"]: s["status"] for s in ws.summary()["stages"]}
     assert stages["cache_latents"] == stages["cache_text_encoder_outputs"] == "skipped"
-    # another trigger word changes the captions: the old text cache must not be reused
+    # another trigger word changes every caption: their text-encoder outputs are missing (the latents are not)
     r = ws.train(*SMOKE, "--trigger_word", "zxcv", "--skip_cache", "--skip_download")
-    assert r.returncode == 2 and "--skip_cache: no complete cache" in r.stderr
+    assert r.returncode == 2 and "--skip_cache: 4 cache file(s) are missing" in r.stderr
+    assert "_hv15_te.safetensors" in r.stderr and "_hv15.safetensors" not in r.stderr
 
 
 def test_failing_stage_prints_stage_command_and_log_tail(ws):
@@ -326,8 +340,8 @@ def test_i2v_trains_on_the_videos_and_leaves_the_images_out(ws):
     argv = {c["module"]: c["argv"] for c in ws.calls_made()}
     assert "--i2v" in argv["hv_1_5_cache_latents"]
     assert any("720p_i2v" in a for a in argv["hv_1_5_train_network"])
-    summary = json.loads(sorted((ws.output / "runs").glob("i2v-*"))[-1].joinpath("summary.json").read_text())
-    assert set(summary["items"]["latent_caches"]) == {"videos_24fps"} and summary["items"]["images"] == 0
+    summary = ws.summary()
+    assert [b.name for b in (ws.last_run / "cache").iterdir()] == ["videos_24fps"] and summary["items"]["images"] == 0
 
 
 def test_i2v_with_only_images_stops_before_any_work(tmp_path, ws):
@@ -344,11 +358,14 @@ def test_ctrl_c_stops_the_group_and_says_how_to_resume(ws, tmp_path, signum):
     proc = subprocess.Popen(
         ws.argv(*SMOKE, "--skip_download"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    seen = []
     for line in proc.stdout:  # wait until musubi's stand-in is training (blocked), then press "Ctrl-C"
+        seen.append(line)
         if "standin: waiting for a signal" in line:
             break
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
+    ws.last_run = run_folder("".join(seen) + out)
     assert proc.returncode == 128 + signum
     assert f"Stopped ({signal.Signals(signum).name}) during train" in err
     assert "run the same command again" in err
@@ -365,7 +382,7 @@ def test_dry_run_writes_plan_and_starts_nothing(ws):
     r = ws.train("--dry_run", "--target_frames", "1,5")
     assert r.returncode == 0, r.stderr
     assert len(ws.hub.requests) == before and not ws.calls_made()
-    plan = json.loads((ws.runs()[-1] / "plan.json").read_text())
+    plan = json.loads((ws.last_run / "plan.json").read_text())
     assert [s["name"] for s in plan["stages"]] == ["cache_latents", "cache_text_encoder_outputs", "train", "convert"]
     assert plan["stages"][2]["launcher"][:2] == ["accelerate", "launch"]
     assert "present  dit:" in r.stdout

@@ -21,7 +21,8 @@ import pytest
 from mediafactory import make_image, make_video
 from safetensors import safe_open
 
-from hvlora import catalog, musubi
+from hvlora import catalog, musubi, presets
+from hvlora.plan import Launch
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 TOML = Path("/run/dataset.toml")
@@ -53,10 +54,12 @@ def parse_error(module: str, argv) -> tuple[int, str]:
 
 def commands(s) -> list[musubi.Command]:
     weights = {c: w.local_path(s.models_dir) for c, w in catalog.weights_for(s.task).items()}
+    memory = presets.resolve(None, {k: getattr(s, k) for k in presets.KNOBS if getattr(s, k) is not None})
+    seg = musubi.TrainSegment(Path("/run/ckpt"), Path("/run/tb"), max_train_steps=7, total_steps=7)
     return [
-        musubi.cache_latents(s, TOML, weights),
-        musubi.cache_text_encoder_outputs(s, TOML, weights),
-        musubi.train(s, TOML, weights, Path("/run/ckpt"), Path("/run/tb")),
+        musubi.cache_latents(s, TOML, weights, memory),
+        musubi.cache_text_encoder_outputs(s, TOML, weights, memory),
+        musubi.train(s, TOML, weights, seg, memory, Launch(1, 1)),
         musubi.convert(Path("/run/ckpt/lora.safetensors"), Path("/run/ckpt/lora_comfyui.safetensors")),
     ]
 
@@ -82,7 +85,7 @@ def test_real_parsers_accept_our_argv(make_settings, variant):
         elif cmd.name == "train":
             assert ns["task"] == s.task and ns["sdpa"] and ns["network_dim"] == s.rank
             assert ns["blocks_to_swap"] == (s.blocks_to_swap or None)
-            assert ns["fp8_base"] == ns["fp8_scaled"] == s.fp8
+            assert ns["fp8_base"] == ns["fp8_scaled"] == bool(s.fp8)
             assert isinstance(ns["dataset_config"], Path)  # musubi's type=Path, kept by the stand-in
         elif cmd.name == "convert":
             assert (ns["src_path"], ns["dst_path"], ns["reverse"]) == (

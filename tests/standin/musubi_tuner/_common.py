@@ -3,6 +3,10 @@
 Mirrors: logging.basicConfig(level=INFO) at import time of every musubi script (stderr, `LEVEL:logger:message`);
 utils/model_utils.str_to_dtype / dtype_to_str (the dtype names in cache keys); hunyuan_model/attention.py's
 import-time sageattention probe (stdout) that the text-encoder and training scripts print.
+
+Not musubi, for speed only: torch is set to one intra-op thread at import. The stand-in's tensors are small and its
+work is noise, so OpenMP's thread start-up and contention (many stand-ins run at once in the tests) cost far more
+than they give.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import safetensors.torch
 import torch
 
 logging.basicConfig(level=logging.INFO)
+torch.set_num_threads(1)
 
 DTYPES = {
     ("bf16", "bfloat16"): torch.bfloat16,

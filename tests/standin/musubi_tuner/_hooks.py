@@ -1,11 +1,14 @@
 """The stand-in's test hooks (STANDIN_* environment variables; documented in the package docstring).
 
 Nothing here mirrors musubi: these are the knobs a test turns to make a stage record its argv, fail, block until a
-signal (with a DataLoader-like worker in the same process group) or write a LoRA with a module missing.
+signal (with a DataLoader-like worker in the same process group), write a LoRA with a module missing, die of
+SIGKILL at a chosen point (leaving what a real kill there would leave) or produce NaN losses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import multiprocessing
@@ -93,3 +96,83 @@ def dropped(lora_name: str) -> bool:
         if lora_name.startswith(prefix) or lora_name.startswith("lora_unet_" + prefix):
             return True
     return False
+
+
+def int_env(var: str) -> int | None:
+    """An integer hook value, or None when the variable is unset or empty."""
+    value = os.environ.get(var, "").strip()
+    return int(value) if value else None
+
+
+def kill_group(reason: str) -> None:
+    """SIGKILL this process's whole process group (the accelerate launcher included, as an OOM killer or `kill -9
+    -PGID` would). One line naming the hook goes to stderr first, and stdout/stderr are flushed, so a test sees the
+    log up to here; nothing else is cleaned up or flushed (open files keep what was written to them)."""
+    sys.stdout.flush()
+    sys.stderr.write(f"\nstandin: {reason}: SIGKILL to process group {os.getpgrp()}\n")
+    sys.stderr.flush()
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+    signal.pause()  # not reached
+
+
+def kill_after_step_due(global_step: int) -> bool:
+    """STANDIN_KILL_AT_STEP=N: is the trainer past the end of step N (so it must die before doing anything else)?"""
+    n = int_env("STANDIN_KILL_AT_STEP")
+    return n is not None and global_step == n
+
+
+@contextlib.contextmanager
+def kill_in_state_save(global_step: int):
+    """STANDIN_KILL_IN_STATE_SAVE=N: around the accelerator.save_state call(s) made at global step N, the first
+    write of `optimizer.bin` writes only the first half of its bytes (model.safetensors is complete by then) and the
+    process group is killed. Outside step N: no effect."""
+    n = int_env("STANDIN_KILL_IN_STATE_SAVE")
+    if n is None or global_step != n:
+        yield
+        return
+    import torch
+    from accelerate import checkpointing
+
+    original = checkpointing.save
+
+    def save(obj, f, *args, **kwargs):
+        if Path(f).name == "optimizer.bin":
+            buffer = io.BytesIO()
+            torch.save(obj, buffer)
+            data = buffer.getvalue()
+            with open(f, "wb") as out:
+                out.write(data[: len(data) // 2])
+            kill_group(f"STANDIN_KILL_IN_STATE_SAVE={n}, {f} half written")
+        return original(obj, f, *args, **kwargs)
+
+    checkpointing.save = save
+    try:
+        yield
+    finally:
+        checkpointing.save = original
+
+
+_cache_files_written = 0
+
+
+def save_cache_file(sd: dict, path: str, metadata: dict[str, str]) -> None:
+    """safetensors save_file for the cache scripts, with STANDIN_KILL_AFTER_ITEMS=N: once N files were written by
+    this process, the next one gets only the first half of its bytes and the process group is killed."""
+    global _cache_files_written
+    from safetensors.torch import save, save_file
+
+    n = int_env("STANDIN_KILL_AFTER_ITEMS")
+    if n is not None and _cache_files_written >= n:
+        data = save(sd, metadata)
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        kill_group(f"STANDIN_KILL_AFTER_ITEMS={n}, {path} half written")
+    save_file(sd, path, metadata=metadata)
+    _cache_files_written += 1
+
+
+def nan_loss(step_no: int) -> bool:
+    """STANDIN_NAN_FROM_STEP=N: is the loss of optimizer step `step_no` (1-based: the step that the micro-batch
+    completes or accumulates into) NaN?"""
+    n = int_env("STANDIN_NAN_FROM_STEP")
+    return n is not None and step_no >= n

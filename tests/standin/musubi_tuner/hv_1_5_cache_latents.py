@@ -22,7 +22,6 @@ import logging
 import os
 
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from . import _common, _dataset, _flags, _hooks
@@ -66,7 +65,7 @@ def save_item(item: _dataset.Item, vae_dtype: torch.dtype, i2v: bool) -> None:
     if item.frame_count is not None:
         metadata["frame_count"] = f"{item.frame_count}"
     os.makedirs(os.path.dirname(item.latent_cache_path), exist_ok=True)
-    save_file(sd, item.latent_cache_path, metadata=metadata)
+    _hooks.save_cache_file(sd, item.latent_cache_path, metadata)
 
 
 def encode_batch(batch: list[_dataset.Item], vae_dtype: torch.dtype, i2v: bool) -> None:

@@ -9,20 +9,23 @@ dataset/cache_io.save_text_encoder_output_cache_hunyuan_video_1_5:
 - one `{stem}_hv15_te.safetensors` per image/video: `varlen_vl_embed_bfloat16` [L, 3584] (fp8 outputs are cast to
   bf16 too) and `varlen_byt5_embed_*` [L2, 1472]: float16 with L2 > 0 when the caption has "quoted" or “quoted”
   text (byT5 encodes only that, at most 128 tokens), else float32 with L2 = 0 (musubi's zero fallback); metadata
-  architecture, caption1, format_version; an existing file is merged (its other keys and metadata kept);
+  architecture, caption1, format_version; an existing file is merged (its other keys and metadata kept; its header
+  is read as MemoryEfficientSafeOpen reads it, so a file truncated after its header is simply rewritten); for a
+  new file its folder is created first;
 - `--skip_existing` skips files that existed at the start; without `--keep_cache` the `_te` files of this
   architecture that no item produced are deleted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import struct
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from . import _common, _dataset, _flags, _hooks
@@ -65,11 +68,12 @@ def save_item(item: _dataset.Item) -> None:
     metadata = {"architecture": _dataset.ARCHITECTURE_FULL, "caption1": item.caption, "format_version": "1.0.1"}
     if os.path.exists(path):
         new_bases = {_strip_dtype(k) for k in sd}
-        with safe_open(path, framework="pt") as f:
-            old_meta = f.metadata() or {}
-            for key in f.keys():
-                if _strip_dtype(key) not in new_bases:
-                    sd[key] = f.get_tensor(key)
+        header = read_header(path)
+        old_meta = header.pop("__metadata__", None) or {}
+        kept = [key for key in header if _strip_dtype(key) not in new_bases]
+        if kept:  # only then are tensor bytes read (a truncated file fails here, not above)
+            with safe_open(path, framework="pt") as f:
+                sd.update({key: f.get_tensor(key) for key in kept})
         assert old_meta.get("architecture") == metadata["architecture"], "architecture mismatch"
         if old_meta.get("caption1") != metadata["caption1"]:
             te_logger.warning(
@@ -78,7 +82,17 @@ def save_item(item: _dataset.Item) -> None:
         old_meta.pop("caption1", None)
         old_meta.pop("format_version", None)
         metadata.update(old_meta)
-    save_file(sd, path, metadata=metadata)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    _hooks.save_cache_file(sd, path, metadata)
+
+
+def read_header(path: str) -> dict:
+    """The JSON header of a safetensors file, read as utils/safetensors_utils.MemoryEfficientSafeOpen does (length,
+    then JSON; the tensor bytes are not checked, so a file cut after its header still opens)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n).decode("utf-8"))
 
 
 def _strip_dtype(key: str) -> str:

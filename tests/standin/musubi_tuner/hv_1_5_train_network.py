@@ -1,37 +1,59 @@
 """Stand-in for musubi_tuner.hv_1_5_train_network (v0.3.4): same flags, checks, console lines and output files;
-no model is loaded and nothing is learned.
+no model is loaded and nothing is learned, but the optimizer, LR scheduler, data loader and accelerate state are
+real.
 
 Mirrors hv_1_5_train_network.main / HunyuanVideo15NetworkTrainer and training/trainer_base.NetworkTrainer.train,
 in the same order, with the same exceptions and messages:
  1. _validate_args_and_init: --dataset_config and --dit required (ValueError), --fp8_scaled needs --fp8_base
     (AssertionError), --sage_attn rejected (ValueError); handle_model_specific_args opens the DiT file (must exist);
     --show_timesteps stops here.
- 2. _build_dataset: latents whose `_te` file exists, times num_repeats, in buckets; none -> ValueError.
+ 2. _init_session + _build_dataset: accelerate's set_seed(--seed, else a random one); latents whose `_te` file
+    exists, times num_repeats, in buckets; none -> ValueError.
  3. prepare_accelerator (a real accelerate.Accelerator, so `accelerate launch` settings apply): TensorBoard run
-    folder `{logging_dir}/{log_prefix}{YYYYmmddHHMMSS}/{log_tracker_name|network_train}/`.
- 4. sampling (--sample_prompts): the VAE/text encoder/byT5 (and for i2v SigLIP) files must exist; no samples are
-    made.
+    folder `{logging_dir}/{log_prefix}{YYYYmmddHHMMSS}/{log_tracker_name|network_train}/` (a fresh one per run).
+ 4. _prepare_sampling (--sample_prompts, see _sampling.py): prompt file, Qwen2.5-VL, byT5, for i2v SigLIP and
+    every prompt's `--i` image, then the VAE file.
  5. _load_dit_and_swap: exactly one attention mode (else ValueError); block swap: --block_swap_h2d_only needs
-    --gradient_checkpointing, --block_swap_ring_size >= 1, blocks_to_swap < 52 (AssertionError).
+    --gradient_checkpointing, --block_swap_ring_size >= 1, blocks_to_swap < 52 (AssertionError). The "DiT" is a
+    frozen one-parameter module.
  6. _build_network: `--network_module` is imported (networks.lora_hv_1_5 is the stand-in's; a missing module raises
-    ModuleNotFoundError); network_args must be key=value.
- 7. optimizer: as get_optimizer resolves --optimizer_type (AdamW, AdamW8bit, Adafactor case-insensitive, else an
-    attribute of torch.optim or a dotted path: an empty or unknown name raises AttributeError/ImportError);
-    optimizer_args key=value with Python literals. (bitsandbytes is not required for AdamW8bit here.)
- 8. steps: --max_train_epochs E -> E * ceil(batches / processes / grad_accum); else --max_train_steps;
-    epochs = ceil(steps / ceil(batches / grad_accum)); lr scheduler name and warmup checks.
- 9. the loop prints musubi's lines (stdout) and a tqdm "steps" bar with avr_loss (stderr); with --task i2v a batch
-    whose latent file lacks `latents_image_*` raises musubi's AssertionError at its step.
-10. saving: `{name}-{epoch:06d}.safetensors` when epoch % save_every_n_epochs == 0 and not the last epoch, pruned by
-    --save_last_n_epochs; state dirs `{name}-{epoch:06d}-state` alongside (pruned by --save_last_n_epochs_state,
-    else --save_last_n_epochs); at the end `{name}-state` (--save_state/--save_state_on_train_end) and
-    `{name}.safetensors`. LoRA keys/shapes as networks.lora_hv_1_5, in --save_precision (default fp32).
+    ModuleNotFoundError); network_args must be key=value; the network is networks.lora_hv_1_5.LoRANetwork (tiny
+    real parameters, real LoRA file layout).
+ 7. _build_optimizer_and_dataloader (_optim.py): a real torch optimizer as get_optimizer resolves --optimizer_type
+    and a real LR scheduler as get_lr_scheduler builds it (--lr_scheduler_type wins; num_training_steps =
+    max_train_steps x num_processes); a torch DataLoader (batch_size=1, shuffle=True) over the bucket batches
+    (per-epoch bucket shuffle with the dataset seed + epoch, as BucketBatchManager; data is loaded in the main
+    process, whatever --max_data_loader_n_workers says); --max_train_epochs E -> E * ceil(batches / processes /
+    grad_accum) steps; epochs = ceil(steps / ceil(batches / grad_accum)).
+ 8. _prepare_with_accelerator + _register_hooks_and_resume: accelerator.prepare(DiT), then prepare(network,
+    optimizer, dataloader, scheduler) (AcceleratedScheduler: num_processes scheduler steps per optimizer step);
+    musubi's save/load pre-hooks keep only the network, so a state folder holds accelerate's own files
+    (model.safetensors with the network's tensors, optimizer.bin, scheduler.bin, random_states_0.pkl with
+    accelerate's per-epoch micro-batch `step`); `--resume DIR` is accelerator.load_state(DIR) (a missing folder or
+    missing/truncated file fails exactly as there), and then the run starts at epoch 0, step 0 anyway, for the
+    full --max_train_steps/--max_train_epochs, names its files with these local counters (overwriting same-named
+    files of earlier runs) and samples again with --sample_at_first.
+ 9. _run_training_loop: musubi's header lines (stdout), a tqdm "steps" bar with avr_loss (stderr); per micro-batch
+    the batch's latent and text-encoder caches are loaded (safetensors load_file: a truncated cache fails here)
+    and with --task i2v a batch without `latents_image_*` raises musubi's AssertionError; a loss with real
+    gradients (deterministic fake value, torch-RNG noise as gradients), accelerator.backward, clip_grad_norm_
+    (--max_grad_norm), optimizer/scheduler steps; TensorBoard `loss/current`, `loss/average` and `lr/unet`
+    (the scheduler's get_last_lr; `lr/unet plus` with loraplus_lr_ratio) per micro-batch at the global step,
+    `loss/epoch` per epoch at epoch + 1.
+10. order per optimizer step: sample (--sample_every_n_steps), then --save_every_n_steps: `{name}-step{N:08d}
+    .safetensors` (ss_epoch = the 0-based epoch index, as musubi passes it), with --save_state
+    `{name}-step{N:08d}-state` pruned by --save_last_n_steps_state (else --save_last_n_steps), then the step LoRA
+    pruned by --save_last_n_steps (musubi's formulas); then the loss/log. Per epoch end: `loss/epoch`, the epoch
+    LoRA `{name}-{epoch:06d}.safetensors` when epoch % save_every_n_epochs == 0 and not the last epoch (pruned by
+    --save_last_n_epochs), its state `{name}-{epoch:06d}-state` (pruned by --save_last_n_epochs_state, else
+    --save_last_n_epochs), then sampling (by epochs, or by steps again: the triggers are ORed). At the end
+    `{name}-state` (--save_state/--save_state_on_train_end) and `{name}.safetensors`. LoRA keys/shapes as
+    networks.lora_hv_1_5, in --save_precision (default fp32); ss_steps/ss_epoch are the run's local counters.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import json
 import logging
@@ -46,11 +68,11 @@ from pathlib import Path
 
 import tomllib
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from accelerate import DistributedType
+from safetensors.torch import load_file
 from tqdm import tqdm
 
-from . import _common, _dataset, _flags, _hooks, _tfevents
+from . import _common, _dataset, _flags, _hooks, _optim, _sampling, _tfevents
 
 MODULE = "musubi_tuner.hv_1_5_train_network"
 logger = logging.getLogger(__name__)
@@ -58,19 +80,6 @@ base_logger = logging.getLogger("musubi_tuner.training.trainer_base")
 utils_logger = logging.getLogger("musubi_tuner.utils.train_utils")
 
 NUM_DOUBLE_BLOCKS = 54
-SCHEDULERS = (
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-    "constant",
-    "constant_with_warmup",
-    "inverse_sqrt",
-    "reduce_lr_on_plateau",
-    "cosine_with_min_lr",
-    "cosine_warmup_with_min_lr",
-    "warmup_stable_decay",
-)  # transformers' SchedulerType values (musubi also has rex, piecewise_constant)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,15 +169,6 @@ def prepare_accelerator(args):
     return accelerator, run_dir if log_with in ("tensorboard", "all") else None
 
 
-def check_sampling(args) -> None:
-    """_prepare_sampling / process_sample_prompts load the models for sample generation."""
-    if args.sample_prompts is None:
-        return
-    for path in (args.vae, args.text_encoder, args.byt5) + ((args.image_encoder,) if args.task == "i2v" else ()):
-        _common.require_weight_file(path)
-    logger.info("standin: sample generation is not simulated")
-
-
 def check_attention_and_swap(args) -> None:
     """_load_dit_and_swap: an attention mode, then the block swap config and the HV1.5 swap limit."""
     if not (args.sdpa or args.flash_attn or args.sage_attn or args.xformers or args.flash3):
@@ -188,9 +188,22 @@ def check_attention_and_swap(args) -> None:
         )
 
 
-def build_network(args, accelerator) -> tuple[int, float, dict]:
+# ---------------------------------------------------------------------------------------------------------------
+# models, network, data (trainer_base._load_dit_and_swap, _build_network, _build_optimizer_and_dataloader)
+
+
+class FrozenDiT(torch.nn.Module):
+    """The DiT as far as accelerate sees it: a module without trainable parameters (not DDP-wrapped, dropped from
+    saved states by musubi's hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+
+def build_network(args, accelerator):
     """_build_network: import --network_module the way musubi does (the package folder is on sys.path, so
-    `networks.lora_hv_1_5` resolves), parse network_args; returns (dim, alpha, network kwargs)."""
+    `networks.lora_hv_1_5` resolves), parse network_args, create the network; returns (network, net_kwargs)."""
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
     accelerator.print("import network module:", args.network_module)
     network_module = importlib.import_module(args.network_module)
@@ -200,75 +213,87 @@ def build_network(args, accelerator) -> tuple[int, float, dict]:
         net_kwargs[key] = value
     if not hasattr(network_module, "create_arch_network"):
         raise NotImplementedError(f"standin: {args.network_module} is not simulated (use networks.lora_hv_1_5)")
-    dim, alpha = network_module.create_arch_network(1.0, args.network_dim, args.network_alpha)
-    lora_logger = logging.getLogger("musubi_tuner.networks.lora")
-    lora_logger.info(f"create LoRA network. base dim (rank): {dim}, alpha: {alpha}")
-    n = sum(1 for name, _, _ in network_module.modules() if not _hooks.dropped(name))
-    lora_logger.info(f"create LoRA for U-Net/DiT: {n} modules.")
-    return dim, alpha, net_kwargs
+    network = network_module.create_arch_network(
+        1.0, args.network_dim, args.network_alpha, None, None, None, neuron_dropout=args.network_dropout, **net_kwargs
+    )
+    return network, net_kwargs
 
 
-def resolve_optimizer(args) -> str:
-    """get_optimizer's name resolution; returns musubi's ss_optimizer text."""
-    kwargs = {}
-    for arg in args.optimizer_args or []:
-        key, value = arg.split("=")
-        kwargs[key] = ast.literal_eval(value)
-    kind = args.optimizer_type.lower()
-    if kind == "adamw8bit":
-        name = "bitsandbytes.optim.adamw.AdamW8bit"
-    elif kind == "adafactor":
-        kwargs.setdefault("relative_step", True)
-        if kwargs["relative_step"]:  # musubi then drives the lr with adafactor's own schedule
-            args.lr_scheduler = f"adafactor:{args.learning_rate}"
-        name = "transformers.optimization.Adafactor"
-    elif kind == "adamw":
-        name = "torch.optim.adamw.AdamW"
-    else:
-        type_name = args.optimizer_type
-        if "." not in type_name:
-            module = torch.optim
-        else:
-            parts = type_name.split(".")
-            module, type_name = importlib.import_module(".".join(parts[:-1])), parts[-1]
-        cls = getattr(module, type_name)
-        name = f"{cls.__module__}.{cls.__name__}"
-    opt_args = ",".join(f"{k}={v}" for k, v in kwargs.items())
-    base_logger.info(f"use {args.optimizer_type} optimizer | {kwargs}")
-    return name + (f"({opt_args})" if opt_args else "")
+class BatchDataset(torch.utils.data.Dataset):
+    """DatasetGroup (a ConcatDataset of the datasets' BucketBatchManagers): item i is one bucket batch. When the
+    shared epoch moves on, each dataset shuffles its buckets and batch order with random.seed(seed + epoch), as
+    BaseDataset.__getitem__ / shuffle_buckets do. An item is the loaded caches of the batch's items."""
+
+    def __init__(self, datasets, seed: int):
+        self.seed, self.current_epoch, self.shared_epoch = seed, 0, 0
+        self.managers = []
+        for d in datasets:
+            buckets = {reso: list(items) for reso, items in sorted(d.buckets.items())}
+            indices = [
+                (reso, i) for reso, items in buckets.items() for i in range(math.ceil(len(items) / d.batch_size))
+            ]
+            self.managers.append((buckets, indices, d.batch_size))
+
+    def __len__(self) -> int:
+        return sum(len(indices) for _, indices, _ in self.managers)
+
+    def _shuffle(self) -> None:
+        for buckets, indices, _ in self.managers:
+            rng = random.Random(self.seed + self.current_epoch)  # each dataset reseeds (random.seed in musubi)
+            for items in buckets.values():
+                rng.shuffle(items)
+            rng.shuffle(indices)
+
+    def __getitem__(self, idx: int) -> dict:
+        while self.shared_epoch > self.current_epoch:
+            logging.getLogger("musubi_tuner.dataset.image_video_dataset").info(
+                f"epoch is incremented. current_epoch: {self.current_epoch}, epoch: {self.shared_epoch}"
+            )
+            self.current_epoch += 1
+            self._shuffle()
+        for buckets, indices, batch_size in self.managers:
+            if idx < len(indices):
+                reso, i = indices[idx]
+                items = buckets[reso][i * batch_size : (i + 1) * batch_size]
+                loaded = [
+                    {**load_file(it.latent_cache_path), **load_file(it.text_encoder_output_cache_path)} for it in items
+                ]
+                return {
+                    "items": items,
+                    "has_latents_image": any(k.startswith("latents_image_") for sd in loaded for k in sd),
+                }
+            idx -= len(indices)
+        raise IndexError(idx)
 
 
-def check_lr_scheduler(args, steps: int) -> None:
-    """get_lr_scheduler's checks that need no optimizer object."""
-    for arg in args.lr_scheduler_args or []:
-        key, value = arg.split("=")
-        ast.literal_eval(value)
-    if args.lr_scheduler_type:
-        return
-    name = args.lr_scheduler
-    warmup = int(args.lr_warmup_steps * steps) if isinstance(args.lr_warmup_steps, float) else args.lr_warmup_steps
-    if name.startswith("adafactor") or name == "constant":
-        if warmup:
-            raise ValueError(f"{name} does not require `num_warmup_steps`. Set None or 0.")
-        return
-    if name.lower() in ("rex", "piecewise_constant"):
-        return
-    if name not in SCHEDULERS:
-        raise ValueError(f"'{name}' is not a valid SchedulerType, please select one of {list(SCHEDULERS)}")
+def collate(examples: list[dict]) -> dict:
+    """collator_class: batch size is always 1, so the single item is the batch."""
+    return examples[0]
 
 
-def compute_steps(args, num_batches: int, num_processes: int) -> tuple[int, int]:
-    """(max_train_steps, num_train_epochs) as _build_optimizer_and_dataloader and _run_training_loop compute them."""
+def build_dataloader(args, dataset: BatchDataset) -> torch.utils.data.DataLoader:
+    n_workers = min(args.max_data_loader_n_workers, os.cpu_count())
+    if args.persistent_data_loader_workers and n_workers == 0:
+        raise ValueError("persistent_workers option needs num_workers > 0")  # torch's DataLoader check
+    return torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=True, collate_fn=collate, num_workers=0)
+
+
+def compute_steps(args, accelerator, num_batches: int) -> None:
+    """--max_train_epochs overrides --max_train_steps (_build_optimizer_and_dataloader, before prepare: all
+    batches)."""
     if args.max_train_epochs is not None:
         args.max_train_steps = args.max_train_epochs * math.ceil(
-            num_batches / num_processes / args.gradient_accumulation_steps
+            num_batches / accelerator.num_processes / args.gradient_accumulation_steps
         )
-        print(
+        accelerator.print(
             f"override steps. steps for {args.max_train_epochs} epochs is / 指定エポックまでのステップ数: "
             f"{args.max_train_steps}"
         )
-    per_epoch = math.ceil(num_batches / args.gradient_accumulation_steps)
-    return args.max_train_steps, math.ceil(args.max_train_steps / per_epoch)
+
+
+def compute_epochs(args, num_batches: int) -> int:
+    """_run_training_loop's epoch count, from the prepared (per-process) data loader's length."""
+    return math.ceil(args.max_train_steps / math.ceil(num_batches / args.gradient_accumulation_steps))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -284,22 +309,6 @@ def save_dtype(args) -> torch.dtype:
     if getattr(args, "full_bf16", False):
         return torch.bfloat16
     return torch.float32
-
-
-def lora_state_dict(dim: int, alpha: float, dtype: torch.dtype, seed: int, step: int) -> dict[str, torch.Tensor]:
-    """The LoRA tensors musubi saves: lora_down [dim, in], lora_up [out, dim], alpha (0-dim), all in `dtype`.
-    Values are deterministic per (seed, step) so checkpoints of one run differ and runs repeat bit for bit."""
-    from .networks import lora_hv_1_5
-
-    sd = {}
-    for name, fin, fout in lora_hv_1_5.modules():
-        if _hooks.dropped(name):
-            continue
-        sd[f"{name}.lora_down.weight"] = (_common.noise((dim, fin), torch.float32, seed, name, "down") * 0.01).to(dtype)
-        up = _common.noise((fout, dim), torch.float32, seed, name, "up", step) * (1e-4 * step)
-        sd[f"{name}.lora_up.weight"] = up.to(dtype)
-        sd[f"{name}.alpha"] = torch.tensor(float(alpha)).to(dtype)
-    return sd
 
 
 def sai_metadata(args, title: str | None) -> dict[str, str]:
@@ -337,9 +346,9 @@ class Saver:
         "ss_network_args",
     )
 
-    def __init__(self, args, accelerator, metadata: dict[str, str], dim: int, alpha: float):
-        self.args, self.accelerator, self.metadata = args, accelerator, metadata
-        self.dim, self.alpha, self.dtype = dim, alpha, save_dtype(args)
+    def __init__(self, args, accelerator, metadata: dict[str, str], network):
+        self.args, self.accelerator, self.metadata, self.network = args, accelerator, metadata, network
+        self.dtype = save_dtype(args)
         base_logger.info(
             f"network weights will be saved as {self.dtype}"
             + (f" (--save_precision {args.save_precision})" if args.save_precision is not None else " (default)")
@@ -357,9 +366,7 @@ class Saver:
             else {k: v for k, v in self.metadata.items() if k in self.MINIMUM_KEYS}
         )
         md.update(sai_metadata(args, args.metadata_title if args.metadata_title is not None else args.output_name))
-        sd = lora_state_dict(self.dim, self.alpha, self.dtype, args.seed, steps)
-        md["sshs_model_hash"], md["sshs_legacy_hash"] = _common.model_hashes(sd, md)
-        save_file(sd, ckpt_file, md)
+        self.accelerator.unwrap_model(self.network).save_weights(ckpt_file, self.dtype, md)
 
     def remove_model(self, ckpt_name: str) -> None:
         old = os.path.join(self.args.output_dir, ckpt_name)
@@ -367,28 +374,40 @@ class Saver:
             self.accelerator.print(f"removing old checkpoint: {old}")
             os.remove(old)
 
-    def save_state(self, state_dir: str, steps: int) -> None:
-        """accelerator.save_state with musubi's hook (only the network's weights): small files with accelerate's
-        names."""
-        os.makedirs(state_dir, exist_ok=True)
-        sd = {
-            k: v
-            for k, v in lora_state_dict(min(self.dim, 2), self.alpha, torch.float32, self.args.seed, steps).items()
-            if ".double_blocks_0_" in k
-        }
-        save_file(sd, os.path.join(state_dir, "model.safetensors"))
-        torch.save(
-            {"state": {}, "param_groups": [{"lr": self.args.learning_rate, "step": steps}]},
-            os.path.join(state_dir, "optimizer.bin"),
-        )
-        torch.save({"last_epoch": steps}, os.path.join(state_dir, "scheduler.bin"))
-        torch.save({"epoch": 0, "iteration": 0}, os.path.join(state_dir, "sampler.bin"))
-        torch.save({"step": steps, "seed": self.args.seed}, os.path.join(state_dir, "random_states_0.pkl"))
+    def save_state(self, state_dir: str, global_step: int) -> None:
+        """accelerator.save_state (musubi's pre-hook leaves only the network's weights in)."""
+        with _hooks.kill_in_state_save(global_step):
+            self.accelerator.save_state(state_dir)
 
-    def epoch_end(self, epoch_no: int, steps: int) -> None:
+    def step_end(self, global_step: int, epoch: int) -> None:
+        """The --save_every_n_steps save at a step multiple (main process): LoRA, state (pruned), LoRA pruning."""
+        args = self.args
+        self.save_model(f"{args.output_name}-step{global_step:08d}.safetensors", global_step, epoch)
+        if args.save_state:
+            utils_logger.info("")
+            utils_logger.info(f"saving state at step {global_step}")
+            os.makedirs(args.output_dir, exist_ok=True)
+            self.save_state(
+                os.path.join(args.output_dir, f"{args.output_name}-step{global_step:08d}-state"), global_step
+            )
+            last_n = args.save_last_n_steps_state if args.save_last_n_steps_state else args.save_last_n_steps
+            if last_n is not None:
+                remove_no = global_step - last_n - 1
+                remove_no -= remove_no % args.save_every_n_steps
+                old = os.path.join(args.output_dir, f"{args.output_name}-step{remove_no:08d}-state")
+                if remove_no > 0 and os.path.exists(old):
+                    utils_logger.info(f"removing old state: {old}")
+                    shutil.rmtree(old)
+        if args.save_last_n_steps is not None:
+            remove_no = global_step - args.save_last_n_steps - 1
+            remove_no -= remove_no % args.save_every_n_steps
+            if remove_no >= 0:
+                self.remove_model(f"{args.output_name}-step{remove_no:08d}.safetensors")
+
+    def epoch_end(self, epoch_no: int, global_step: int) -> None:
         """The end-of-epoch save and pruning (only when save_every_n_epochs divides it and it is not the last)."""
         args = self.args
-        self.save_model(f"{args.output_name}-{epoch_no:06d}.safetensors", steps, epoch_no)
+        self.save_model(f"{args.output_name}-{epoch_no:06d}.safetensors", global_step, epoch_no)
         if args.save_last_n_epochs is not None:
             remove_no = epoch_no - args.save_every_n_epochs * args.save_last_n_epochs
             if remove_no >= 0:
@@ -396,7 +415,8 @@ class Saver:
         if args.save_state:
             utils_logger.info("")
             utils_logger.info(f"saving state at epoch {epoch_no}")
-            self.save_state(os.path.join(args.output_dir, f"{args.output_name}-{epoch_no:06d}-state"), steps)
+            os.makedirs(args.output_dir, exist_ok=True)
+            self.save_state(os.path.join(args.output_dir, f"{args.output_name}-{epoch_no:06d}-state"), global_step)
             last_n = args.save_last_n_epochs_state if args.save_last_n_epochs_state else args.save_last_n_epochs
             if last_n is not None:
                 old = os.path.join(
@@ -406,15 +426,15 @@ class Saver:
                     utils_logger.info(f"removing old state: {old}")
                     shutil.rmtree(old)
 
-    def train_end(self, steps: int, num_epochs: int) -> None:
+    def train_end(self, global_step: int, num_epochs: int) -> None:
         args = self.args
         if args.save_state or args.save_state_on_train_end:
             utils_logger.info("")
             utils_logger.info("saving last state.")
             os.makedirs(args.output_dir, exist_ok=True)
-            self.save_state(os.path.join(args.output_dir, f"{args.output_name}-state"), steps)
+            self.save_state(os.path.join(args.output_dir, f"{args.output_name}-state"), global_step)
         # musubi builds the name as output_name + ".safetensors" (a TypeError when --output_name is missing)
-        self.save_model(args.output_name + ".safetensors", steps, num_epochs)
+        self.save_model(args.output_name + ".safetensors", global_step, num_epochs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -488,29 +508,6 @@ def print_header(accelerator, args, datasets, num_items: int, num_batches: int, 
     accelerator.print(f"  total optimization steps / 学習ステップ数: {args.max_train_steps}")
 
 
-def epoch_batches(datasets, seed: int, epoch: int) -> list[list[_dataset.Item]]:
-    """All batches of all datasets, shuffled per epoch (the DataLoader shuffles the concatenated datasets)."""
-    batches = [b for d in datasets for b in d.batches()]
-    random.Random(seed + epoch).shuffle(batches)
-    return batches
-
-
-def check_batch(args, batch: list[_dataset.Item]) -> None:
-    """What the first forward of a batch would reject: i2v without image latents (call_dit), flash3 (attention)."""
-    if args.flash3:
-        raise ValueError("Unsupported attention mode: flash3")
-    if args.task != "i2v":
-        return
-    for item in batch:
-        with safe_open(item.latent_cache_path, framework="pt") as f:
-            has_image = any(k.startswith("latents_image_") for k in f.keys())
-        assert has_image, (
-            "Expected latents_image for I2V training. Add `--i2v` and `--image_encoder` arguments for "
-            "`hv_1_5_cache_latents` script. / I2V学習ではlatents_imageが必要です。`hv_1_5_cache_latents`スクリプトに"
-            "`--i2v`と`--image_encoder`引数を追加してください。"
-        )
-
-
 class LossRecorder:
     """train_utils.LossRecorder: the moving average over the last epoch's steps (the bar's avr_loss)."""
 
@@ -533,48 +530,129 @@ class LossRecorder:
         return self.total / len(self.losses)
 
 
+def check_batch(args, batch: dict) -> None:
+    """What the first forward of a batch would reject: i2v without image latents (call_dit), flash3 (attention)."""
+    if args.flash3:
+        raise ValueError("Unsupported attention mode: flash3")
+    assert args.task != "i2v" or batch["has_latents_image"], (
+        "Expected latents_image for I2V training. Add `--i2v` and `--image_encoder` arguments for "
+        "`hv_1_5_cache_latents` script. / I2V学習ではlatents_imageが必要です。`hv_1_5_cache_latents`スクリプトに"
+        "`--i2v`と`--image_encoder`引数を追加してください。"
+    )
+
+
 def fake_loss(seed: int, step: int) -> float:
     """A plausible, slowly falling loss: deterministic for (seed, step)."""
     return 0.12 / (1.0 + 0.05 * step) + 0.01 * random.Random(seed * 100003 + step).random()
 
 
-def train_loop(args, accelerator, datasets, num_epochs: int, saver: Saver, events) -> int:
-    """Epochs of batches; returns the global step count. Saves as _run_training_loop does."""
+def compute_loss(network, args, global_step: int) -> torch.Tensor:
+    """A loss whose value is fake_loss (NaN from STANDIN_NAN_FROM_STEP on) and whose gradient w.r.t. each network
+    parameter is fresh torch-RNG noise (as musubi draws its noise), NaN when the loss is."""
+    nan = _hooks.nan_loss(global_step + 1)
+    surrogate = sum((p * torch.randn_like(p)).sum() for p in network.parameters())
+    if nan:
+        surrogate = surrogate * float("nan")
+    return surrogate - surrogate.detach() + (float("nan") if nan else fake_loss(args.seed, global_step))
+
+
+class Run:
+    """What the loop works with (musubi passes these as arguments)."""
+
+    def __init__(self, args, accelerator, network, optimizer, lr_scheduler, lr_descriptions, dataloader, dataset):
+        self.args, self.accelerator, self.network = args, accelerator, network
+        self.optimizer, self.lr_scheduler, self.lr_descriptions = optimizer, lr_scheduler, lr_descriptions
+        self.dataloader, self.dataset = dataloader, dataset
+        self.events = None
+        self.sample_parameters = None
+        self.saver_metadata: dict[str, str] = {}
+        self.saver: Saver | None = None
+        self.kill_pending = False
+
+    def log(self, values: dict, step: int) -> None:
+        if self.events is not None:
+            self.events.scalars(step, values)
+
+    def step_logs(self, current_loss: float, avr_loss: float) -> dict:
+        """generate_step_logs: the losses and one lr/<description> per param group."""
+        logs = {"loss/current": current_loss, "loss/average": avr_loss}
+        lrs = self.lr_scheduler.get_last_lr()
+        for i, lr in enumerate(lrs):
+            if self.lr_descriptions is not None:
+                desc = self.lr_descriptions[i]
+            else:
+                desc = f"group{i}" if len(lrs) > 2 else "unet"
+            logs[f"lr/{desc}"] = lr
+        return logs
+
+    def sample(self, epoch, steps: int) -> None:
+        network = self.accelerator.unwrap_model(self.network)
+        _sampling.sample_images(self.accelerator, self.args, epoch, steps, network, self.sample_parameters)
+
+    def check_kill(self) -> None:
+        """STANDIN_KILL_AT_STEP: die before anything after the step's own work (and its epoch end) happens."""
+        if self.kill_pending:
+            _hooks.kill_group(f"STANDIN_KILL_AT_STEP={os.environ['STANDIN_KILL_AT_STEP']}")
+
+
+def train_loop(run: Run, num_epochs: int) -> int:
+    """Epochs of batches; returns the (local) global step count. Samples and saves as _run_training_loop does."""
+    args, accelerator, network = run.args, run.accelerator, run.network
     progress = tqdm(
         range(args.max_train_steps), smoothing=0, disable=not accelerator.is_local_main_process, desc="steps"
     )
-    recorder, global_step = LossRecorder(), 0
+    global_step = 0  # epoch_to_start = 0 as well: a resumed run starts over
+    recorder = LossRecorder()
+    run.saver = saver = Saver(args, accelerator, run.saver_metadata, network)
+    if _sampling.should_sample_images(args, global_step, epoch=0):  # --sample_at_first
+        run.sample(0, global_step)
     _hooks.work_starts(MODULE, logger)
     for epoch in range(num_epochs):
+        run.check_kill()
         accelerator.print(f"\nepoch {epoch + 1}/{num_epochs}")
-        batches = epoch_batches(datasets, args.seed, epoch)
-        for step, batch in enumerate(batches):
-            check_batch(args, batch)
-            sync = (step + 1) % args.gradient_accumulation_steps == 0 or step + 1 == len(batches)
-            loss = fake_loss(args.seed, global_step)
-            if sync:
+        run.dataset.shared_epoch = epoch + 1
+        run.saver_metadata["ss_epoch"] = str(epoch + 1)
+        for step, batch in enumerate(run.dataloader):
+            run.check_kill()
+            with accelerator.accumulate(network):
+                check_batch(args, batch)
+                loss = compute_loss(network, args, global_step)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    if accelerator.distributed_type != DistributedType.NO:  # musubi all-reduces LoRA grads itself
+                        for param in network.parameters():
+                            if param.grad is not None:
+                                param.grad = accelerator.reduce(param.grad, reduction="mean")
+                    if args.max_grad_norm != 0.0:
+                        accelerator.clip_grad_norm_(network.parameters(), args.max_grad_norm)
+                run.optimizer.step()
+                run.lr_scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+            if accelerator.sync_gradients:
                 if global_step == 0:
                     progress.reset()  # musubi excludes the first (slow) step from the bar's timing
                 progress.update(1)
                 global_step += 1
-            recorder.add(epoch, step, loss)
+                if _sampling.should_sample_images(args, global_step, epoch=None):
+                    run.sample(None, global_step)
+                if args.save_every_n_steps is not None and global_step % args.save_every_n_steps == 0:
+                    accelerator.wait_for_everyone()
+                    if accelerator.is_main_process:
+                        saver.step_end(global_step, epoch)
+                run.kill_pending = _hooks.kill_after_step_due(global_step)
+            current_loss = loss.detach().item()
+            recorder.add(epoch, step, current_loss)
             progress.set_postfix(avr_loss=recorder.moving_average)
-            if events is not None:
-                events.scalars(
-                    global_step,
-                    {
-                        "loss/current": loss,
-                        "loss/average": recorder.moving_average,
-                        "lr/unet": float(args.learning_rate or 0.0),
-                    },
-                )
+            run.log(run.step_logs(current_loss, recorder.moving_average), global_step)
             if global_step >= args.max_train_steps:
                 break
-        if events is not None:
-            events.scalars(epoch + 1, {"loss/epoch": recorder.moving_average})
+        run.log({"loss/epoch": recorder.moving_average}, epoch + 1)
+        accelerator.wait_for_everyone()
         if args.save_every_n_epochs is not None:
-            if (epoch + 1) % args.save_every_n_epochs == 0 and (epoch + 1) < num_epochs:
+            if (epoch + 1) % args.save_every_n_epochs == 0 and (epoch + 1) < num_epochs and accelerator.is_main_process:
                 saver.epoch_end(epoch + 1, global_step)
+        run.sample(epoch + 1, global_step)
+    run.check_kill()
     progress.close()
     return global_step
 
@@ -584,35 +662,76 @@ def train(args) -> None:
     if args.show_timesteps:
         logger.info("standin: --show_timesteps is not simulated")
         return
+    from accelerate.utils import set_seed
+
     session_id, started_at = random.randint(0, 2**32), time.time()
     if args.seed is None:
         args.seed = random.randint(0, 2**32)
+    set_seed(args.seed)
     datasets = build_datasets(args)
+    dataset = BatchDataset(datasets, random.randint(0, 2**31))  # the datasets' seed, drawn after set_seed
     accelerator, run_dir = prepare_accelerator(args)
-    check_sampling(args)
+    sample_parameters = _sampling.prepare_sampling(args)
     check_attention_and_swap(args)
-    dim, alpha, net_kwargs = build_network(args, accelerator)
+    transformer = FrozenDiT()
+    network, net_kwargs = build_network(args, accelerator)
+
     accelerator.print("prepare optimizer, data loader etc.")
-    optimizer = resolve_optimizer(args)
-    num_batches = sum(d.num_batches() for d in datasets)
+    trainable_params, lr_descriptions = network.prepare_optimizer_params(unet_lr=args.learning_rate)
+    optimizer_name, optimizer_args, optimizer = _optim.get_optimizer(args, trainable_params)
+    dataloader = build_dataloader(args, dataset)
+    compute_steps(args, accelerator, len(dataloader))
+    lr_scheduler = _optim.get_lr_scheduler(args, optimizer, accelerator.num_processes)
+
     args.full_fp16 = args.full_bf16 = False  # _prepare_with_accelerator: "temporary disabled" in v0.3.4
-    _, num_epochs = compute_steps(args, num_batches, accelerator.num_processes)
-    check_lr_scheduler(args, args.max_train_steps * accelerator.num_processes)
+    swap = (args.blocks_to_swap or 0) > 0
+    transformer = accelerator.prepare(transformer, device_placement=[not swap])
+    network, optimizer, dataloader, lr_scheduler = accelerator.prepare(network, optimizer, dataloader, lr_scheduler)
+    register_hooks(accelerator, network)
+    if args.resume:
+        if args.resume_from_huggingface:
+            raise NotImplementedError("standin: --resume_from_huggingface is not simulated")
+        base_logger.info(f"resume training from local state: {args.resume}")
+        accelerator.load_state(args.resume)
+
+    num_epochs = compute_epochs(args, len(dataloader))
     num_items = sum(d.num_train_items for d in datasets)
-    print_header(accelerator, args, datasets, num_items, num_batches, num_epochs)
-    metadata = base_metadata(
-        args, datasets, num_items, num_batches, num_epochs, optimizer, net_kwargs, session_id, started_at
+    print_header(accelerator, args, datasets, num_items, len(dataloader), num_epochs)
+    optimizer_text = optimizer_name + (f"({optimizer_args})" if optimizer_args else "")
+    run = Run(args, accelerator, network, optimizer, lr_scheduler, lr_descriptions, dataloader, dataset)
+    run.saver_metadata = base_metadata(
+        args, datasets, num_items, len(dataloader), num_epochs, optimizer_text, net_kwargs, session_id, started_at
     )
-    events = None
+    run.sample_parameters = sample_parameters
     if run_dir is not None and accelerator.is_main_process:
-        events = _tfevents.EventWriter(Path(run_dir) / (args.log_tracker_name or "network_train"))
-    saver = Saver(args, accelerator, metadata, dim, alpha)
-    global_step = train_loop(args, accelerator, datasets, num_epochs, saver, events)
-    if events is not None:
-        events.close()
+        run.events = _tfevents.EventWriter(Path(run_dir) / (args.log_tracker_name or "network_train"))
+    global_step = train_loop(run, num_epochs)
+    run.saver_metadata["ss_training_finished_at"] = str(time.time())
+    accelerator.end_training()
+    if run.events is not None:
+        run.events.close()
     if accelerator.is_main_process:
-        saver.train_end(global_step, num_epochs)
+        run.saver.train_end(global_step, num_epochs)
         base_logger.info("model saved.")
+
+
+def register_hooks(accelerator, network) -> None:
+    """_register_hooks_and_resume: states hold only the network (the DiT's weights are dropped on save, and the DiT
+    is not loaded on resume)."""
+    network_type = type(accelerator.unwrap_model(network))
+
+    def save_model_hook(models, weights, output_dir):
+        if accelerator.is_main_process:
+            for i in reversed([i for i, m in enumerate(models) if not isinstance(m, network_type)]):
+                if len(weights) > i:
+                    weights.pop(i)
+
+    def load_model_hook(models, input_dir):
+        for i in reversed([i for i, m in enumerate(models) if not isinstance(m, network_type)]):
+            models.pop(i)
+
+    accelerator.register_save_state_pre_hook(save_model_hook)
+    accelerator.register_load_state_pre_hook(load_model_hook)
 
 
 def main() -> None:
