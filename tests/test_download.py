@@ -1032,5 +1032,6 @@ def test_skip_cache_without_a_cache_is_refused_before_any_download(tmp_path, hub
     argv += ["--data_dir", str(tmp_path / "data"), "--skip_cache", "--device", "cpu", "--resolution", "64x64"]
     env = cli_env(tmp_path, hub.url, PYTHONPATH=str(PROJECT / "tests" / "standin"))
     r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "--skip_cache: no complete cache" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 2 and "--skip_cache: 2 cache file(s) are missing" in r.stderr, r.stdout + r.stderr
+    assert "images/a_0080x0048_hv15.safetensors" in r.stderr  # the missing items are named
     assert hub.requests == [] and not (tmp_path / "models").exists()
