@@ -53,9 +53,13 @@ def encode(
         log(f"removed a damaged cache file: {problem}")
     total = len({e.store_name for e in entries})
     log(f"{len(todo)} of {total} items to encode ({total - len(todo)} cached already in {store.root})")
+    salvaged = 0
     if todo:
         for name in store.prepare_staging(todo, s.recache):
             log(f"removed a half-written file of an interrupted run: {name}")
+        salvaged = sum(1 for e in todo if store.staged_path(e).is_file())
+        if salvaged:
+            log(f"{salvaged} of them were finished by an interrupted run and are kept (musubi skips them)")
         config = _staging_config(ctx, stage, store, todo, staged)
         cmd = command(config)
         counter = _CacheCounter(store, todo, stage)
@@ -74,7 +78,12 @@ def encode(
                 ctx.paths.log(stage),
             )
     store.link_view(entries, ctx.paths.cache_view)
-    info = {"encoded": len(todo), "reused": total - len(todo), "damaged_removed": len(damaged)}
+    info = {
+        "encoded": len(todo) - salvaged,
+        "reused": total - len(todo),
+        "salvaged": salvaged,
+        "damaged_removed": len(damaged),
+    }
     if todo:
         info["command"] = cmd.executable()
     info["cache_bytes"] = store.size_bytes(entries)

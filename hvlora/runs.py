@@ -28,7 +28,7 @@ TRAINING_KEYS = (
     "task",
     "dit_variant",
     "rank",
-    "alpha",
+    "network_alpha",
     "optimizer",
     "learning_rate",
     "lr_scheduler",

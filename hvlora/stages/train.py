@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import gpu, lorainfo, musubi, resume, sampling, watch
+from .. import gpu, lorainfo, musubi, progress, resume, sampling, watch
 from ..context import RunContext
 from ..errors import Interrupted, StageFailed
 from ..runner import run_logged
@@ -130,10 +130,31 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
 def _adopt_leftovers(ctx: RunContext, seglog: resume.SegmentLog) -> None:
     """A segment whose process (and ours) was killed left its files in its folder: adopt them first."""
     for seg in seglog.all():
+        if seg.status is None:  # killed with us: its last scalars never reached metrics.jsonl
+            _import_scalars(ctx, seg)
         if Path(seg.dir).is_dir() and any(Path(seg.dir).iterdir()):
             _adopt(ctx, seg)
-            if seg.status is None:
-                seglog.end(seg.index, "killed")
+        if seg.status is None:
+            seglog.end(seg.index, "killed")
+
+
+def _import_scalars(ctx: RunContext, seg: resume.Segment) -> None:
+    """A killed segment's TensorBoard values (loss, LR per step) into metrics.jsonl under true steps."""
+    try:
+        rows, state = progress.read_tb_scalars(ctx.paths.tensorboard / f"segment-{seg.index:02d}")
+    except ImportError:
+        return
+    state.close()
+    metrics = progress.MetricsLog(ctx.paths.metrics)
+    for row in sorted(rows, key=lambda r: r["step"]):
+        metrics.log(
+            seg.from_step + row["step"],
+            loss=row.get("loss/current"),
+            avg_loss=row.get("loss/average"),
+            lr=row.get("lr/unet"),
+            segment=seg.index,
+            wall_time=row.get("wall_time"),
+        )
 
 
 def _adopt(ctx: RunContext, seg: resume.Segment) -> None:
