@@ -368,7 +368,8 @@ def _print_nodes(ctx: RunContext) -> None:
 
 def _report_success(ctx: RunContext) -> None:
     outs = ctx.summary.data["outputs"]
-    total = sum(st["wall_s"] for st in ctx.summary.data["stages"])
+    attempts = ctx.summary.data.get("attempts") or [{"first_stage": 0}]
+    total = sum(st["wall_s"] for st in ctx.summary.data["stages"][attempts[-1]["first_stage"] :])  # this command
     print(f"\nDone in {format_seconds(total)}.", flush=True)
     for name, rec in outs.items():
         kind = "ComfyUI format" if name.endswith("_comfyui.safetensors") else "musubi format"

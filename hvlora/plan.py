@@ -119,7 +119,7 @@ def _launch(s: Settings, gpus: list[gpu.GpuInfo], notes: list[str]) -> Launch:
 
 
 def _with_estimate(s: Settings, plan: Plan) -> Plan:
-    if plan.largest_bucket is None:
+    if plan.largest_bucket is None or s.device == "cpu":  # a CPU smoke run has no VRAM to plan
         return plan
     est = presets.estimate(
         plan.memory, plan.largest_bucket, s.rank, s.optimizer, plan.launch.gpus_here, sampling=False, task=s.task
