@@ -195,11 +195,31 @@ def _cuda_oom(lines: list[str], ctx: HintContext) -> Advice:
         todo += _cache_latents_oom(ctx)
     elif ctx.stage == "cache_text_encoder_outputs":
         todo += _text_encoder_oom(ctx)
+    elif ctx.stage == "train" and _while_sampling(lines):
+        what += " while making samples (musubi stops the training there; the states saved so far are kept)"
+        todo.append(
+            "run the same command again without the --sample_* flags (it continues from the newest state), or make "
+            "smaller samples: lower --w/--h/--f in the --sample_prompts file"
+        )
+        todo += _train_oom(ctx, total)
     elif ctx.stage == "train":
         todo += _train_oom(ctx, total)
     elif not todo:
         todo.append("close other programs that use the GPU (`nvidia-smi` lists them) and run again")
     return what, tuple(todo)
+
+
+SAMPLING_LINE = "generating sample images at step"  # musubi trainer_base.sample_images logs it before sampling
+
+
+def _while_sampling(lines: list[str]) -> bool:
+    """True when musubi's last activity before the error was sample generation (not a training step)."""
+    for line in reversed(lines):
+        if SAMPLING_LINE in line:
+            return True
+        if line.lstrip().startswith("steps:"):
+            return False
+    return False
 
 
 def _others_on_gpu(sizes: re.Match | None, total: float | None) -> float | None:

@@ -193,12 +193,14 @@ def sample_step(filename: str, output_name: str) -> tuple[int, int] | None:
 
 def true_sample_step(filename: str, output_name: str, seg: resume.Segment) -> tuple[int, int] | None:
     """(true step, prompt index) of a sample musubi wrote in a segment (its numbers are the segment's own: an
-    epoch-triggered `e000002` ends local epoch 2, a step-triggered `000100` local step 100)."""
+    epoch-triggered `e000002` ends local epoch 2, a step-triggered `000100` local step 100). musubi samples twice
+    when an epoch ends on a step multiple (once per trigger): both map to the same true step."""
     parsed = plots.parse_sample_name(filename, output_name)
     if parsed is None:
         return None
     kind, number, prompt = parsed
-    local = number * seg.steps_per_epoch if kind == "epoch" else number
+    # the segment's last epoch ends where its loop stops (max_train_steps), possibly before a whole epoch
+    local = min(number * seg.steps_per_epoch, seg.max_train_steps) if kind == "epoch" else number
     return seg.from_step + local, prompt
 
 

@@ -320,3 +320,18 @@ def test_format_hint():
         "  2. `--max_data_loader_n_workers 1`"
     )
     assert format_hint(Hint("nccl", "x", ())) == "what happened: x"
+
+
+def test_an_oom_while_sampling_says_so_and_how_to_continue():
+    """musubi logs "generating sample images at step" before a sample; an OOM after it (no training step between)
+    is a sampling OOM: the advice is to continue without samples or with smaller ones."""
+    lines = load("cuda_oom.log")
+    first_error = next(i for i, ln in enumerate(lines) if ln.startswith("Traceback"))
+    sampling = (
+        "INFO:musubi_tuner.training.trainer_base:generating sample images at step / サンプル画像生成 ステップ: 200"
+    )
+    h = classify([*lines[:first_error], sampling, *lines[first_error:]], 1, HintContext(stage="train"))
+    assert h.kind == "cuda_oom" and "while making samples" in h.what
+    assert "without the --sample_* flags" in h.todo[0]
+    plain = classify(lines, 1, HintContext(stage="train"))
+    assert "samples" not in plain.what

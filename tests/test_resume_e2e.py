@@ -225,3 +225,43 @@ def test_a_nan_loss_stops_the_run_at_once_and_says_what_to_do(ws):
     failure = ws.summary()["failure"]
     assert failure["kind"] == "loss_nan" and failure["stage"] == "train"
     assert not zipfile.is_zipfile(ws.output / "nan.safetensors") and not (ws.output / "nan.safetensors").exists()
+
+
+def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_path):
+    from PIL import Image
+
+    from hvlora import plots
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# tiny\nohwx, a test card --w 64 --h 64 --f 1 --s 2 --d 7\n")
+    flags = [
+        *RUN,
+        "--max_train_steps",
+        "4",
+        "--skip_download",
+        "--output_name",
+        "samp",
+        "--sample_prompts",
+        str(prompts),
+        "--sample_every_n_steps",
+        "2",
+        "--sample_at_first",
+    ]
+    run = killed_at(ws, "STANDIN_KILL_AT_STEP=2", *flags, env={"STANDIN_KILL_AT_STEP": "2"})
+    r = ws.train(*flags)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    names = sorted(p.name for p in (run / "samples").glob("*.png"))
+    # the baseline before training, step 2 of the killed segment, step 4 (the resumed segment's local step 2, and
+    # again as the end of its last, shortened epoch: musubi samples once per trigger; nothing is overwritten)
+    assert names == [
+        "samp_step00000000_00.png",
+        "samp_step00000002_00.png",
+        "samp_step00000004_00.png",
+        "samp_step00000004_00~2.png",
+    ], names
+    with Image.open(run / "samples.png") as sheet:
+        assert sheet.size == plots.sheet_size(3, 1, 256)
+        assert len(set(sheet.convert("RGB").getdata())) > 10  # not blank
+    with Image.open(run / "loss.png") as plot:
+        assert plot.size[0] > 400 and len(set(plot.convert("RGB").getdata())) > 10
+    assert "samples: every 2 steps, before training, prompts from" in r.stdout
