@@ -1,0 +1,59 @@
+"""benchmarks/gpu_presets.py, the parts that need no GPU: its synthetic caches are what musubi's dataset code (the
+stand-in's mirror of it) trains on, and its commands are our train stage's, accepted by musubi's parsers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hvlora import presets
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = ROOT / "tests" / "standin"
+sys.path.insert(0, str(STANDIN))
+from musubi_tuner import _flags  # noqa: E402
+
+
+def test_dry_run_builds_caches_and_commands_musubi_accepts(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_presets.py"),
+            "--workdir",
+            str(tmp_path),
+            "--dry",
+            "--presets",
+            "none,16,24",
+            "--buckets",
+            "64x64x1,64x48x5",
+            "--steps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    plans = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(p["preset"], tuple(p["bucket"])) for p in plans] == [
+        (None, (64, 64, 1)), (16, (64, 64, 1)), (24, (64, 64, 1)), (None, (64, 48, 5)), (16, (64, 48, 5)),
+        (24, (64, 48, 5))]  # fmt: skip
+    for p in plans:
+        argv = p["argv"]
+        module = argv[argv.index("-m", 3) + 1]
+        args = _flags.build_parser(module).parse_args(argv[argv.index("-m", 3) + 2 :])
+        assert (
+            args.max_train_steps == 2 and (args.blocks_to_swap or 0) == presets.resolve(p["preset"], {}).blocks_to_swap
+        )
+    # one of them, trained for real by the stand-in trainer on the synthetic caches (a dummy DiT file)
+    (tmp_path / "dit.safetensors").write_bytes(b"x")
+    argv = plans[4]["argv"]
+    launcher_end = argv.index("-m", 3)
+    cpu = [*argv[:launcher_end], "--cpu", *argv[launcher_end:]]
+    env = dict(os.environ, PYTHONPATH=str(STANDIN))
+    t = subprocess.run(cpu, capture_output=True, text=True, env=env, timeout=300)
+    assert t.returncode == 0, t.stdout[-2000:] + t.stderr[-3000:]
+    assert "num train items / 学習画像、動画数: 2" in t.stdout and "steps: 100%" in t.stderr
