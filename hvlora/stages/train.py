@@ -14,9 +14,10 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import gpu, lorainfo, musubi, progress, resume, sampling, watch
+from .. import gpu, lorainfo, lorameta, musubi, progress, resume, sampling, watch
 from ..context import RunContext
-from ..errors import Interrupted, StageFailed
+from ..errors import Interrupted, StageFailed, UserError
+from ..fsutil import atomic_copy
 from ..runner import run_logged
 
 NAME = "train"
@@ -79,7 +80,7 @@ def run(ctx: RunContext) -> dict:
         info = _train_segment(ctx, seglog, state, done)
     else:
         log(f"the state of step {done} already holds all {plan.total_steps} steps: nothing to train")
-    lora = _final_lora(ctx)
+    lora = _final_lora(ctx, max(done, plan.total_steps) if info else done)
     ctx.lora = lora
     ctx.summary.put("segments", [_segment_json(g) for g in seglog.all()])
     return {"lora": str(lora), "true_steps": plan.total_steps, **info}
@@ -116,15 +117,25 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
         status = "interrupted"
         raise
     finally:
-        snapshot = watcher.finish()
+        # whatever happened, the segment is recorded and its files adopted; a failure in this bookkeeping is logged
+        # and must not hide how training itself ended
+        snapshot = _safely(log, "finish the progress record", watcher.finish) or {}
         peaks = dict(sampler.peak_bytes) if sampler else {}
         seglog.end(seg.index, status)
-        _adopt(ctx, seg)
-        watcher.draw_loss()
-        watcher.draw_samples()
+        _safely(log, "adopt the segment's files", _adopt, ctx, seg)
+        _safely(log, "draw loss.png", watcher.draw_loss)
+        _safely(log, "draw samples.png", watcher.draw_samples)
         ctx.summary.update("vram", {"peak_bytes_per_gpu": peaks, "measured_with": "NVML (all processes on the GPU)"})
         ctx.summary.put("progress", snapshot)
     return {"segment": seg.index, "from_step": done, "command": cmd.executable(), "vram_peak_bytes": peaks}
+
+
+def _safely(log, what: str, fn, *args):
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - reported, the run's own outcome decides
+        log(f"warning: could not {what}: {type(e).__name__}: {e}")
+        return None
 
 
 def _adopt_leftovers(ctx: RunContext, seglog: resume.SegmentLog) -> None:
@@ -194,11 +205,25 @@ def _base_metadata(ctx: RunContext) -> dict[str, str]:
     )
 
 
-def _final_lora(ctx: RunContext) -> Path:
-    lora = musubi.trained_lora(ctx.paths.checkpoints, ctx.settings.output_name)
-    if not lora.is_file():
-        raise StageFailed(NAME, f"training ended without writing {lora}", None, ctx.paths.log(NAME))
-    return lora
+def _final_lora(ctx: RunContext, done: int) -> Path:
+    """RUN/checkpoints/NAME.safetensors. A run killed between its last state and its final file has a checkpoint of
+    the same step (with a step save on it): that becomes the final file."""
+    s, plan = ctx.settings, ctx.plan
+    lora = musubi.trained_lora(ctx.paths.checkpoints, s.output_name)
+    if lora.is_file() and lorameta.read_metadata(lora).get("ss_steps") == str(plan.total_steps):
+        return lora
+    same_step = ctx.paths.checkpoints / resume.lora_name(s.output_name, "step", plan.total_steps)
+    if done == plan.total_steps and same_step.is_file():
+        atomic_copy(same_step, lora)
+        lorainfo.stamp(lora, _base_metadata(ctx), plan.total_steps, plan.steps_per_epoch, plan.total_steps)
+        return lora
+    if done > plan.total_steps:
+        raise UserError(
+            f"this run's newest state is at step {done}, past the {plan.total_steps} steps asked for: pass "
+            f"--max_train_steps {done} or more to finish it, --new_run to train afresh, or use a checkpoint from "
+            f"{ctx.paths.checkpoints}"
+        )
+    raise StageFailed(NAME, f"training ended without writing {lora}", None, ctx.paths.log(NAME))
 
 
 def _sampler(plan) -> gpu.PeakSampler | None:
