@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -48,27 +49,53 @@ def parse_bucket(text: str) -> tuple[int, int, int]:
 
 
 def build_dit(path: Path, device: str = "cuda") -> Path:
-    """A random-weight DiT with the tensors musubi's loader expects (its model class's state dict), bf16."""
-    import torch
+    """A random-weight DiT with the tensors musubi's loader expects (its model class's state dict), bf16: biases 0,
+    1-D weights (norm scales) 1, the rest N(0, 0.02). Written one tensor at a time (the file is 16.6 GB; holding it
+    all, plus the copy safetensors.save_file makes, would need twice that in RAM)."""
     from musubi_tuner.hunyuan_video_1_5.hunyuan_video_1_5_models import create_model
-    from safetensors.torch import save_file
 
     if path.is_file():
         return path
-    model = create_model("t2v", "torch", False, None)
-    tensors = {}
-    for name, meta in model.state_dict().items():
-        t = torch.empty(meta.shape, dtype=torch.bfloat16, device=device)
-        if name.endswith("bias"):
-            t.zero_()
-        elif meta.dim() == 1:
-            t.fill_(1.0)
-        else:
-            t.normal_(0.0, 0.02)
-        tensors[name] = t.cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    shapes = {name: tuple(t.shape) for name, t in create_model("t2v", "torch", False, None).state_dict().items()}
+    write_streaming(path, shapes, lambda name, shape: _random(name, shape, device))
     return path
+
+
+def _random(name: str, shape: tuple[int, ...], device: str):
+    import torch
+
+    t = torch.empty(shape, dtype=torch.bfloat16, device=device)
+    if name.endswith("bias"):
+        return t.zero_()
+    if len(shape) == 1:
+        return t.fill_(1.0)
+    return t.normal_(0.0, 0.02)
+
+
+def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], make) -> None:
+    """A bf16 safetensors file (header: names, shapes, offsets; then the data in header order) written tensor by
+    tensor: `make(name, shape)` returns each tensor when its turn comes. The format: huggingface/safetensors'
+    spec (8-byte little-endian header size, JSON header, aligned data)."""
+    names = sorted(shapes)
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name in names:
+        n = 2 * math.prod(shapes[name])
+        header[name] = {"dtype": "BF16", "shape": list(shapes[name]), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        for name in names:
+            f.write(make(name, shapes[name]).contiguous().cpu().view(torch_uint8()).numpy().tobytes())
+    os.replace(tmp, path)
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8
 
 
 def write_caches(folder: Path, bucket: tuple[int, int, int], items: int = 2) -> Path:

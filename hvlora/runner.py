@@ -119,7 +119,8 @@ def run_logged(
     console = console if console is not None else sys.stdout.buffer
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        logf = open(log_path, "ab")  # noqa: SIM115 - closed below, after the pump has drained
+        # unbuffered: a write that fails (disk full) fails once, in the pump, not again when the file is closed
+        logf = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed below, after the pump has drained
         logf.write(f"$ {shlex.join(argv)}\n".encode())
         logf.flush()
     except OSError as e:
@@ -146,6 +147,7 @@ def run_logged(
             # Leftover grandchildren (dataloader workers) may hold the pipe open: end them, then drain.
             thread.join(timeout=5)
             kill_group(proc, signal.SIGKILL)
+            _wait_group_gone(proc.pid)
             thread.join(timeout=5)
         if pump.log_error is None:
             try:
@@ -162,6 +164,17 @@ def run_logged(
         raise StageFailed(stage, pump.aborted, argv, log_path, returncode=rc)
     if rc != 0:
         raise StageFailed(stage, _describe_exit(rc), argv, log_path, returncode=rc)
+
+
+def _wait_group_gone(pgid: int, timeout: float = 3.0) -> None:
+    """After SIGKILL, wait (briefly) until no process of the group is left: nothing the stage started outlives it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
 
 
 def _wait(proc: subprocess.Popen) -> int:
