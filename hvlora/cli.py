@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code  # pipeline already printed the stage, command and log tail
     except Interrupted as e:
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C between stages (planning, choosing the run): nothing was running
+        print("\nStopped (SIGINT) before any stage started; run the same command again.", file=sys.stderr, flush=True)
+        return 130
     except InternalError as e:
         _print_internal(e)
         return e.exit_code
