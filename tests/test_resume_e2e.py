@@ -261,7 +261,7 @@ def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_
     ], names
     with Image.open(run / "samples.png") as sheet:
         assert sheet.size == plots.sheet_size(3, 1, 256)
-        assert len(set(sheet.convert("RGB").getdata())) > 10  # not blank
+        assert len(sheet.convert("RGB").getcolors(1 << 20) or []) > 10  # not blank
     with Image.open(run / "loss.png") as plot:
-        assert plot.size[0] > 400 and len(set(plot.convert("RGB").getdata())) > 10
+        assert plot.size[0] > 400 and len(plot.convert("RGB").getcolors(1 << 20) or []) > 10
     assert "samples: every 2 steps, before training, prompts from" in r.stdout
