@@ -84,18 +84,14 @@ def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], make) -> Non
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
+    import torch
+
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         f.write(len(raw).to_bytes(8, "little") + raw)
         for name in names:
-            f.write(make(name, shapes[name]).contiguous().cpu().view(torch_uint8()).numpy().tobytes())
+            f.write(make(name, shapes[name]).contiguous().cpu().view(torch.uint8).numpy().tobytes())
     os.replace(tmp, path)
-
-
-def torch_uint8():
-    import torch
-
-    return torch.uint8
 
 
 def write_caches(folder: Path, bucket: tuple[int, int, int], items: int = 2) -> Path:

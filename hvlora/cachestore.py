@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import lorameta
+from .frames import LATENT_SUFFIX, TE_SUFFIX, text_cache_name
 from .fsutil import atomic_write_json
 
 FORMAT = 3  # bump when the layout or what the keys cover changes
-LATENT_SUFFIX = "_hv15.safetensors"
-TE_SUFFIX = "_hv15_te.safetensors"
 
 
 def settings_key(relevant: dict) -> str:
@@ -67,7 +66,7 @@ def latent_entries(block: str, item_key: str, stem: str, cache_names: Iterable[s
 
 def te_entry(block: str, stem: str, caption: str) -> Entry:
     key = caption_key(caption)
-    return Entry(block, key, key + TE_SUFFIX, stem + TE_SUFFIX, key + TE_SUFFIX, caption)
+    return Entry(block, key, key + TE_SUFFIX, text_cache_name(stem), key + TE_SUFFIX, caption)
 
 
 class Store:
@@ -188,11 +187,6 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:  # another file system (a bind mount): a copy costs disk but works
         shutil.copy2(src, dst)
-
-
-def write_manifest(store: Store, info: dict) -> None:
-    """What the store's key covers, for a person looking at OUTPUT_DIR/cache/."""
-    atomic_write_json(store.root / "key.json", info)
 
 
 class DigestIndex:

@@ -149,11 +149,10 @@ class Summary:
         self.data.setdefault(section, {}).update(values)
         self.write()
 
-    def put(self, key: str, value: Any, write: bool = True) -> None:
-        """Set a top-level value (e.g. 'progress', 'segments'); `write=False` leaves the file for the next write."""
+    def put(self, key: str, value: Any) -> None:
+        """Set a top-level value (e.g. 'progress', 'segments')."""
         self.data[key] = value
-        if write:
-            self.write()
+        self.write()
 
     def finish(self, status: str) -> None:
         self.data["status"] = status

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+LATENT_SUFFIX = "_hv15.safetensors"  # musubi's cache file names for architecture hv15 (contract §4)
+TE_SUFFIX = "_hv15_te.safetensors"
 TARGET_FPS = 24.0  # VideoDataset.TARGET_FPS_HUNYUAN_VIDEO_1_5
 RESO_STEP = 16  # BucketSelector.RESOLUTION_STEPS_HUNYUAN_VIDEO_1_5
 VAE_FRAME_STRIDE = 4  # frames are 4n+1
@@ -155,14 +157,14 @@ def _floor_to(num: int, divisor: int) -> int:
 
 def image_cache_name(stem: str, size: tuple[int, int]) -> str:
     """Latent cache file of an image: named after its original size (BaseDataset.get_latent_cache_path)."""
-    return f"{stem}_{size[0]:04d}x{size[1]:04d}_hv15.safetensors"
+    return f"{stem}_{size[0]:04d}x{size[1]:04d}{LATENT_SUFFIX}"
 
 
 def video_cache_name(stem: str, clip: Clip, bucket: tuple[int, int]) -> str:
     """Latent cache file of a video clip: start, length and the bucket size its frames were resized to."""
-    return f"{stem}_{clip.start:05d}-{clip.frames:03d}_{bucket[0]:04d}x{bucket[1]:04d}_hv15.safetensors"
+    return f"{stem}_{clip.start:05d}-{clip.frames:03d}_{bucket[0]:04d}x{bucket[1]:04d}{LATENT_SUFFIX}"
 
 
 def text_cache_name(stem: str) -> str:
     """Text-encoder cache file: one per media file, shared by all clips of a video."""
-    return f"{stem}_hv15_te.safetensors"
+    return stem + TE_SUFFIX

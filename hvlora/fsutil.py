@@ -66,6 +66,14 @@ def _unlink_quietly(p: str) -> None:
         pass
 
 
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding `path`, or its nearest existing parent (a folder not yet created)."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return shutil.disk_usage(p).free
+    return shutil.disk_usage(Path.cwd()).free
+
+
 def human_bytes(n: float) -> str:
     """1234 -> '1.2 kB', 5e9 -> '5.0 GB' (powers of 1000, as disks are sold)."""
     for unit in ("B", "kB", "MB", "GB"):

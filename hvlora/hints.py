@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import MAX_BLOCKS_TO_SWAP
+from .fsutil import free_bytes as disk_free
 from .presets import PRESETS, preset_for_vram
 from .progress import NAN_STOP_MARK  # the line the NaN guard (watch.py) writes into the log
 
@@ -25,14 +25,6 @@ SWAP_STEPS = (0, 20, 30, 40, MAX_BLOCKS_TO_SWAP)  # --blocks_to_swap ladder: eac
 _LAUNCHER_ERRORS = frozenset({"CalledProcessError", "ChildFailedError"})
 _EXCEPTION_LINE = re.compile(r"^\s*(?:\[rank\d+\]:\s*)?(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*)(?::|$)")
 _EXCEPTION_SUFFIXES = ("Error", "Exception", "Invalid")  # voluptuous (musubi's dataset config) raises ...Invalid
-
-
-def _disk_free(path: Path) -> int:
-    """Free bytes on the file system holding `path`, or its nearest existing parent (a folder not yet created)."""
-    for p in (path, *path.parents):
-        if p.exists():
-            return shutil.disk_usage(p).free
-    return shutil.disk_usage(Path.cwd()).free
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ class HintContext:
     optimizer: str = "adamw8bit"
     max_data_loader_n_workers: int = 2
     folders: dict[str, Path] = field(default_factory=dict)
-    free_bytes: Callable[[Path], int] = _disk_free
+    free_bytes: Callable[[Path], int] = disk_free
     checkpoint_bytes: int | None = None
 
 

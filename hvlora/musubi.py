@@ -25,9 +25,6 @@ ACCELERATE_LAUNCH = "accelerate.commands.launch"  # `accelerate launch` as a mod
 
 # The caption files beside each dataset file (the dataset TOML's caption_extension).
 CAPTION_EXTENSION = ".txt"
-# Cache file names musubi writes into each dataset's cache_directory (architecture short name "hv15").
-LATENT_CACHE_SUFFIX = "_hv15.safetensors"
-TEXT_ENCODER_CACHE_SUFFIX = "_hv15_te.safetensors"
 
 # Our --optimizer choices -> musubi --optimizer_type (trainer_base.get_optimizer, case-insensitive there).
 OPTIMIZER_TYPES = {"adamw8bit": "AdamW8bit", "adamw": "AdamW", "AdaFactor": "Adafactor"}

@@ -9,6 +9,7 @@ rounded up.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -129,7 +130,7 @@ def _with_estimate(s: Settings, plan: Plan) -> Plan:
         warnings = presets.fits(est, min(g.total_gib for g in plan.gpus), plan.host_ram_gib or float("inf"))
     elif plan.memory.preset is not None and plan.host_ram_gib:
         warnings = presets.fits(est, float(plan.memory.preset), plan.host_ram_gib)
-    return Plan(**{**plan.__dict__, "estimate": est, "warnings": warnings})
+    return dataclasses.replace(plan, estimate=est, warnings=warnings)
 
 
 def describe(s: Settings, plan: Plan) -> list[str]:

@@ -124,18 +124,6 @@ class DataReport:
                 counts[(*f.bucket, c.frames)] += 1
         return dict(sorted(counts.items()))
 
-    def cache_files(self, block: str) -> set[str]:
-        """The latent cache file names musubi will write for one block."""
-        return {c for f in self.blocks[block].files for c in f.cache_files}
-
-    def fingerprint(self) -> str:
-        """sha256 over every usable file's identity, block, dataset name and final caption: changes whenever what
-        the caches are made from changes (a different trigger word included)."""
-        h = hashlib.sha256()
-        for f in sorted(self.planned, key=lambda r: r.name):
-            h.update(f"{f.name}\0{f.identity}\0{f.block}\0{f.flat}\0{f.caption}\n".encode())
-        return h.hexdigest()
-
 
 def run(s: Settings, store: Path) -> DataReport:
     """Check the input of `s`; a zip's media are unpacked into `store` (named by content, see

@@ -104,13 +104,12 @@ def run_logged(
     cwd: Path | None = None,
     grace_s: float = GRACE_S,
     console: BinaryIO | None = None,
-    on_output: Callable[[bytes], None] | None = None,
     abort: Callable[[], str | None] | None = None,
 ) -> None:
     """Run `argv` (a list, never a shell string) to completion, streaming its output to the console and `log_path`.
 
-    `on_output` gets every raw chunk of output as it arrives (a progress reader); an exception in it is logged
-    once and never stops the pump. `abort` is asked after each chunk: a reason (e.g. the loss went NaN) stops the
+    `console` gets every raw chunk (a progress display may stand in for the terminal; an exception in it is
+    logged and the raw output shown instead). `abort` is asked after each chunk: a reason (e.g. the loss went NaN) stops the
     child's group and fails the stage with it. Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
     disk: the child is then stopped rather than left blocked on a pipe nobody reads; carries the command and log
     path) or Interrupted (Ctrl-C/SIGTERM, after the child's group has exited). The log is appended to, so one file
@@ -139,7 +138,7 @@ def run_logged(
             )
         except OSError as e:
             raise StageFailed(stage, f"could not start {argv[0]}: {e}", argv, log_path) from None
-        pump = _Pump(proc, console, log, on_output, abort)
+        pump = _Pump(proc, console, log, abort)
         thread = threading.Thread(target=pump.run, daemon=True)
         with _GroupStopper(proc, stage, grace_s) as stopper:
             thread.start()
@@ -205,10 +204,9 @@ class _Pump:
     child blocked on a full pipe would never exit. If the log cannot be written (disk full), it stops logging, ends
     the child's group (a run whose log and checkpoints cannot be written is wasted GPU time) and keeps draining."""
 
-    def __init__(self, proc: subprocess.Popen, console: BinaryIO, log: _LineLog, on_output=None, abort=None):
-        self.proc, self.console, self.log, self.on_output, self.abort = proc, console, log, on_output, abort
+    def __init__(self, proc: subprocess.Popen, console: BinaryIO, log: _LineLog, abort=None):
+        self.proc, self.console, self.log, self.abort = proc, console, log, abort
         self.log_error: OSError | None = None
-        self.hook_error: BaseException | None = None
         self.aborted: str | None = None
 
     def run(self) -> None:
@@ -221,7 +219,6 @@ class _Pump:
             if not chunk:
                 break
             self._log(chunk)
-            self._hook(chunk)
             self._show(chunk)
             self._check_abort()
         self.proc.stdout.close()
@@ -256,15 +253,6 @@ class _Pump:
         except OSError as e:
             self.log_error = e
             kill_group(self.proc, signal.SIGTERM)
-
-    def _hook(self, chunk: bytes) -> None:
-        if self.on_output is None or self.hook_error is not None:
-            return
-        try:
-            self.on_output(chunk)
-        except Exception as e:  # a progress display must never stop a run
-            self.hook_error = e
-            self._log(f"\n[hvlora: progress display stopped: {type(e).__name__}: {e}]\n".encode())
 
 
 def _describe_exit(rc: int) -> str:

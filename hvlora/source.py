@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from . import media
 from .config import Settings
 from .errors import DataError, UserError
-from .fsutil import human_bytes
+from .fsutil import free_bytes, human_bytes
 from .problems import ERROR, WARNING, Problem
 
 CAPTION_EXT = ".txt"
@@ -98,15 +98,8 @@ def list_input(s: Settings, store: Path) -> Listing:
         return _list_folder(root)
     listing = _list_zip(root)
     present = sum(e.size for e in listing.entries if (store / store_name(e)).is_file())
-    _check_sizes(listing, int(s.max_unpacked_gb * GB), _free_bytes(store) + present)
+    _check_sizes(listing, int(s.max_unpacked_gb * GB), free_bytes(store) + present)
     return listing
-
-
-def _free_bytes(path: Path) -> int:
-    p = path
-    while not p.exists():
-        p = p.parent
-    return shutil.disk_usage(p).free
 
 
 def _list_zip(root: Path) -> Listing:
@@ -370,7 +363,7 @@ def _copy_entry(zf: zipfile.ZipFile, entry: Entry, target: Path) -> None:
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             raise UserError(
                 f"the disk is full while unpacking {entry.name} into {target.parent} "
-                f"({human_bytes(_free_bytes(target.parent))} free): free space there, or pass --output_dir on a "
+                f"({human_bytes(free_bytes(target.parent))} free): free space there, or pass --output_dir on a "
                 "larger disk, then run again (what was unpacked is kept)"
             ) from None
         raise DataError(f"{entry.name}: cannot be read from the zip ({e}). Re-create the zip.") from None

@@ -95,19 +95,7 @@ class TrainWatch:
             rows, self.tb_state = progress.read_tb_scalars(self.tb_dir, state=self.tb_state)
         except ImportError:
             return
-        for row in sorted(rows, key=lambda r: r["step"]):
-            true = self.seg.from_step + row["step"]
-            loss, lr = row.get("loss/current"), row.get("lr/unet")
-            self.progress.update_scalars(true, loss=loss, lr=lr, avg_loss=row.get("loss/average"))
-            if loss is not None or lr is not None:
-                self.metrics.log(
-                    true,
-                    loss=loss,
-                    avg_loss=row.get("loss/average"),
-                    lr=lr,
-                    segment=self.seg.index,
-                    wall_time=row.get("wall_time"),
-                )
+        log_scalars(self.metrics, rows, self.seg, self.progress)
 
     def _write_summary(self) -> None:
         snap = self.progress.snapshot()
@@ -162,6 +150,18 @@ class TrainWatch:
             self.tb_state.close()
         self._write_summary()
         return self.progress.snapshot()
+
+
+def log_scalars(metrics: progress.MetricsLog, rows: list[dict], seg: resume.Segment, live=None) -> None:
+    """TensorBoard rows of segment `seg` (its run-local steps) into metrics.jsonl under true steps, and into the
+    live progress when given."""
+    for row in sorted(rows, key=lambda r: r["step"]):
+        true = seg.from_step + row["step"]
+        loss, lr, avg = row.get("loss/current"), row.get("lr/unet"), row.get("loss/average")
+        if live is not None:
+            live.update_scalars(true, loss=loss, lr=lr, avg_loss=avg)
+        if loss is not None or lr is not None:
+            metrics.log(true, loss=loss, avg_loss=avg, lr=lr, segment=seg.index, wall_time=row.get("wall_time"))
 
 
 def checkpoint_steps(ctx: RunContext) -> set[int]:

@@ -10,7 +10,6 @@ import os
 import stat
 import subprocess
 import sys
-import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -448,5 +447,3 @@ def test_fifo_and_special_entries_in_a_zip(proj, tmp_path):
     add_zip_entry(z, "dev.png", b"", mode=stat.S_IFIFO | 0o644)
     r = proj.check()
     assert r.returncode == 2 and "dev.png: is a special file" in r.stderr, r.stderr
-    with zipfile.ZipFile(z) as zf:
-        assert "dev.png" in zf.namelist()  # the input itself is untouched

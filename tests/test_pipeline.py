@@ -16,6 +16,9 @@ from mediafactory import dataset_zip, make_video
 
 from hvlora import comfyui
 
+STAGE_NAMES = ["preflight", "download", "extract", "dataset_toml", "cache_latents", "cache_text_encoder_outputs",
+               "train", "convert"]  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
@@ -61,16 +64,7 @@ def test_full_run_produces_both_loras(ws):
     run = ws.last_run
     summary = ws.summary(run)
     assert summary["status"] == "succeeded"
-    assert [s["name"] for s in summary["stages"]] == [
-        "preflight",
-        "download",
-        "extract",
-        "dataset_toml",
-        "cache_latents",
-        "cache_text_encoder_outputs",
-        "train",
-        "convert",
-    ]
+    assert [s["name"] for s in summary["stages"]] == STAGE_NAMES
     assert all(s["status"] == "ok" and s["wall_s"] >= 0 for s in summary["stages"])
     modules = ["hv_1_5_cache_latents", "hv_1_5_cache_text_encoder_outputs", "hv_1_5_train_network", "convert_"]
     for stage, module in zip(summary["stages"][4:], modules, strict=True):  # each musubi command is recorded
@@ -99,19 +93,7 @@ def test_full_run_produces_both_loras(ws):
         "run.json",
     ):
         assert (run / rel).exists(), rel
-    assert sorted(p.name for p in (run / "logs").glob("*.log")) == sorted(
-        f"{n}.log"
-        for n in (
-            "preflight",
-            "download",
-            "extract",
-            "dataset_toml",
-            "cache_latents",
-            "cache_text_encoder_outputs",
-            "train",
-            "convert",
-        )
-    )
+    assert sorted(p.name for p in (run / "logs").glob("*.log")) == sorted(f"{n}.log" for n in STAGE_NAMES)
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     # the stand-in saw the captions with the trigger word, and musubi's progress reached the train log
     assert "ohwx, a cat" in (run / "dataset" / "images" / "stills__cat.txt").read_text()

@@ -11,7 +11,6 @@ import math
 import os
 import signal
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -224,7 +223,7 @@ def test_a_nan_loss_stops_the_run_at_once_and_says_what_to_do(ws):
     assert "loss is NaN for 3 consecutive steps" in r.stderr and "--learning_rate" in r.stderr
     failure = ws.summary()["failure"]
     assert failure["kind"] == "loss_nan" and failure["stage"] == "train"
-    assert not zipfile.is_zipfile(ws.output / "nan.safetensors") and not (ws.output / "nan.safetensors").exists()
+    assert not (ws.output / "nan.safetensors").exists()  # nothing published from a diverged run
 
 
 def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_path):

@@ -187,21 +187,24 @@ def test_a_full_disk_stops_the_child_instead_of_hanging(tmp_path):
     assert "exit -15" in r.stdout  # the child was stopped (SIGTERM), not left blocked
 
 
-def test_an_output_hook_that_raises_never_stops_the_run(tmp_path):
-    seen = []
+def test_a_progress_display_that_raises_never_stops_the_run(tmp_path, capfd):
+    """A console object (our progress display) with a bug: the run goes on, the log keeps every line, the raw
+    output is shown instead, and the log says the display stopped."""
 
-    def hook(chunk: bytes) -> None:
-        seen.append(chunk)
-        raise ValueError("broken progress parser")
+    class Broken:
+        def write(self, chunk: bytes) -> None:
+            raise RuntimeError("broken progress parser")  # (OSError, ValueError: a closed console)
 
-    console = Console()
+        def flush(self) -> None:
+            pass
+
     run_logged(
-        py("print('a'); print('b')"),
+        py("print('a', flush=True); print('b')"),
         stage="s",
         log_path=tmp_path / "s.log",
         env=dict(os.environ),
-        console=console,
-        on_output=hook,
+        console=Broken(),
     )
-    assert seen and console.data.replace(b"\r", b"") == b"a\nb\n"
-    assert "progress display stopped: ValueError: broken progress parser" in (tmp_path / "s.log").read_text()
+    log = (tmp_path / "s.log").read_text()
+    assert "progress display stopped: RuntimeError: broken progress parser" in log
+    assert "\na\n" in log and "\nb\n" in log and "[exit code 0]" in log

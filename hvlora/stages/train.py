@@ -156,16 +156,7 @@ def _import_scalars(ctx: RunContext, seg: resume.Segment) -> None:
     except ImportError:
         return
     state.close()
-    metrics = progress.MetricsLog(ctx.paths.metrics)
-    for row in sorted(rows, key=lambda r: r["step"]):
-        metrics.log(
-            seg.from_step + row["step"],
-            loss=row.get("loss/current"),
-            avg_loss=row.get("loss/average"),
-            lr=row.get("lr/unet"),
-            segment=seg.index,
-            wall_time=row.get("wall_time"),
-        )
+    watch.log_scalars(progress.MetricsLog(ctx.paths.metrics), rows, seg)
 
 
 def _adopt(ctx: RunContext, seg: resume.Segment) -> None:
