@@ -3,7 +3,7 @@
 
 import sys
 
-from hvlora.cli import main
+from hvlora.core.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

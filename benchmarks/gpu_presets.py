@@ -9,9 +9,9 @@ Needs musubi-tuner v0.3.4 installed (the container has it). Nothing is downloade
    N(0, 0.02), drawn on the GPU), written once to WORKDIR/dit.safetensors (16.6 GB);
 2. synthetic caches per bucket: a latent file and a text-encoder file as musubi's cache scripts name and shape them
    (contract §4), in a dataset block of their own;
-3. per preset and bucket, our train stage's command (hvlora.musubi.train with the preset's memory plan) runs
-   `--steps` steps; s/step is tqdm's rate after `--warmup` steps (hvlora.progress), peak VRAM is NVML's peak of the
-   GPU during the run (hvlora.gpu.PeakSampler; all processes on the GPU, so run it alone).
+3. per preset and bucket, our train stage's command (hvlora.families.hunyuan_video_1_5.musubi.train with the preset's memory plan) runs
+   `--steps` steps; s/step is tqdm's rate after `--warmup` steps (hvlora.training.progress), peak VRAM is NVML's peak of the
+   GPU during the run (hvlora.training.gpu.PeakSampler; all processes on the GPU, so run it alone).
 It prints a Markdown table (and writes it to --out) that README's "Memory" section takes, with the GPU's name.
 `--dry` runs steps 2 and 3 without a GPU and without musubi (tiny caches, commands printed, nothing started): the
 CI checks the script that way.
@@ -33,11 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hvlora import gpu, musubi, presets, progress  # noqa: E402
-from hvlora.cli import load_settings  # noqa: E402
-from hvlora.datasetconfig import write as write_toml  # noqa: E402
-from hvlora.plan import Launch  # noqa: E402
-from hvlora.runner import run_logged  # noqa: E402
+from hvlora.core.cli import load_settings  # noqa: E402
+from hvlora.core.runner import run_logged  # noqa: E402
+from hvlora.data.datasetconfig import write as write_toml  # noqa: E402
+from hvlora.families.hunyuan_video_1_5 import musubi  # noqa: E402
+from hvlora.training import gpu, presets, progress  # noqa: E402
+from hvlora.training.plan import Launch  # noqa: E402
 
 LATENT_CHANNELS, VL_DIM, BYT5_DIM, TEXT_TOKENS = 32, 3584, 1472, 256
 DEFAULT_BUCKETS = "960x544x1,960x544x13,960x544x25,848x480x61"

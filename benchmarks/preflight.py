@@ -2,7 +2,7 @@
 
     python benchmarks/preflight.py [--clips 500] [--images 500] [--frames 33] [--size 320x180] [--workdir DIR]
 
-Prints the wall time and files/s of `hvlora.preflight.run` (listing, unpacking a zip, probing every file, captions,
+Prints the wall time and files/s of `hvlora.data.preflight.run` (listing, unpacking a zip, probing every file, captions,
 clip planning): for a folder, a zip unpacked for the first time, and the same zip again (its media already in the
 store, as on every later run). Goal (issue 3): 1,000 files in under 10 s on a 2-core machine.
 """
@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from mediafactory import make_image, make_video  # noqa: E402
 
-from hvlora import preflight  # noqa: E402
-from hvlora.cli import load_settings  # noqa: E402
+from hvlora.core.cli import load_settings  # noqa: E402
+from hvlora.data import preflight  # noqa: E402
 
 
 def generate(folder: Path, clips: int, images: int, frames: int, size: tuple[int, int]) -> None:

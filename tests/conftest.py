@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hvlora.cli import load_settings
-from hvlora.context import RunContext, Summary, child_env, new_run_paths
+from hvlora.core.cli import load_settings
+from hvlora.core.context import RunContext, Summary, child_env, new_run_paths
 
 
 @pytest.fixture

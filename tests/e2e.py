@@ -12,9 +12,9 @@ from pathlib import Path
 
 from hubserver import FakeHub
 
-from hvlora import catalog
-from hvlora.cli import load_settings
-from hvlora.context import RunContext, Summary, new_run_paths
+from hvlora.core.cli import load_settings
+from hvlora.core.context import RunContext, Summary, new_run_paths
+from hvlora.families.hunyuan_video_1_5 import catalog
 from hvlora.stages import download
 
 ROOT = Path(__file__).resolve().parent.parent

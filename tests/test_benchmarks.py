@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hvlora import presets
+from hvlora.training import presets
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standin"

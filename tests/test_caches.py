@@ -11,7 +11,10 @@ import torch
 from mediafactory import dataset_zip
 from safetensors.torch import save_file
 
-from hvlora import caches, cachestore, pipeline, preflight, presets
+from hvlora.cache import caches, cachestore
+from hvlora.core import pipeline
+from hvlora.data import preflight
+from hvlora.training import presets
 
 
 def report_of(tmp_path, make_settings, flags=(), images=None, videos=None):

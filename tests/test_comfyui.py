@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hvlora import comfyui
+from hvlora.families.hunyuan_video_1_5 import comfyui
 
-# Written out independently of hvlora.comfyui: HV1.5 double block Linear shapes (in, out), contract §5.
+# Written out independently of hvlora.families.hunyuan_video_1_5.comfyui: HV1.5 double block Linear shapes (in, out), contract §5.
 MUSUBI = {
     "attn_q": (2048, 2048),
     "attn_k": (2048, 2048),

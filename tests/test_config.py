@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from hvlora import config
-from hvlora.cli import DEFAULT_CONFIG, build_parser, load_settings
-from hvlora.errors import ConfigError
+from hvlora.core import config
+from hvlora.core.cli import DEFAULT_CONFIG, build_parser, load_settings
+from hvlora.core.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

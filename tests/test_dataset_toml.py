@@ -7,7 +7,7 @@ from pathlib import Path
 import tomllib
 from mediafactory import dataset_zip, make_video
 
-from hvlora import pipeline
+from hvlora.core import pipeline
 from hvlora.stages import dataset_toml, extract
 
 COMMON = {

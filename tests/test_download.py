@@ -3,7 +3,7 @@
 The fake hub (tests/hubserver.py) serves small files at exactly the catalog's repo ids and paths; the stage sees it
 through ctx.env (HF_ENDPOINT, HF_HOME, HF_TOKEN), as in a real run. Tests that need a real process (killed mid-file,
 the --download_only command line) run `train_local.py` as a subprocess against a fake hub served by the test.
-Retries back off by hvlora.hub.BACKOFF_S, set to 0 here (the subprocesses keep the real one; nothing retries there).
+Retries back off by hvlora.weights.hub.BACKOFF_S, set to 0 here (the subprocesses keep the real one; nothing retries there).
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ import requests
 from hubserver import FakeHub
 from huggingface_hub import constants, try_to_load_from_cache
 
-from hvlora import catalog, pipeline
-from hvlora import hub as hvhub
-from hvlora.cli import load_settings
-from hvlora.context import RunContext, Summary, new_run_paths
-from hvlora.errors import ConfigError, StageFailed, UserError
+from hvlora.core import pipeline
+from hvlora.core.cli import load_settings
+from hvlora.core.context import RunContext, Summary, new_run_paths
+from hvlora.core.errors import ConfigError, StageFailed, UserError
+from hvlora.families.hunyuan_video_1_5 import catalog
 from hvlora.stages import download
+from hvlora.weights import hub as hvhub
 
 PROJECT = Path(__file__).resolve().parent.parent
 

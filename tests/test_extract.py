@@ -8,7 +8,7 @@ import os
 from conftest import tree
 from mediafactory import dataset_zip, make_image, make_video
 
-from hvlora import pipeline
+from hvlora.core import pipeline
 from hvlora.stages import extract
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hvlora.frames import (
+from hvlora.data.frames import (
     Clip,
     bucket_for,
     bucket_resolutions,

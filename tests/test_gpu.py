@@ -1,4 +1,4 @@
-"""hvlora.gpu with fake NVML modules (no GPU needed), meminfo/cgroup files in tmp_path, and the PeakSampler."""
+"""hvlora.training.gpu with fake NVML modules (no GPU needed), meminfo/cgroup files in tmp_path, and the PeakSampler."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from hvlora.gpu import GIB, GpuInfo, PeakSampler, detect_gpus, host_available_bytes, host_ram_bytes
-from hvlora.presets import preset_for_vram
+from hvlora.training.gpu import GIB, GpuInfo, PeakSampler, detect_gpus, host_available_bytes, host_ram_bytes
+from hvlora.training.presets import preset_for_vram
 
 
 class FakeNVML:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hvlora.hints import KINDS, NAN_STOP_MARK, Hint, HintContext, classify, format_hint
+from hvlora.training.hints import KINDS, NAN_STOP_MARK, Hint, HintContext, classify, format_hint
 
 LOGS = Path(__file__).parent / "logs"
 

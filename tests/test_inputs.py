@@ -422,7 +422,8 @@ def test_a_runs_config_toml_loads_back(proj, tmp_path):
 
 
 def test_an_internal_error_is_one_line_and_its_traceback_is_kept(proj, tmp_path, monkeypatch, capsys):
-    from hvlora import cli, preflight
+    from hvlora.core import cli
+    from hvlora.data import preflight
 
     make_zip(proj.data / "set.zip", {"a.png": make_image(tmp_path / "a.png"), "a.txt": b"a"})
 

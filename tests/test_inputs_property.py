@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mediafactory import make_image, make_video
 
-from hvlora import cli, media
+from hvlora.core import cli
+from hvlora.data import media
 
 MEDIA_EXT = (".png", ".jpg", ".JPG", ".webp", ".mp4", ".MOV", ".mkv")
 OTHER_EXT = (".txt", ".TXT", ".pdf", ".zip", "")

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from hvlora.errors import UserError
-from hvlora.lock import LockHeld, RunLock, find_live_lock, find_locks
+from hvlora.core.errors import UserError
+from hvlora.core.lock import LockHeld, RunLock, find_live_lock, find_locks
 
 REPO = Path(__file__).resolve().parents[1]
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from hvlora.lock import RunLock
+    from hvlora.core.lock import RunLock
     with RunLock(sys.argv[1], argv=["train_local.py", "--rank", "16"]):
         print("locked", flush=True)
         time.sleep(120)
@@ -31,7 +31,7 @@ HOLDER = textwrap.dedent(
 TRY = textwrap.dedent(
     """
     import sys
-    from hvlora.lock import LockHeld, RunLock
+    from hvlora.core.lock import LockHeld, RunLock
     try:
         with RunLock(sys.argv[1]):
             print("got it")

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save, save_file
 
-from hvlora import lorameta
-from hvlora.lorameta import SafetensorsError, read_metadata, rewrite_metadata, safetensors_problem
+from hvlora.training import lorameta
+from hvlora.training.lorameta import SafetensorsError, read_metadata, rewrite_metadata, safetensors_problem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,7 @@ def test_a_process_killed_mid_rewrite_leaves_the_original(tmp_path):
     data = p.read_bytes()
     code = (
         "import os, sys\n"
-        "from hvlora import lorameta\n"
+        "from hvlora.training import lorameta\n"
         "lorameta.os.replace = lambda a, b: os._exit(9)\n"
         "lorameta.rewrite_metadata(sys.argv[1], {'ss_steps': '1300'})\n"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mediafactory import make_image, make_video
 
-from hvlora import media
+from hvlora.data import media
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv", ".webm", ".avi"])

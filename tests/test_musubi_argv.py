@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hvlora import catalog, musubi, presets
-from hvlora.plan import Launch
+from hvlora.families.hunyuan_video_1_5 import catalog, musubi
+from hvlora.training import presets
+from hvlora.training.plan import Launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
 from musubi_tuner import _flags  # noqa: E402  (the stand-in's parsers are musubi's)

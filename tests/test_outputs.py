@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hvlora.outputs import publish, sha256_file
+from hvlora.training.outputs import publish, sha256_file
 
 
 def write(p, data: bytes):

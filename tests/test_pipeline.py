@@ -14,7 +14,7 @@ from e2e import SMOKE, Workspace, hub_repos, prefetch, run_folder
 from hubserver import FakeHub
 from mediafactory import dataset_zip, make_video
 
-from hvlora import comfyui
+from hvlora.families.hunyuan_video_1_5 import comfyui
 
 STAGE_NAMES = ["preflight", "download", "extract", "dataset_toml", "cache_latents", "cache_text_encoder_outputs",
                "train", "convert"]  # fmt: skip

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mediafactory import dataset_zip
 
-from hvlora import plan, presets
-from hvlora.gpu import GpuInfo
+from hvlora.training import plan, presets
+from hvlora.training.gpu import GpuInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3

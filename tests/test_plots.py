@@ -1,4 +1,4 @@
-"""hvlora.plots: loss.png and samples.png are real files (matplotlib Agg, Pillow, PyAV), opened again with Pillow;
+"""hvlora.training.plots: loss.png and samples.png are real files (matplotlib Agg, Pillow, PyAV), opened again with Pillow;
 sample names are built the way musubi-tuner v0.3.4 builds them (trainer_base.py sample_image_inference)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from hvlora.plots import (
+from hvlora.training.plots import (
     MISSING_GREY,
     PLOT_SIZE_PX,
     contact_sheet,
@@ -25,7 +25,7 @@ from hvlora.plots import (
     parse_sample_name,
     sheet_size,
 )
-from hvlora.progress import MetricsLog
+from hvlora.training.progress import MetricsLog
 
 ORANGE = (255, 127, 14)  # matplotlib tab:orange: the lr line
 GREEN = (44, 160, 44)  # tab:green: checkpoint markers

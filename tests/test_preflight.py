@@ -36,9 +36,9 @@ from mediafactory import (
     truncate,
 )
 
-from hvlora import frames, preflight
-from hvlora import report as reporting
-from hvlora.problems import NOTE, WARNING
+from hvlora.data import frames, preflight
+from hvlora.data import report as reporting
+from hvlora.data.problems import NOTE, WARNING
 
 SMALL = ("--resolution", "64x64")
 

@@ -1,4 +1,4 @@
-"""hvlora.presets: preset choice, plan resolution, musubi flags (checked against musubi's real parsers) and the
+"""hvlora.training.presets: preset choice, plan resolution, musubi flags (checked against musubi's real parsers) and the
 memory estimates' arithmetic and anchors."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hvlora import presets
-from hvlora.presets import (
+from hvlora.training import presets
+from hvlora.training.presets import (
     GIB,
     KNOBS,
     MAX_BLOCKS_TO_SWAP,
@@ -260,7 +260,7 @@ def test_every_flag_a_plan_emits_is_in_musubis_parser_for_that_module(sampling):
 
 
 def test_h2d_only_needs_gradient_checkpointing_which_hvlora_always_passes():
-    train_py = (Path(presets.__file__).parent / "musubi.py").read_text()
+    train_py = (Path(presets.__file__).parents[1] / "families" / "hunyuan_video_1_5" / "musubi.py").read_text()
     assert '"--gradient_checkpointing",' in train_py
 
 
@@ -469,7 +469,7 @@ def test_fits_for_the_cache_stages():
 
 
 def test_swap_limit_agrees_with_the_config():
-    from hvlora import config
+    from hvlora.core import config
 
     assert MAX_BLOCKS_TO_SWAP == config.MAX_BLOCKS_TO_SWAP == 51
     assert set(presets.OPTIMIZERS) == set(config.OPTIMIZERS)

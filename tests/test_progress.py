@@ -1,4 +1,4 @@
-"""hvlora.progress: line splitting, tqdm parsing, training/cache progress, metrics.jsonl, TensorBoard scalars.
+"""hvlora.training.progress: line splitting, tqdm parsing, training/cache progress, metrics.jsonl, TensorBoard scalars.
 
 The raw captures in tests/fixtures/progress/*.raw (each with a *.expect.json) are fed through the whole chain in
 several chunk sizes; bars for the unit tests are drawn by tqdm's own `format_meter` (tqdm 4.67.1, musubi's pin).
@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tqdm import tqdm
 
-from hvlora.progress import (
+from hvlora.training.progress import (
     NAN_STOP_MARK,
     CacheProgress,
     LineSplitter,

@@ -13,8 +13,8 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file, save_file
 
-from hvlora.lorameta import read_metadata
-from hvlora.resume import (
+from hvlora.training.lorameta import read_metadata
+from hvlora.training.resume import (
     Artifact,
     ResumeError,
     SegmentLog,

@@ -18,7 +18,8 @@ from e2e import SMOKE, Workspace, hub_repos, prefetch, run_folder
 from hubserver import FakeHub
 from mediafactory import make_image, make_zip
 
-from hvlora import comfyui, lorameta, progress
+from hvlora.families.hunyuan_video_1_5 import comfyui
+from hvlora.training import lorameta, progress
 
 # 3 images: 3 steps per epoch; 6 steps = 2 epochs; a state every 2 steps; cosine with warm-up (a curve a resume
 # would bend if the schedule were rebuilt from the remaining steps)
@@ -229,7 +230,7 @@ def test_a_nan_loss_stops_the_run_at_once_and_says_what_to_do(ws):
 def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_path):
     from PIL import Image
 
-    from hvlora import plots
+    from hvlora.training import plots
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# tiny\nohwx, a test card --w 64 --h 64 --f 1 --s 2 --d 7\n")

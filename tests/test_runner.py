@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hvlora.errors import Interrupted, StageFailed
-from hvlora.runner import log_tail, run_logged
+from hvlora.core.errors import Interrupted, StageFailed
+from hvlora.core.runner import log_tail, run_logged
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,8 +170,8 @@ def test_a_full_disk_stops_the_child_instead_of_hanging(tmp_path):
     driver = textwrap.dedent(f"""
         import io, os, resource, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from hvlora.errors import StageFailed
-        from hvlora.runner import run_logged
+        from hvlora.core.errors import StageFailed
+        from hvlora.core.runner import run_logged
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that writes past the limit fail instead of killing us
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
         child = [sys.executable, "-c", "import sys\\nwhile True: sys.stdout.write('x' * 1000 + '\\\\n')"]

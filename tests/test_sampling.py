@@ -8,9 +8,10 @@ from pathlib import Path
 
 from mediafactory import dataset_zip
 
-from hvlora import pipeline, plan, sampling
-from hvlora.gpu import GpuInfo
+from hvlora.core import pipeline
 from hvlora.stages import extract
+from hvlora.training import plan, sampling
+from hvlora.training.gpu import GpuInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
 from musubi_tuner import _sampling  # noqa: E402

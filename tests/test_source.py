@@ -26,9 +26,9 @@ from mediafactory import (
     set_zip_flag,
 )
 
-from hvlora import source
-from hvlora.errors import ConfigError, DataError
-from hvlora.problems import ERROR, WARNING
+from hvlora.core.errors import ConfigError, DataError
+from hvlora.data import source
+from hvlora.data.problems import ERROR, WARNING
 
 
 @pytest.fixture(scope="module")

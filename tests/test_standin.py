@@ -1,6 +1,6 @@
 """The musubi-tuner stand-in (tests/standin): its parsers are musubi v0.3.4's, captured in musubi_flags.json.
 
-The argv hvlora.musubi builds must parse with them; flags the real scripts reject (unknown ones, HunyuanVideo-1
+The argv hvlora.families.hunyuan_video_1_5.musubi builds must parse with them; flags the real scripts reject (unknown ones, HunyuanVideo-1
 flags) must fail with argparse's exit 2. One smoke test runs the four stand-in modules as subprocesses on a tiny
 dataset, the way the pipeline does. Comparing musubi_flags.json with a real musubi install is a script, not a
 test (CI has no musubi): `python tests/standin/dump_musubi_flags.py --check` with the rig venv.
@@ -21,8 +21,9 @@ import pytest
 from mediafactory import make_image, make_video
 from safetensors import safe_open
 
-from hvlora import catalog, musubi, presets
-from hvlora.plan import Launch
+from hvlora.families.hunyuan_video_1_5 import catalog, musubi
+from hvlora.training import presets
+from hvlora.training.plan import Launch
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 TOML = Path("/run/dataset.toml")

@@ -7,8 +7,9 @@ item counts the user was shown are the items that train.
 
 from __future__ import annotations
 
-from .. import encoding, musubi
-from ..context import RunContext
+from ..cache import encoding
+from ..core.context import RunContext
+from ..families.hunyuan_video_1_5 import musubi
 
 NAME = "cache_latents"
 TITLE = "cache latents"

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import encoding, musubi
-from ..context import RunContext
+from ..cache import encoding
+from ..core.context import RunContext
+from ..families.hunyuan_video_1_5 import musubi
 
 NAME = "cache_text_encoder_outputs"
 TITLE = "cache text-encoder outputs"

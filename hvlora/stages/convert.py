@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import comfyui, lorainfo, lorameta, musubi, outputs
-from ..context import RunContext
-from ..errors import StageFailed
-from ..runner import run_logged
+from ..core.context import RunContext
+from ..core.errors import StageFailed
+from ..core.runner import run_logged
+from ..families.hunyuan_video_1_5 import comfyui, musubi
+from ..training import lorainfo, lorameta, outputs
 
 NAME = "convert"
 TITLE = "convert to ComfyUI"

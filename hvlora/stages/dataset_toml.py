@@ -6,9 +6,9 @@ shared, item-keyed cache stores (cachestore.py), which the cache stages fill.
 
 from __future__ import annotations
 
-from .. import datasetconfig
-from ..context import RunContext
-from ..errors import StageFailed
+from ..core.context import RunContext
+from ..core.errors import StageFailed
+from ..data import datasetconfig
 
 NAME = "dataset_toml"
 TITLE = "write dataset TOML"

@@ -18,11 +18,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalog, hub
-from ..context import RunContext
-from ..errors import StageFailed, UserError
-from ..fsutil import human_bytes
-from ..manifest import Manifest, hashes, matches_etag, record_for
+from ..core.context import RunContext
+from ..core.errors import StageFailed, UserError
+from ..core.fsutil import human_bytes
+from ..families.hunyuan_video_1_5 import catalog
+from ..weights import hub
+from ..weights.manifest import Manifest, hashes, matches_etag, record_for
 
 NAME = "download"
 TITLE = "download weights"

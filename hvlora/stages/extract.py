@@ -14,10 +14,10 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import musubi
-from ..context import RunContext
-from ..fsutil import link_or_copy
-from ..preflight import DataReport
+from ..core.context import RunContext
+from ..core.fsutil import link_or_copy
+from ..data.preflight import DataReport
+from ..families.hunyuan_video_1_5 import musubi
 
 NAME = "extract"
 TITLE = "extract data"

@@ -14,11 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import gpu, lorainfo, lorameta, musubi, progress, resume, sampling, watch
-from ..context import RunContext
-from ..errors import Interrupted, StageFailed, UserError
-from ..fsutil import atomic_copy
-from ..runner import run_logged
+from ..core.context import RunContext
+from ..core.errors import Interrupted, StageFailed, UserError
+from ..core.fsutil import atomic_copy
+from ..core.runner import run_logged
+from ..families.hunyuan_video_1_5 import musubi
+from ..training import gpu, lorainfo, lorameta, progress, resume, sampling, watch
 
 NAME = "train"
 TITLE = "train LoRA"
@@ -188,7 +189,7 @@ def _adopt(ctx: RunContext, seg: resume.Segment) -> None:
 
 
 def _base_metadata(ctx: RunContext) -> dict[str, str]:
-    from ..report import totals
+    from ..data.report import totals
 
     t = totals(ctx.data)
     return lorainfo.base_metadata(

@@ -15,9 +15,9 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from .config import Settings
-from .context import RunContext
-from .fsutil import atomic_write_text
+from ..core.config import Settings
+from ..core.context import RunContext
+from ..core.fsutil import atomic_write_text
 
 AREA_480P = 848 * 480
 STEPS, FLOW_SHIFT, GUIDANCE = 20, 7.0, 6.0

@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import datasetconfig, musubi, progress
+from ..core.console import ProgressConsole, is_bar
+from ..core.context import RunContext
+from ..core.errors import StageFailed
+from ..core.runner import run_logged
+from ..data import datasetconfig
+from ..data.preflight import FileRecord
+from ..families.hunyuan_video_1_5 import musubi
+from ..training import progress
 from .cachestore import Entry, Store
-from .console import ProgressConsole, is_bar
-from .context import RunContext
-from .errors import StageFailed
-from .preflight import FileRecord
-from .runner import run_logged
 
 
 @dataclass(frozen=True)

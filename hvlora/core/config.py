@@ -19,7 +19,7 @@ from typing import Any
 
 import tomllib
 
-from .catalog import check_variant
+from ..families.hunyuan_video_1_5.catalog import check_variant
 from .errors import ConfigError
 
 TASKS = ("t2v", "i2v")

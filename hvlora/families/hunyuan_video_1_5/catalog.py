@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from ...core.errors import ConfigError
 
 HV15_REPO = "tencent/HunyuanVideo-1.5"
 COMFY_REPO = "Comfy-Org/HunyuanVideo_1.5_repackaged"

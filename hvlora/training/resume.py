@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_json
+from ..core.fsutil import atomic_write_json
 from .lorameta import SafetensorsError, fsync_dir, read_header, read_metadata, safetensors_problem
 
 Log = Callable[[str], None]

@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .caches import Caches
+from ..cache.caches import Caches
+from ..data.preflight import DataReport
+from ..training.plan import Plan
 from .config import Settings
 from .errors import UserError
 from .fsutil import atomic_write_json
-from .plan import Plan
-from .preflight import DataReport
 
 RUN_RECORD = "run.json"
 TRAINING_KEYS = (

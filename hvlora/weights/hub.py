@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import StageFailed
+from ..core.errors import StageFailed
 
 RETRIES = 4
 BACKOFF_S = 1.0  # waits 1, 2, 4 s between tries

@@ -13,9 +13,11 @@ import json
 import math
 from pathlib import Path
 
-from . import __version__, catalog, lorameta
-from .config import Settings
-from .manifest import Manifest
+from .. import __version__
+from ..core.config import Settings
+from ..families.hunyuan_video_1_5 import catalog
+from ..weights.manifest import Manifest
+from . import lorameta
 
 
 def base_metadata(s: Settings, items_per_bucket: dict, data_fingerprint: str, models_dir: Path) -> dict[str, str]:

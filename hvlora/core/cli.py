@@ -12,11 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..training.presets import KNOBS as MEMORY_KNOBS
 from . import config
 from .errors import InternalError, Interrupted, StageFailed, UserError
-from .presets import KNOBS as MEMORY_KNOBS
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_DIR / "train.toml"
 
 DESCRIPTION = """\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fsutil import atomic_write_json, atomic_write_text
+from ..core.fsutil import atomic_write_json, atomic_write_text
 from .preflight import DataReport, FileRecord
 from .problems import NOTE, by_weight, printable
 

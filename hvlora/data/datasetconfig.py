@@ -14,9 +14,9 @@ from pathlib import Path
 import tomli_w
 import tomllib
 
-from . import musubi
-from .config import Settings
-from .fsutil import atomic_write_text
+from ..core.config import Settings
+from ..core.fsutil import atomic_write_text
+from ..families.hunyuan_video_1_5 import musubi
 from .preflight import Block
 
 

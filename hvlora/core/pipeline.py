@@ -23,15 +23,19 @@ from pathlib import Path
 
 import tomli_w
 
-from . import caches, cachestore, hints, musubi, plan, preflight, runs, sampling
-from . import report as data_report
+from ..cache import caches, cachestore
+from ..data import preflight
+from ..data import report as data_report
+from ..families.hunyuan_video_1_5 import musubi
+from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
+from ..training import hints, plan, sampling
+from . import runs
 from .config import Settings
 from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
 from .errors import DataError, InternalError, Interrupted, StageFailed, UserError
 from .fsutil import atomic_write_json, atomic_write_text
 from .lock import LockHeld, RunLock, find_live_lock
 from .runner import log_tail
-from .stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
 
 STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, train, convert)
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
@@ -177,7 +181,7 @@ def internal_error(e: BaseException, log_path: Path) -> InternalError:
 def describe_exception(e: BaseException) -> str:
     """'ValueError: msg (in func, hvlora/x.py:12)': the exception and the innermost frame of our code."""
     frames = traceback.extract_tb(e.__traceback__)
-    ours = [f for f in frames if f"{Path(__file__).parent.name}{os.sep}" in f.filename] or frames
+    ours = [f for f in frames if f"{Path(__file__).parents[1].name}{os.sep}" in f.filename] or frames
     where = f" (in {ours[-1].name}, {Path(ours[-1].filename).name}:{ours[-1].lineno})" if ours else ""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}{': ' + text[:300] if text else ''}{where}"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .progress import LineSplitter, StatusPrinter, parse_tqdm
+from ..training.progress import LineSplitter, StatusPrinter, parse_tqdm
 
 
 class ProgressConsole:

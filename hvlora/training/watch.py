@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..core.console import ProgressConsole
+from ..core.context import RunContext
 from . import plots, progress, resume
-from .console import ProgressConsole
-from .context import RunContext
 
 NAN_LIMIT = 3  # consecutive steps with avr_loss=nan before the run is stopped (musubi's average stays NaN for good)
 POST_TRAIN_S = 15.0  # the conversion and checks after training, for the run's ETA

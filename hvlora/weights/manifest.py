@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_json
+from ..core.fsutil import atomic_write_json
 
 NAME = "manifest.json"
 CHUNK = 16 * 1024 * 1024

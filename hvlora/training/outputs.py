@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .fsutil import atomic_copy
+from ..core.fsutil import atomic_copy
 
 
 def sha256_file(path: Path) -> str:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MAX_BLOCKS_TO_SWAP
-from .fsutil import free_bytes as disk_free
+from ..core.config import MAX_BLOCKS_TO_SWAP
+from ..core.fsutil import free_bytes as disk_free
 from .presets import PRESETS, preset_for_vram
 from .progress import NAN_STOP_MARK  # the line the NaN guard (watch.py) writes into the log
 

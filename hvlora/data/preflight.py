@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..core.config import Settings
+from ..core.errors import DataError
 from . import captions, frames, media, source
-from .config import Settings
-from .errors import DataError
 from .problems import ERROR, NOTE, WARNING, Problem, strict
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow clips these to white in convert("RGB")

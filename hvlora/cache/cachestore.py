@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import lorameta
-from .frames import LATENT_SUFFIX, TE_SUFFIX, text_cache_name
-from .fsutil import atomic_write_json
+from ..core.fsutil import atomic_write_json
+from ..data.frames import LATENT_SUFFIX, TE_SUFFIX, text_cache_name
+from ..training import lorameta
 
 FORMAT = 3  # bump when the layout or what the keys cover changes
 

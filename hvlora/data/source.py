@@ -19,10 +19,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..core.config import Settings
+from ..core.errors import DataError, UserError
+from ..core.fsutil import free_bytes, human_bytes
 from . import media
-from .config import Settings
-from .errors import DataError, UserError
-from .fsutil import free_bytes, human_bytes
 from .problems import ERROR, WARNING, Problem
 
 CAPTION_EXT = ".txt"

@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
-from .plan import Launch
-from .presets import MemoryPlan, musubi_flags
+from ...core.config import Settings
+from ...training.plan import Launch
+from ...training.presets import MemoryPlan, musubi_flags
 
 CACHE_LATENTS = "musubi_tuner.hv_1_5_cache_latents"
 CACHE_TEXT_ENCODER = "musubi_tuner.hv_1_5_cache_text_encoder_outputs"

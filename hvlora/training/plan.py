@@ -13,9 +13,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..core.config import Settings
+from ..core.errors import ConfigError
 from . import gpu, presets
-from .config import Settings
-from .errors import ConfigError
 
 
 @dataclass(frozen=True)

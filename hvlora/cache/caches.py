@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cachestore, catalog
-from .config import Settings
-from .preflight import DataReport
-from .presets import MemoryPlan
+from ..core.config import Settings
+from ..data.preflight import DataReport
+from ..families.hunyuan_video_1_5 import catalog
+from ..training.presets import MemoryPlan
+from . import cachestore
 
 
 @dataclass
