@@ -376,14 +376,20 @@ class _ExplorerName(zipfile.ZipInfo):
             return super()._encodeFilenameFlags()
 
 
+def explorer_zipinfo(name: str) -> zipfile.ZipInfo:
+    """A ZipInfo for `name` as Windows Explorer writes it: Deflate, MS-DOS attributes, a CP437 name without the
+    UTF-8 flag."""
+    info = _ExplorerName(name)
+    info.compress_type, info.create_system = zipfile.ZIP_DEFLATED, 0
+    return info
+
+
 def make_explorer_zip(zip_path: Path, files: dict[str, bytes | Path]) -> Path:
-    """A zip as Windows Explorer writes it: Deflate, MS-DOS attributes, CP437 names without the UTF-8 flag."""
+    """A zip as Windows Explorer writes it (see explorer_zipinfo)."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, content in files.items():
-            info = _ExplorerName(name)
-            info.compress_type, info.create_system = zipfile.ZIP_DEFLATED, 0
-            zf.writestr(info, Path(content).read_bytes() if isinstance(content, Path) else content)
+            zf.writestr(explorer_zipinfo(name), Path(content).read_bytes() if isinstance(content, Path) else content)
     return zip_path
 
 
