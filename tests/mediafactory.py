@@ -325,15 +325,17 @@ def _central_header(data: bytes | bytearray, name: bytes) -> int:
     raise AssertionError(f"no central directory entry {name!r}")
 
 
-def rename_zip_entry_raw(zip_path: Path, placeholder: str, raw: bytes) -> Path:
-    """Replace an entry's ASCII name by `raw` bytes of the same length in its local and central headers, leaving
-    the UTF-8 flag clear: e.g. b'caf\\xe9.png' is a latin-1 name that is not valid UTF-8."""
+def rename_zip_entry_raw(zip_path: Path, placeholder: str, raw: bytes, *, central: bool = True) -> Path:
+    """Replace an entry's ASCII name by `raw` bytes of the same length in its local and (unless `central` is
+    False) central header, leaving the UTF-8 flag clear: e.g. b'caf\\xe9.png' is a latin-1 name that is not
+    valid UTF-8."""
     assert len(raw) == len(placeholder)
     data = bytearray(zip_path.read_bytes())
     cd = _central_header(data, placeholder.encode())
     local = struct.unpack("<I", data[cd + 42 : cd + 46])[0]
     assert data[local + 30 : local + 30 + len(raw)] == placeholder.encode()
-    data[cd + 46 : cd + 46 + len(raw)] = raw
+    if central:
+        data[cd + 46 : cd + 46 + len(raw)] = raw
     data[local + 30 : local + 30 + len(raw)] = raw
     zip_path.write_bytes(bytes(data))
     return zip_path
