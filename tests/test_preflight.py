@@ -870,7 +870,7 @@ def test_clips_per_video_and_the_share_that_trains(tmp_path, make_settings, src)
     chunked = check(make_settings, tmp_path / "c", files, "--frame_extraction", "chunk", "--target_frames", "25")
     assert (rec(chunked, "long.mp4").frames_trained, rec(chunked, "long.mp4").problems) == (225, [])
     data = reporting.file_json(f)
-    assert (data["frames_at_24fps"], data["frames_trained"]) == (240, 25)
+    assert (data["frames_read"], data["frames_trained"]) == (240, 25)
 
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])

@@ -146,7 +146,7 @@ def file_json(f: FileRecord) -> dict:
         "dataset_name": f.flat,
         "bucket": list(f.bucket) if f.bucket else None,
         "clips": [{"start": c.start, "frames": c.frames} for c in f.clips],
-        "frames_at_24fps": f.frames_total,
+        "frames_read": f.frames_total,  # as musubi's load_video reads them (resampled to 24 fps)
         "frames_trained": f.frames_trained,
         "latent_cache_files": f.cache_files,
     }

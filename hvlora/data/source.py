@@ -258,7 +258,7 @@ def _check_dense(zf: zipfile.ZipFile, listing: Listing) -> None:
                 entry.name,
                 f"expands {ratio}x ({info.compress_size} -> {info.file_size} bytes) and its content does not "
                 f"parse as {'an image' if kind == 'image' else 'a video'}: a zip bomb, not media",
-                RECREATE,
+                "Remove it from the zip (it is not the file its name says); nothing was unpacked",
             )
         )
 

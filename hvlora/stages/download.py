@@ -179,6 +179,7 @@ class _Fetcher:
         if matches_etag(sha256, git_sha1, remote.etag) and (not remote.size or size == remote.size):
             revision = self.s.revision_for(wf.repo_id)
             self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, remote.commit, sha256))
+            self.log(f"{wf.key}: matches the hub; recorded, nothing to download")
             return True
         self._repair(wf, path, remote.etag, sha256, f"its content differs from the hub's ({size} bytes on disk)")
         return False
