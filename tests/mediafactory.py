@@ -57,6 +57,29 @@ def make_video(
     return path
 
 
+HDR_TRANSFER = {"hlg": ("arib-std-b67", 18), "pq": ("smpte2084", 16)}  # x265 name, FFmpeg's AVColorTransfer value
+
+
+def make_hdr_video(path: Path, transfer: str = "hlg", frames: int = 5, width: int = 96, height: int = 64) -> Path:
+    """An HDR clip as an iPhone records it: HEVC Main 10 (libx265, yuv420p10le), BT.2020 primaries and matrix, the
+    HLG (or PQ) transfer, tagged in the bitstream (x265's VUI) and in the container."""
+    name, value = HDR_TRANSFER[transfer]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    params = f"colorprim=bt2020:transfer={name}:colormatrix=bt2020nc:log-level=error"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx265", rate=24, options={"x265-params": params})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p10le"
+        cc = stream.codec_context
+        cc.color_primaries, cc.color_trc, cc.colorspace = 9, value, 9  # BT.2020, HLG/PQ, BT.2020 non-constant
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(_frame(width, height, i), format="rgb24").reformat(format="yuv420p10le")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
 def make_image(path: Path, width: int = 80, height: int = 48) -> Path:
     """Write one RGB image; the format follows the extension (png, jpg/jpeg, webp, bmp)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,29 +325,95 @@ def _central_header(data: bytes | bytearray, name: bytes) -> int:
     raise AssertionError(f"no central directory entry {name!r}")
 
 
-def rename_zip_entry_raw(zip_path: Path, placeholder: str, raw: bytes) -> Path:
-    """Replace an entry's ASCII name by `raw` bytes of the same length in its local and central headers, leaving
-    the UTF-8 flag clear: e.g. b'caf\\xe9.png' is a latin-1 name that is not valid UTF-8."""
+def rename_zip_entry_raw(zip_path: Path, placeholder: str, raw: bytes, *, central: bool = True) -> Path:
+    """Replace an entry's ASCII name by `raw` bytes of the same length in its local and (unless `central` is
+    False) central header, leaving the UTF-8 flag clear: e.g. b'caf\\xe9.png' is a latin-1 name that is not
+    valid UTF-8."""
     assert len(raw) == len(placeholder)
     data = bytearray(zip_path.read_bytes())
     cd = _central_header(data, placeholder.encode())
     local = struct.unpack("<I", data[cd + 42 : cd + 46])[0]
     assert data[local + 30 : local + 30 + len(raw)] == placeholder.encode()
-    data[cd + 46 : cd + 46 + len(raw)] = raw
+    if central:
+        data[cd + 46 : cd + 46 + len(raw)] = raw
     data[local + 30 : local + 30 + len(raw)] = raw
     zip_path.write_bytes(bytes(data))
     return zip_path
 
 
-def set_zip_flag(zip_path: Path, name: str, bit: int) -> Path:
-    """Set a general-purpose flag bit (0x1: encrypted) on an entry in both its local and central headers."""
+def set_zip_flag(zip_path: Path, name: str | bytes, bit: int, *, central: bool = True, local: bool = True) -> Path:
+    """Set a general-purpose flag bit (0x1: encrypted, 0x800: the name is UTF-8) on an entry (found by its name, or
+    its raw name bytes) in its local and/or central header."""
+    data = bytearray(zip_path.read_bytes())
+    cd = _central_header(data, name if isinstance(name, bytes) else name.encode())
+    at = struct.unpack("<I", data[cd + 42 : cd + 46])[0]
+    for offset, wanted in ((cd + 8, central), (at + 6, local)):  # flag bits: low byte at +8 / +6, high byte next
+        if wanted:
+            data[offset : offset + 2] = struct.pack("<H", struct.unpack("<H", data[offset : offset + 2])[0] | bit)
+    zip_path.write_bytes(bytes(data))
+    return zip_path
+
+
+def set_zip_method(zip_path: Path, name: str, method: int) -> Path:
+    """Mark an entry as compressed with zip `method` (9 Deflate64, 93 zstd) in its local and central headers, as
+    7-Zip or WinZip write such entries. The data stays what it was: zipfile refuses the method from this field
+    before it reads any data, and so does the preflight (from the central directory alone)."""
     data = bytearray(zip_path.read_bytes())
     cd = _central_header(data, name.encode())
     local = struct.unpack("<I", data[cd + 42 : cd + 46])[0]
-    data[cd + 8] |= bit
-    data[local + 6] |= bit
+    data[cd + 10 : cd + 12] = struct.pack("<H", method)
+    data[local + 8 : local + 10] = struct.pack("<H", method)
     zip_path.write_bytes(bytes(data))
     return zip_path
+
+
+class _ExplorerName(zipfile.ZipInfo):
+    """A zip entry named as Windows Explorer ("Send to > Compressed folder") names it: the name in the OEM code
+    page (CP437 here) with the UTF-8 flag (bit 11) unset, where zipfile would write UTF-8 and set the flag."""
+
+    def _encodeFilenameFlags(self):  # noqa: N802 - zipfile's own method, called for the local and central header
+        try:
+            return self.filename.encode("cp437"), self.flag_bits & ~0x800
+        except UnicodeEncodeError:  # Explorer falls back to UTF-8 (with the flag) for names CP437 cannot hold
+            return super()._encodeFilenameFlags()
+
+
+def explorer_zipinfo(name: str) -> zipfile.ZipInfo:
+    """A ZipInfo for `name` as Windows Explorer writes it: Deflate, MS-DOS attributes, a CP437 name without the
+    UTF-8 flag."""
+    info = _ExplorerName(name)
+    info.compress_type, info.create_system = zipfile.ZIP_DEFLATED, 0
+    return info
+
+
+def make_explorer_zip(zip_path: Path, files: dict[str, bytes | Path]) -> Path:
+    """A zip as Windows Explorer writes it (see explorer_zipinfo)."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            zf.writestr(explorer_zipinfo(name), Path(content).read_bytes() if isinstance(content, Path) else content)
+    return zip_path
+
+
+def make_flat_bmp(path: Path, width: int = 1920, height: int = 1080) -> Path:
+    """A screenshot-like 24-bit BMP (as Paint saves it): white with one red rectangle. Deflate packs a
+    1920x1080 one about 770x."""
+    from PIL import Image, ImageDraw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    ImageDraw.Draw(img).rectangle((width // 5, height // 4, width // 2, 2 * height // 3), fill=(255, 0, 0))
+    img.save(path, format="BMP")
+    return path
+
+
+def make_flat_jpeg(path: Path, side: int = 7000) -> Path:
+    """Flat-colour JPEG art (one colour, 4:4:4): at 7000x7000 about 1.3 MB that Deflate packs about 600x."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (side, side), (40, 90, 200)).save(path, format="JPEG", quality=95, subsampling=0)
+    return path
 
 
 def set_declared_size(zip_path: Path, name: str, size: int) -> Path:

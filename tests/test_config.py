@@ -89,7 +89,16 @@ def test_missing_and_broken_config_files(tmp_path):
         (["--rank", "2"], "rank: 2 is outside 4..128"),
         (["--rank", "129"], "rank: 129 is outside"),
         (["--rank", "x"], "--rank: 'x' is not a whole number"),
-        (["--target_frames", "1,12,25"], "12->9"),
+        (["--target_frames", "1,12,25"], "target_frames: 12 is not of the form 4n"),
+        (["--target_frames", "1,12,25"], "the nearest: --target_frames 1,13,25"),
+        (["--target_frames", "4"], "the nearest: --target_frames 5"),
+        (["--target_frames", "1,,5"], "'1,,5' has an empty entry"),
+        (["--target_frames", ","], "has an empty entry"),
+        (["--max_frames", "4"], "max_frames: 4 is not of the form 4n"),
+        (["--max_frames", "4"], "musubi would cut each video to 1 frame"),
+        (["--max_frames", "4"], "pass 5 "),
+        (["--learning_rate", "-1e-4"], "learning_rate: -0.0001 must be a finite number in"),
+        (["--learning_rate", "-.5"], "learning_rate: -0.5 must be"),
         (["--target_frames", "a,b"], "comma-separated"),
         (["--resolution", "960"], "WIDTHxHEIGHT"),
         (["--resolution", "950x544"], "multiples of 16"),
@@ -158,3 +167,62 @@ def test_warnings_for_likely_mistakes(tmp_path):
     )
     w = config.warnings_for(s)
     assert any("chunk" in x for x in w) and any("epochs 5 is ignored" in x for x in w)
+
+
+def test_toml_saved_with_a_utf8_bom_is_read(tmp_path):
+    """Windows Notepad before 2019 saves "UTF-8" with a byte-order mark, which tomllib refuses at line 1."""
+    cfg = tmp_path / "bom.toml"
+    cfg.write_bytes('\ufefftrigger_word = "café"\nrank = 16\n'.encode("utf-8"))
+    with pytest.raises(tomllib.TOMLDecodeError):  # what the user got before
+        tomllib.loads(cfg.read_text(encoding="utf-8"))
+    s = load_settings(["--config", str(cfg)])
+    assert (s.trigger_word, s.rank) == ("café", 16)
+
+
+def test_target_frames_order_and_repeats_are_normalised_as_documented(tmp_path):
+    s = load_settings(["--config", str(write(tmp_path / "e.toml", "")), "--target_frames", "5,1,5"])
+    assert s.target_frames == (1, 5)
+    assert "In any order; a length given twice counts once" in config.OPTION_BY_NAME["target_frames"].help
+
+
+def test_network_alpha_above_rank_is_warned_with_its_scale(tmp_path):
+    s = load_settings(["--config", str(write(tmp_path / "e.toml", "")), "--network_alpha", "1000"])
+    [w] = config.warnings_for(s)
+    assert "network_alpha 1000 is above rank 32" in w and "alpha/rank = 31.2" in w and "alpha = rank" in w
+    assert config.warnings_for(load_settings(["--config", str(tmp_path / "e.toml"), "--network_alpha", "16"])) == []
+
+
+def test_negative_numbers_reach_the_setting_check_not_argparse(tmp_path, capsys):
+    """`--learning_rate -1e-4`: argparse alone takes '-1e-4' for a flag ("expected one argument")."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--learning_rate", "-1e-4"])
+    assert "expected one argument" in capsys.readouterr().err
+    cfg = str(write(tmp_path / "e.toml", ""))
+    for value in ("-1e-4", "-1E-4", "-.5", "-inf"):
+        with pytest.raises(ConfigError, match="learning_rate: .* must be a finite number in"):
+            load_settings(["--config", cfg, "--learning_rate", value])
+    with pytest.raises(ConfigError, match="seed: -5 is outside the valid range"):
+        load_settings(["--config", cfg, "--seed", "-5"])
+    assert load_settings(["--config", cfg, "--trigger_word", "x", "--rank", "8"]).rank == 8
+
+
+def test_help_and_train_toml_say_which_flags_are_not_keys(capsys):
+    """The actions of one command are not keys of train.toml: --help's epilog, train.toml and README say exactly
+    which, and a file with one of them is refused."""
+    assert set(config.COMMAND_LINE_ONLY) == {"check_data", "dry_run", "download_only", "new_run", "resume"}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    listed = ", ".join("--" + n for n in config.COMMAND_LINE_ONLY)
+    assert (
+        f"Every flag above is also a key of that file, except --config and the actions of one command: {listed}" in out
+    )
+    assert "below" not in out.split("Boolean flags")[0].rsplit("Settings come from", 1)[1]
+    assert f"Flags that are actions of one command are not keys: {listed}." in DEFAULT_CONFIG.read_text()
+    readme = " ".join((DEFAULT_CONFIG.parent / "README.md").read_text(encoding="utf-8").split())
+    claim = "Every flag is also a key of `train.toml` (the defaults, one comment per key) except `--config` and "
+    assert readme.count("Every flag is also a key") == 1 and f"{claim}{_md(listed)}, the actions" in readme
+
+
+def _md(flags: str) -> str:
+    return ", ".join(f"`{f}`" for f in flags.split(", "))

@@ -110,3 +110,16 @@ def test_dockerfile_pins():
     assert "requirements.txt" in text
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1].split(":")[0] not in ("root", "0")
+
+
+def test_requirements_data_pins_agree_with_requirements_txt():
+    """requirements-data.txt (the data check and dry run without PyTorch) pins the same versions as
+    requirements.txt, and none of the training stack."""
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / name).read_text().splitlines()
+        return dict(ln.split("==") for ln in lines if "==" in ln and not ln.startswith("#"))
+
+    data, full = pins("requirements-data.txt"), pins("requirements.txt")
+    assert set(data) == {"av", "huggingface-hub", "pillow", "tomli-w"}
+    assert {k: full[k] for k in data} == data

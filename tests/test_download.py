@@ -716,9 +716,10 @@ def test_bit_rot_is_caught_only_by_verify_weights(tmp_path, hub):
     assert download.run(make_ctx(tmp_path, hub.url))["repaired"] == []
 
 
-def test_a_file_changed_on_disk_is_verified_again(tmp_path, hub):
+def test_a_file_changed_on_disk_is_verified_again(tmp_path, hub, capsys):
     """A different mtime fails the quick check: a file only touched is re-hashed, matches the hub, and is recorded
-    anew without a download; a file whose content changed is replaced."""
+    anew without a download; a file whose content changed is replaced, and that is said (which file, the expected
+    and found sha256, fetched again) on the console and in the stage's summary."""
     download.run(make_ctx(tmp_path, hub.url))
     touched, changed = weight("dit").local_path(tmp_path / "models"), weight("vae").local_path(tmp_path / "models")
     st = touched.stat()
@@ -727,8 +728,15 @@ def test_a_file_changed_on_disk_is_verified_again(tmp_path, hub):
     changed.write_bytes(b"not the vae")
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
     hub.requests.clear()
+    capsys.readouterr()
 
-    download.run(make_ctx(tmp_path, hub.url))
+    info = download.run(make_ctx(tmp_path, hub.url))
+    good = sha256(hub.repos[catalog.HV15_REPO][weight("vae").filename])
+    said = capsys.readouterr()
+    line = f"{weight('vae').key}: sha256 check FAILED: expected {good}, found {sha256(b'not the vae')}"
+    assert line in said.err and f"{changed} is deleted and fetched again" in said.err
+    assert f"repaired: {changed} failed its sha256 check and was fetched again" in said.out
+    assert info["repaired"] == [{"file": str(changed), "expected_sha256": good, "found_sha256": sha256(b"not the vae")}]
     assert set(resolved(hub, "HEAD")) == {weight("dit").key, weight("vae").key}
     assert resolved(hub, "GET") == [weight("vae").key]
     assert touched.read_bytes() == hub.repos[catalog.HV15_REPO][weight("dit").filename]

@@ -16,7 +16,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from mediafactory import add_zip_entry, make_image, make_video, make_zip, set_zip_flag
+from mediafactory import (
+    add_zip_entry,
+    make_explorer_zip,
+    make_flat_bmp,
+    make_image,
+    make_video,
+    make_zip,
+    rename_zip_entry_raw,
+    set_zip_flag,
+)
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -448,3 +457,88 @@ def test_fifo_and_special_entries_in_a_zip(proj, tmp_path):
     add_zip_entry(z, "dev.png", b"", mode=stat.S_IFIFO | 0o644)
     r = proj.check()
     assert r.returncode == 2 and "dev.png: is a special file" in r.stderr, r.stderr
+
+
+# --- issue 14: real datasets from Windows, macOS and phones ------------------------------------------------------
+
+
+def test_a_windows_explorer_zip_with_a_bmp_screenshot_is_usable(proj, tmp_path):
+    """Explorer writes accented names in CP437 without the UTF-8 flag, and a BMP screenshot deflates about 770x:
+    neither is a reason to refuse the zip. Errors about an entry name the entry, not the temporary unpack folder."""
+    src = tmp_path / "src"
+    make_explorer_zip(
+        proj.data / "set.zip",
+        {
+            "Capture d'écran.bmp": make_flat_bmp(src / "shot.bmp"),
+            "Capture d'écran.txt": b"a red box on white",
+            "Ölbild/café.png": make_image(src / "c.png"),
+            "Ölbild/café.txt": b"a cup",
+            "bad.jpg": b"this is not a jpeg",
+            "bad.txt": b"x",
+        },
+    )
+    r = proj.check()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert proj.file("Capture d'écran.bmp")["status"] == "ok" and proj.file("Ölbild/café.png")["caption"] == "a cup"
+    note = next(p for p in proj.report()["problems"] if "read as CP437" in p["message"])
+    assert note["severity"] == "note" and "Capture d'écran.bmp" in note["message"] and "-mcu=on" in note["fix"]
+    bad = problems_text(proj.file("bad.jpg"))
+    assert "bad.jpg" in bad and ".check-" not in bad and "cache" not in bad, bad
+    assert ".check-" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("case", ["dot entry", "UTF-8 flag on Latin-1, central", "UTF-8 flag on Latin-1, local"])
+def test_malformed_entry_names_are_refused_naming_the_entry_not_an_internal_error(proj, tmp_path, case):
+    z = make_zip(proj.data / "set.zip", _good(tmp_path / "src") | {"cafX.png": make_image(tmp_path / "c.png")})
+    if case == "dot entry":
+        add_zip_entry(z, ".", b"x")
+        shown = ".: has no file name"
+    elif case.endswith("central"):
+        rename_zip_entry_raw(z, "cafX.png", b"caf\xe9.png")
+        set_zip_flag(z, b"caf\xe9.png", 0x800)
+        shown = "caf\\xe9.png: has a name marked as UTF-8"
+    else:  # the central directory is fine; the local header has the flag on Latin-1 bytes
+        rename_zip_entry_raw(z, "cafX.png", b"caf\xe9.png", central=False)
+        set_zip_flag(z, "cafX.png", 0x800, central=False)
+        shown = "cafX.png: its local header has a name marked as UTF-8"
+    r = proj.check()
+    assert r.returncode == 2 and shown in r.stderr and "internal error" not in r.stderr, r.stderr
+
+
+def test_output_dir_inside_input_dir_is_refused_before_anything_is_written(proj, tmp_path):
+    src = tmp_path / "mine"
+    make_image(src / "a.png")
+    (src / "a.txt").write_text("a")
+    for out in (src / "output", src):
+        r = proj.run("--check_data", "--input_dir", str(src), "--output_dir", str(out))
+        assert r.returncode == 2 and f"output_dir {out} is inside input_dir {src}" in r.stderr, r.stderr
+    assert sorted(p.name for p in src.iterdir()) == ["a.png", "a.txt"]
+
+
+BLOCKED = ("torch", "accelerate", "safetensors", "matplotlib", "tensorboard", "pynvml", "transformers", "numpy",
+           "musubi_tuner", "bitsandbytes")  # fmt: skip
+WITHOUT_TRAINING_STACK = f"""
+import os, runpy, sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BLOCKED!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not installed with requirements-data.txt)")
+sys.meta_path.insert(0, Blocked())
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python train_local.py` does
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_check_data_and_dry_run_need_no_training_stack(proj, tmp_path):
+    """README: `pip install -r requirements-data.txt` is enough for --check_data and --dry_run. With every
+    training package made unimportable, both still finish."""
+    make_zip(proj.data / "set.zip", {"a.png": make_image(tmp_path / "a.png"), "a.txt": b"a"})
+    base = ["--config", str(proj.config), "--data_dir", str(proj.data), "--output_dir", str(proj.output)]
+    for action in ("--check_data", "--dry_run"):
+        argv = [sys.executable, "-c", WITHOUT_TRAINING_STACK, str(ROOT / "train_local.py"), *base, action]
+        argv += ["--resolution", "64x64", "--models_dir", str(proj.models)]
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=proj.root, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+    data = {ln.split("==")[0] for ln in (ROOT / "requirements-data.txt").read_text().splitlines() if "==" in ln}
+    assert not data & {"accelerate", "torch", "safetensors", "matplotlib", "tensorboard", "nvidia-ml-py"}

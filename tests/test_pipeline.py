@@ -255,6 +255,28 @@ def test_dry_run_writes_plan_and_starts_nothing(ws):
     assert "present  dit:" in r.stdout
 
 
+def test_dry_run_checks_resume_as_the_real_run_does(ws, tmp_path):
+    """--resume naming a missing path, a file or a folder that is no run: the dry run refuses it with the real
+    run's message, in seconds (before the data check), and starts nothing."""
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    expected = {
+        tmp_path / "nope": "does not exist; pass a run folder from",
+        tmp_path / "notes.txt": "is a file, not a run folder; pass a run folder from",
+        tmp_path / "empty": "not a run folder of this trainer (no run.json)",
+    }
+    before = len(ws.runs())
+    for path, words in expected.items():
+        said = []
+        for mode in (("--dry_run",), ("--skip_download",)):
+            r = ws.train(*SMOKE, *mode, "--resume", str(path))
+            assert r.returncode == 2 and f"--resume {path}" in r.stderr and words in r.stderr, r.stderr
+            assert "[preflight]" not in r.stdout  # refused before the data check
+            said.append(r.stderr.strip().splitlines()[-1])
+        assert said[0] == said[1]
+    assert len(ws.runs()) == before
+
+
 def test_no_gpu_fails_in_seconds_before_any_work(ws):
     before = (len(ws.hub.requests), len(ws.runs()))
     r = ws.train("--device", "cuda", env={"CUDA_VISIBLE_DEVICES": ""})  # no GPU even on a machine with one

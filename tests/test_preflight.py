@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,7 @@ from mediafactory import (
     lie_avi_frames,
     make_audio_only,
     make_cmyk_jpeg,
+    make_hdr_video,
     make_huge_png,
     make_image,
     make_png,
@@ -356,7 +358,7 @@ def test_image_modes(tmp_path, make_settings, src, img):
     assert fmt == {
         "rgb.png": (80, 48, "RGB", "ok"),  # Pillow's modes: what musubi's Image.open sees
         "cmyk.jpg": (80, 48, "CMYK", "warning"),
-        "g16.png": (80, 48, "I;16", "warning"),
+        "g16.png": (80, 48, "I;16", "ok"),
         "pal.png": (80, 48, "P", "ok"),
         "alpha.png": (80, 48, "RGBA", "warning"),
         "grey.png": (80, 48, "L", "ok"),
@@ -364,7 +366,7 @@ def test_image_modes(tmp_path, make_settings, src, img):
         "b.bmp": (64, 64, "RGB", "ok"),
     }
     assert only(rec(rep, "cmyk.jpg").problems, "cmyk.jpg", "CMYK image", "Save it as an RGB")
-    assert only(rec(rep, "g16.png").problems, "g16.png", "16-bit greyscale", "Save it as 8-bit")
+    assert only(rec(rep, "g16.png").problems, "g16.png", "16-bit greyscale", "8-bit greyscale copy", severity=NOTE)
     assert only(rec(rep, "alpha.png").problems, "alpha.png", "alpha channel", "Flatten it onto a background")
     assert only(rec(rep, "pal.png").problems, "pal.png", "palette image", severity=NOTE)
     assert only(rec(rep, "grey.png").problems, "grey.png", "greyscale", severity=NOTE)
@@ -500,9 +502,10 @@ def test_variable_frame_rate(tmp_path, make_settings, src):
     assert not rec(rep, "cfr.mp4").info.vfr and rec(rep, "cfr.mp4").status == "ok"
 
 
-@pytest.mark.parametrize("matrix, degrees", [(ROTATE_90, 270), (ROTATE_180, 180), (ROTATE_270, 90)])
+@pytest.mark.parametrize("matrix, degrees", [(ROTATE_90, 90), (ROTATE_180, 180), (ROTATE_270, 270)])
 def test_rotation_metadata(tmp_path, make_settings, src, matrix, degrees):
-    """FFmpeg's convention: the tkhd matrix that turns the picture 90 degrees clockwise reads as -90 = 270."""
+    """Reported as exiftool and MediaInfo show it: the tkhd matrix a phone writes for portrait video (ROTATE_90,
+    which FFmpeg's av_display_rotation_get reads as -90) is 90 degrees clockwise, not 270."""
     rot = rotate_mp4(make_video(src / "rot.mp4", frames=5), matrix)
     with av.open(str(rot)) as c:  # the patched matrix is what PyAV reports
         frame = next(c.decode(video=0))
@@ -513,7 +516,7 @@ def test_rotation_metadata(tmp_path, make_settings, src, matrix, degrees):
     p = only(
         f.problems,
         "rot.mp4",
-        f"rotation metadata ({degrees} degrees)",
+        f"rotation metadata ({degrees} degrees clockwise, as exiftool and MediaInfo show it)",
         "sideways",
         "Re-encode it with the rotation applied",
     )
@@ -762,3 +765,118 @@ def test_report_of_a_large_dataset_shows_only_problem_rows(tmp_path, make_settin
     rep = check(make_settings, tmp_path, files, "--missing_caption", "skip")
     text = reporting.text(rep)
     assert "i60.png" in text and "i00.png" not in text and "files without problems are in dataset_report.txt" in text
+
+
+# --- issue 14: names, colour, encodings, bit depth, clip coverage ------------------------------------------
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_nfd_media_name_pairs_with_its_nfc_caption(tmp_path, make_settings, img, as_zip):
+    """macOS keeps a name in the form it was made: `café.jpg` (NFD, from the camera app) beside `café.txt` (NFC,
+    typed). They are one name to the user, so they pair."""
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
+    assert nfd != nfc
+    files = {f"{nfd}.png": img, f"{nfc}.txt": "a café", f"sub/{nfc}.png": img, f"sub/{nfd}.txt": "another"}
+    rep = check(make_settings, tmp_path, files, as_zip=as_zip)
+    assert {f.name: (f.caption_file, f.caption, f.status) for f in rep.files} == {
+        f"{nfd}.png": (f"{nfc}.txt", "a café", "ok"),
+        f"sub/{nfc}.png": (f"sub/{nfd}.txt", "another", "ok"),
+    }
+    assert rep.all_problems() == []
+
+
+@pytest.mark.parametrize("transfer, label, name", [("hlg", "HLG", "arib-std-b67"), ("pq", "PQ", "smpte2084")])
+def test_hdr_phone_video_is_warned_with_the_transfer_and_a_tone_mapping_command(
+    tmp_path, make_settings, src, transfer, label, name
+):
+    """HEVC 10-bit BT.2020 HLG/PQ (an iPhone's default) trains washed out: musubi converts it to 8-bit RGB without
+    tone mapping. The clip is written with PyAV's libx265, tagged as a phone tags it."""
+    files = {"hdr.mov": make_hdr_video(src / "hdr.mov", transfer), "hdr.txt": "x"}
+    rep = check(make_settings, tmp_path, files | {"sdr.mp4": make_video(src / "sdr.mp4", 5), "sdr.txt": "x"})
+    f = rec(rep, "hdr.mov")
+    assert (f.info.codec, f.info.pix_fmt, f.info.transfer, f.info.primaries) == ("hevc", "yuv420p10le", name, "bt2020")
+    p = only(f.problems, "hdr.mov", f"is HDR video ({label} transfer, {name}, BT.2020 primaries, 10-bit)")
+    assert p.severity == WARNING and "without tone mapping" in p.message and "washed out" in p.message
+    assert "ffmpeg -i IN.mov -vf zscale=t=linear" in p.fix and "tonemap=tonemap=hable" in p.fix
+    assert f.status == "warning" and f.block is not None  # a warning: it still trains unless --strict
+    assert rec(rep, "sdr.mp4").problems == [] and rec(rep, "sdr.mp4").info.transfer is None
+
+
+def test_shift_jis_and_gbk_captions_are_errors_naming_the_encoding_and_the_conversion(tmp_path, make_settings, img):
+    captions = {
+        "sjis": "猫がソファで寝ている、夕方の光".encode("shift_jis"),  # as Japanese Windows Notepad saves it
+        "gbk": "一只黑猫坐在窗台上，阳光明媚".encode("gbk"),  # as Chinese Windows saves it
+        "cp": "crème brûlée on a café table".encode("cp1252"),  # plausible Western text: still read, with a warning
+        "stray": "a naïve smile".encode() + b"\xff",  # one stray byte in UTF-8: still read, with a warning
+    }
+    rep = check(
+        make_settings, tmp_path, {f"{k}.png": img for k in captions} | {f"{k}.txt": v for k, v in captions.items()}
+    )
+    sjis = only(rep.all_problems(), "sjis.txt", "is not UTF-8: it is most likely Shift-JIS (Japanese)")
+    assert sjis.severity == "error" and "猫がソファで寝ている" in sjis.message
+    assert "iconv -f CP932 -t UTF-8 FILE.txt > FILE.utf8.txt" in sjis.fix
+    gbk = only(rep.all_problems(), "gbk.txt", "most likely GBK (Simplified Chinese)", "一只黑猫坐在窗台上")
+    assert gbk.severity == "error" and "iconv -f GB18030 -t UTF-8" in gbk.fix
+    assert rec(rep, "sjis.png").status == rec(rep, "gbk.png").status == "error"
+    assert only(rep.all_problems(), "cp.txt", "read as Windows-1252").severity == WARNING
+    assert rec(rep, "cp.png").caption == "crème brûlée on a café table"
+    assert only(rep.all_problems(), "stray.txt", "1 invalid byte(s) replaced").severity == WARNING
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_16_bit_greyscale_png_trains_from_an_8_bit_copy(tmp_path, make_settings, src, as_zip):
+    """musubi's Image.open(...).convert("RGB") turns a 16-bit greyscale PNG pure white (Pillow 13); the file
+    musubi reads is an 8-bit copy with the same picture, and the user's file is untouched."""
+    from PIL import Image
+
+    g16 = make_png(src / "g16.png", "gray16be")
+    with Image.open(g16) as img:
+        assert img.mode == "I;16"
+        white = img.convert("RGB").getcolors(1 << 16)
+        expected = [v // 257 for v in img.get_flattened_data()]
+    assert white is not None and len(white) <= 2, "Pillow's own conversion is (nearly) all white: the problem"
+    before = snapshot(src)
+    rep = check(make_settings, tmp_path, {"g16.png": g16, "g16.txt": "grey"}, as_zip=as_zip)
+    f = rec(rep, "g16.png")
+    assert f.status == "ok" and only(f.problems, "16-bit greyscale", "8-bit greyscale copy", severity=NOTE)
+    assert f.path.parent == tmp_path / "work" / "extracted" and f.path.name.startswith("8bit-")
+    with Image.open(f.path) as img:  # what musubi will open
+        assert img.mode == "L" and img.size == (80, 48)
+        got = list(img.get_flattened_data())
+    assert max(abs(a - b) for a, b in zip(got, expected)) <= 1 and len(set(got)) > 50
+    assert snapshot(src) == before
+
+
+def test_clips_per_video_and_the_share_that_trains(tmp_path, make_settings, src):
+    """A long clip with the default --frame_extraction head trains its first second: the report counts its clips
+    and the share of its frames that train, and warns naming the modes that train more of it."""
+    files = {"long.mp4": make_video(src / "long.mp4", frames=240, width=64, height=64), "long.txt": "x"}
+    files |= {"short.mp4": make_video(src / "short.mp4", frames=25, width=64, height=64), "short.txt": "y"}
+    rep = check(make_settings, tmp_path, files)
+    f = rec(rep, "long.mp4")
+    assert (len(f.clips), f.frames_total, f.frames_trained) == (3, 240, 25)
+    p = only(f.problems, "long.mp4", "only 25 of its 240 frames (at 24 fps) train (10%, 3 clip(s)")
+    assert p.severity == WARNING and "--frame_extraction head" in p.message
+    assert all(mode in p.fix for mode in ("chunk", "slide", "uniform"))
+    assert rec(rep, "short.mp4").problems == [] and rec(rep, "short.mp4").frames_trained == 25
+    text = reporting.text(rep)
+    assert "videos: 6 clip(s) from 2 video(s); 50 of their 265 frames (at 24 fps) train (19%" in text
+    header, row = text.splitlines()[1], next(line for line in text.splitlines() if line.startswith("long.mp4"))
+    assert header.split()[6:8] == ["clips", "trained"] and row.split()[7:10] == [
+        "3",
+        "10%",
+        "warning",
+    ]  # after "10.00 s"
+    chunked = check(make_settings, tmp_path / "c", files, "--frame_extraction", "chunk", "--target_frames", "25")
+    assert (rec(chunked, "long.mp4").frames_trained, rec(chunked, "long.mp4").problems) == (225, [])
+    data = reporting.file_json(f)
+    assert (data["frames_read"], data["frames_trained"]) == (240, 25)
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_a_media_error_names_the_file_as_the_user_knows_it(tmp_path, make_settings, as_zip):
+    """Pillow's and FFmpeg's messages carry the path they opened: for a zip entry a content-named (or temporary)
+    file the user never saw. The entry's name is shown instead."""
+    rep = check(make_settings, tmp_path, {"pics/bad.jpg": b"not a jpeg at all", "pics/bad.txt": "x"}, as_zip=as_zip)
+    p = only(rec(rep, "pics/bad.jpg").problems, "cannot read it")
+    assert "pics/bad.jpg" in p.message and str(tmp_path) not in p.message, p.message

@@ -18,17 +18,21 @@ import pytest
 from conftest import tree
 from mediafactory import (
     add_zip_entry,
+    make_explorer_zip,
+    make_flat_bmp,
+    make_flat_jpeg,
     make_image,
     make_video,
     make_zip,
     rename_zip_entry_raw,
     set_declared_size,
     set_zip_flag,
+    set_zip_method,
 )
 
 from hvlora.core.errors import ConfigError, DataError
 from hvlora.data import source
-from hvlora.data.problems import ERROR, WARNING
+from hvlora.data.problems import ERROR, NOTE, WARNING
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +155,80 @@ def test_zip_encrypted_entry_is_refused(tmp_path, make_settings, png):
     assert names(listing) == ["ok.png", "secret.txt"]
 
 
-def test_zip_name_that_is_not_utf8_is_refused(tmp_path, make_settings, png):
+def test_windows_explorer_zip_with_accented_names_is_read_as_cp437_and_said(tmp_path, make_settings, png):
+    """Explorer writes names in CP437 with the UTF-8 flag unset, as the zip format specifies for that case; the
+    names are decoded so (Info-ZIP's rule), media and caption pair up, and the report names what was decoded."""
+    z = make_explorer_zip(
+        tmp_path / "data" / "in.zip",
+        {"café.png": png, "café.txt": "un café".encode("cp1252"), "Ärger/über.png": png, "Ärger/über.txt": b"u"},
+    )
+    with zipfile.ZipFile(z) as zf:  # as Explorer writes it: raw CP437 bytes, flag bit 11 clear
+        assert all(i.flag_bits & 0x800 == 0 for i in zf.infolist())
+    assert "caf\x82.png".encode("latin-1") in z.read_bytes()  # é is 0x82 in CP437
+    listing = source.list_input(make_settings(), tmp_path / "work")
+    assert names(listing) == ["café.png", "café.txt", "Ärger/über.png", "Ärger/über.txt"]
+    note = problem(listing, str(z))
+    assert note.severity == NOTE and "4 entry name(s)" in note.message and "read as CP437" in note.message
+    assert "Windows Explorer" in note.message and "café.png" in note.message
+    assert "-mcu=on" in note.fix and "tar -a -cf data.zip" in note.fix
+    paths = source.materialize(listing, [e for e in listing.entries if e.name.endswith(".png")], tmp_path / "st")
+    assert paths["café.png"].read_bytes() == png
+
+
+def test_latin1_bytes_without_the_utf8_flag_are_cp437_as_the_format_says(tmp_path, make_settings, png):
+    """Bytes that are not UTF-8 and carry no flag are CP437 by the zip format: read, not refused (the report
+    shows the name so read; names never become paths here)."""
     z = make_zip(tmp_path / "data" / "in.zip", {"cafX.png": png, "ok.png": png})
     rename_zip_entry_raw(z, "cafX.png", "café.png".encode("latin-1"))  # raw b'caf\xe9.png', UTF-8 flag clear
-    with zipfile.ZipFile(z) as zf:
-        assert zf.infolist()[0].flag_bits & 0x800 == 0
     listing = source.list_input(make_settings(), tmp_path / "work")
-    [p] = [p for p in listing.problems if p.file.startswith("caf")]
-    assert p.severity == ERROR and "not valid UTF-8" in p.message and "UTF-8 names" in p.fix
-    assert names(listing) == ["ok.png"]
+    assert names(listing) == ["cafΘ.png", "ok.png"]  # 0xE9 is Θ in CP437
+    assert problem(listing, str(z)).severity == NOTE
+
+
+@pytest.mark.parametrize("where", ["central", "local"])
+def test_utf8_flag_on_latin1_bytes_is_refused_naming_the_entry(tmp_path, make_settings, png, where):
+    """A tool that sets the UTF-8 flag on Latin-1 bytes: zipfile cannot decode the name. In the central directory
+    the zip is refused at listing; in a local header only (the central directory says cafX.png), when the entry is
+    read: either way the entry is named."""
+    z = make_zip(tmp_path / "data" / "in.zip", {"cafX.png": png, "cafX.txt": b"c", "ok.png": png, "ok.txt": b"o"})
+    rename_zip_entry_raw(z, "cafX.png", b"caf\xe9.png", central=where == "central")
+    set_zip_flag(z, b"caf\xe9.png" if where == "central" else b"cafX.png", 0x800, central=where == "central")
+    if where == "central":
+        listing = source.list_input(make_settings(), tmp_path / "work")
+        [p] = listing.problems
+        assert p.severity == ERROR and p.file == "caf\\xe9.png" and "marked as UTF-8" in p.message
+        assert listing.entries == []
+        return
+    listing = source.list_input(make_settings(), tmp_path / "work")
+    assert listing.problems == [] and "cafX.png" in names(listing)
+    with pytest.raises(DataError) as e:
+        source.materialize(listing, listing.entries, tmp_path / "work")
+    assert str(e.value).startswith("cafX.png: its local header has a name marked as UTF-8")
+    texts = source.read_captions(listing, [e for e in listing.entries if e.name == "cafX.png"], 1 << 20)
+    assert str(texts["cafX.png"]).startswith("cafX.png: its local header")
+
+
+@pytest.mark.parametrize("name", [".", "sub/.", "./."])
+def test_entry_without_a_file_name_is_refused_naming_it(tmp_path, make_settings, png, name):
+    z = make_zip(tmp_path / "data" / "in.zip", {"ok.png": png, "ok.txt": b"ok"})
+    add_zip_entry(z, name, png)
+    listing = source.list_input(make_settings(), tmp_path / "work")
+    p = problem(listing, name)
+    assert p.severity == ERROR and "has no file name" in p.message and names(listing) == ["ok.png", "ok.txt"]
+
+
+@pytest.mark.parametrize("method, label", [(9, "Deflate64"), (93, "Zstandard (zstd)"), (98, "PPMd")])
+def test_entry_in_a_method_zipfile_cannot_read_is_refused_with_the_method_and_fix(
+    tmp_path, make_settings, png, method, label
+):
+    z = make_zip(tmp_path / "data" / "in.zip", {"a.png": png, "a.txt": b"cap", "b.png": png, "b.txt": b"b"})
+    set_zip_method(z, "a.txt", method)
+    with zipfile.ZipFile(z) as zf, pytest.raises(NotImplementedError):  # what zipfile itself says
+        zf.read("a.txt")
+    listing = source.list_input(make_settings(), tmp_path / "work")
+    p = problem(listing, "a.txt")
+    assert p.severity == ERROR and f"is compressed with {label} (zip method {method})" in p.message
+    assert "Deflate method" in p.fix and ".." not in str(p) and "UTF-8 text file" not in str(p)
 
 
 def test_zip_utf8_name_without_the_utf8_flag_is_read_as_utf8(tmp_path, make_settings, png):
@@ -245,14 +314,34 @@ def test_declared_total_over_free_disk_is_refused(tmp_path, make_settings, png, 
     assert asked == [tmp_path]  # free space is measured on the nearest existing folder of the target
 
 
-def test_entry_with_absurd_compression_ratio_is_refused(tmp_path, make_settings, png):
+def test_entry_with_absurd_compression_ratio_that_is_not_media_is_refused(tmp_path, make_settings, png):
     listing, _ = list_zip(
-        make_settings, tmp_path, {"ok.png": png, "bomb.png": bytes(4 << 20), "noise.png": os.urandom(2 << 20)}
+        make_settings,
+        tmp_path,
+        {"ok.png": png, "bomb.png": bytes(4 << 20), "bomb.mp4": bytes(3 << 20), "noise.png": os.urandom(2 << 20)},
     )
-    p = problem(listing, "bomb.png")
-    assert p.severity == ERROR and "zip bomb" in p.message and "-> 4194304 bytes" in p.message
-    assert int(p.message.split("x ")[0].split()[-1]) > source.MAX_RATIO
+    for name, kind in (("bomb.png", "an image"), ("bomb.mp4", "a video")):
+        p = problem(listing, name)
+        assert p.severity == ERROR and "zip bomb" in p.message and f"does not parse as {kind}" in p.message
+        assert int(p.message.split("x ")[0].split()[-1]) > source.MAX_RATIO
+    assert "-> 4194304 bytes" in problem(listing, "bomb.png").message
     assert names(listing) == ["noise.png", "ok.png"]  # a large entry that does not compress is fine
+
+
+def test_flat_bmp_and_flat_jpeg_that_expand_hundreds_of_times_are_media(tmp_path, make_settings):
+    """A 1920x1080 BMP screenshot with one red rectangle and flat JPEG art deflate 600-800x: they are media (their
+    headers parse as BMP and JPEG), not bombs; what bounds the cost is the declared total (see below)."""
+    bmp, jpg = make_flat_bmp(tmp_path / "src" / "shot.bmp"), make_flat_jpeg(tmp_path / "src" / "art.jpg")
+    z = make_zip(tmp_path / "data" / "in.zip", {"shot.bmp": bmp, "shot.txt": b"s", "art.jpg": jpg, "art.txt": b"a"})
+    with zipfile.ZipFile(z) as zf:
+        ratios = {i.filename: i.file_size / i.compress_size for i in zf.infolist() if i.file_size > (1 << 20)}
+    assert ratios.keys() == {"shot.bmp", "art.jpg"} and min(ratios.values()) > 5 * source.MAX_RATIO, ratios
+    listing = source.list_input(make_settings(), tmp_path / "work")
+    assert listing.problems == [] and names(listing) == ["art.jpg", "art.txt", "shot.bmp", "shot.txt"]
+    paths = source.materialize(listing, listing.entries[::2], tmp_path / "work" / "store")
+    assert paths["shot.bmp"].read_bytes() == bmp.read_bytes()
+    over = source.list_input(make_settings("--max_unpacked_gb", "0.005"), tmp_path / "work")
+    assert "more than the limit of 5.0 MB" in problem(over, str(z)).message  # the cost rule still holds
 
 
 def test_entry_larger_than_declared_stops_unpacking_naming_it(tmp_path, make_settings):
@@ -413,21 +502,34 @@ class TestFindInput:
         make_zip(tmp_path / "data" / "other.zip", {"a.txt": b"x"})
         assert source.find_input(make_settings("--input_zip", str(z))) == (z, "zip")
 
-    def test_missing_input_zip_names_both_places(self, tmp_path, make_settings):
+    def test_missing_absolute_input_zip_is_named_without_claiming_a_data_dir_lookup(self, tmp_path, make_settings):
         with pytest.raises(DataError) as e:
-            source.find_input(make_settings("--input_zip", str(tmp_path / "nope.zip")))
-        assert "nope.zip does not exist" in str(e.value) and str(tmp_path / "data" / "nope.zip") in str(e.value)
+            source.find_input(make_settings("--input_zip", str(tmp_path / "elsewhere" / "nope.zip")))
+        msg = str(e.value)
+        assert msg.startswith(f"input_zip {tmp_path / 'elsewhere' / 'nope.zip'} does not exist. Pass the path")
+        assert "looked" not in msg and str(tmp_path / "data" / "nope.zip") not in msg
+
+    def test_a_path_with_folders_is_not_looked_up_in_data_dir(self, tmp_path, make_settings):
+        make_zip(tmp_path / "data" / "b.zip", {"a.txt": b"x"})
+        with pytest.raises(DataError, match="sub/b.zip does not exist"):
+            source.find_input(make_settings("--input_zip", "sub/b.zip"))
 
     def test_input_dir(self, tmp_path, make_settings):
         make_zip(tmp_path / "data" / "ignored.zip", {"a.txt": b"x"})
         (tmp_path / "mine").mkdir()
         assert source.find_input(make_settings("--input_dir", "mine")) == (tmp_path / "mine", "folder")
 
-    def test_input_dir_that_is_not_a_folder(self, tmp_path, make_settings):
+    def test_input_dir_that_is_missing_or_a_file(self, tmp_path, make_settings):
         (tmp_path / "file").write_text("x")
-        for arg in ("file", "missing"):
-            with pytest.raises(DataError, match=f"input_dir {tmp_path / arg} is not a folder"):
+        make_zip(tmp_path / "set.zip", {"a.txt": b"x"})
+        for arg, words in (
+            ("missing", "does not exist: pass the folder that holds your media"),
+            ("file", "is a file, not a folder: pass a folder"),
+            ("set.zip", "is a file, not a folder: pass it with --input_zip"),
+        ):
+            with pytest.raises(DataError) as e:
                 source.find_input(make_settings("--input_dir", arg))
+            assert str(e.value) == f"input_dir {tmp_path / arg} {words}"
 
     def test_zip_and_folder_together_are_refused(self, tmp_path, make_settings):
         with pytest.raises(ConfigError, match="input_zip and input_dir"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -26,9 +27,10 @@ Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi da
 Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui.safetensors,
 plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and summary.json."""
 
-EPILOG = """\
+EPILOG = f"""\
 Settings come from built-in defaults, then the --config file (default: train.toml beside train_local.py), then
-these flags. Every flag below is also a key of that file. Boolean flags have a --no-... form to override the file."""
+these flags. Every flag above is also a key of that file, except --config and the actions of one command:
+{", ".join("--" + n for n in config.COMMAND_LINE_ONLY)}. Boolean flags have a --no-... form to override the file."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         metavar="PATH",
-        help=f"TOML file with any of the keys below (default: {DEFAULT_CONFIG.name} beside train_local.py).",
+        help=f"TOML settings file, keys as in train.toml (default: {DEFAULT_CONFIG.name} beside train_local.py).",
     )
     for opt in config.OPTIONS:
         default = _describe_default(opt)
@@ -80,7 +82,7 @@ def _describe_default(opt: config.Option) -> str:
 
 def load_settings(argv: list[str] | None = None, cwd: Path | None = None) -> config.Settings:
     """Parse argv and the config file into validated Settings. Raises ConfigError; argparse exits 2 on bad flags."""
-    ns = vars(build_parser().parse_args(argv))
+    ns = vars(build_parser().parse_args(_negative_values_attached(sys.argv[1:] if argv is None else argv)))
     config_path = ns.pop("config", None)
     cwd = cwd or Path.cwd()
     if config_path is not None:
@@ -93,6 +95,25 @@ def load_settings(argv: list[str] | None = None, cwd: Path | None = None) -> con
     else:
         file_values, file_dir = {}, PROJECT_DIR
     return config.build_settings(file_values, file_dir, ns, cwd=cwd)
+
+
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-inf(inity)?|-nan", re.IGNORECASE)
+
+
+def _negative_values_attached(argv: list[str]) -> list[str]:
+    """`--learning_rate -1e-4` -> `--learning_rate=-1e-4`: argparse takes a value starting with '-' for a flag
+    unless it looks like a plain negative number ('-1e-4' does not), and would answer "expected one argument".
+    Attached, the value reaches the setting's own check, which says what range is valid."""
+    valued = {"--" + o.name for o in config.OPTIONS if o.parse is not config._as_bool} | {"--config"}
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in valued and i + 1 < len(argv) and NEGATIVE_NUMBER.fullmatch(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,10 +48,15 @@ def parse_resolution(value: Any) -> tuple[int, int]:
 
 
 def parse_frames(value: Any) -> tuple[int, ...]:
-    """'1,13,25' or [1, 13, 25] -> (1, 13, 25), sorted, without repeats. Raises ValueError."""
+    """'1,13,25' or [1, 13, 25] -> (1, 13, 25): in any order, repeats counted once (documented in the help).
+    Raises ValueError for an empty entry ('1,,5') or anything but whole numbers."""
     if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not parts or not all(re.fullmatch(r"\d+", p) for p in parts):
+        parts = [p.strip() for p in value.strip().split(",")]
+        if any(not p for p in parts):
+            raise ValueError(
+                f"{value!r} has an empty entry; give frame counts separated by single commas, e.g. 1,13,25"
+            )
+        if not all(re.fullmatch(r"\d+", p) for p in parts):
             raise ValueError(f"{value!r} is not a comma-separated list of frame counts, e.g. 1,13,25")
         nums = [int(p) for p in parts]
     elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
@@ -293,7 +298,8 @@ OPTIONS: tuple[Option, ...] = (
         "target_frames",
         parse_frames,
         (1, 13, 25),
-        "Clip lengths cut from each video, comma-separated; each must be 4n+1 (1, 5, 9, 13, ...).",
+        "Clip lengths cut from each video, comma-separated; each must be 4n+1 (1, 5, 9, 13, ...). In any order; a "
+        "length given twice counts once.",
         metavar="N,N,...",
     ),
     Option(
@@ -311,7 +317,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "frame_sample", _as_int, 1, "uniform: clips per video and target length (musubi frame_sample).", metavar="N"
     ),
-    Option("max_frames", _as_int, 129, "full: at most this many frames per video (musubi max_frames).", metavar="N"),
+    Option(
+        "max_frames", _as_int, 129, "full: at most this many frames per video, 4n+1 (musubi max_frames).", metavar="N"
+    ),
     Option(
         "missing_caption",
         _as_str,
@@ -468,16 +476,18 @@ OPTIONS: tuple[Option, ...] = (
         "check_data",
         _as_bool,
         False,
-        "Only check the data: print the report, write dataset_report.json, "
-        "exit 0 when it is usable and 2 when not. Nothing is downloaded or trained.",
+        "Only check the data: print the report, write dataset_report.json into a new run folder "
+        "(output_dir/runs/NAME-TIME/), exit 0 when it is usable and 2 when not. A zip's media are unpacked into a "
+        "temporary folder in output_dir that is removed. Nothing is downloaded or trained.",
         toml=False,
     ),
     Option(
         "dry_run",
         _as_bool,
         False,
-        "Extract the data and write the dataset TOML, then print the "
-        "commands and write plan.json without downloading or starting musubi.",
+        "Check the data, lay it out and write the dataset TOML in a new run folder, then print the commands and "
+        "write plan.json without downloading or starting musubi. A zip's media are unpacked into "
+        "output_dir/cache/media/ (as large as the zip's media; a real run reuses them).",
         toml=False,
     ),
     Option(
@@ -499,6 +509,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+COMMAND_LINE_ONLY = tuple(o.name for o in OPTIONS if not o.toml)  # actions of one command, not keys of train.toml
 
 
 @dataclass(frozen=True)
@@ -580,7 +591,7 @@ class Settings:
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The settings as TOML-ready values (paths and tuples as strings/lists), loadable again with --config:
-        unset values and command-line-only actions (check_data, dry_run, download_only) are left out."""
+        unset values and command-line-only actions (COMMAND_LINE_ONLY) are left out."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -607,8 +618,8 @@ def format_revision(rev: dict[str, str]) -> str:
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a settings file. Raises ConfigError naming the file for bad TOML and for unknown keys."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        # Windows Notepad (before 2019) saves UTF-8 with a byte-order mark, which TOML does not allow: accepted
+        data = tomllib.loads(path.read_bytes().decode("utf-8").removeprefix("\ufeff"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: pass an existing file with --config") from None
     except IsADirectoryError:
@@ -660,9 +671,20 @@ def build_settings(
         values[opt.name] = v
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
+    _look_up_bare_zip_name(values, cli_values.get("input_zip", file_values.get("input_zip")))
     settings = Settings(**values)
     validate(settings)
     return settings
+
+
+def _look_up_bare_zip_name(values: dict[str, Any], raw: Any) -> None:
+    """A bare file name for input_zip (`--input_zip mydata.zip`) that is not in the current folder (or the config
+    file's) is looked up in data_dir, where the zip is expected."""
+    if not isinstance(raw, str) or "/" in raw or os.sep in raw or values["input_zip"].is_file():
+        return
+    in_data_dir = Path(os.path.abspath(values["data_dir"] / raw))
+    if in_data_dir.is_file():
+        values["input_zip"] = in_data_dir
 
 
 def _default_value(opt: Option, base: Path) -> Any:
@@ -723,6 +745,13 @@ def validate(s: Settings) -> None:
         p.append("new_run and resume together: choose one")
     p += _resolution_problems(s.resolution)
     p += _frames_problems(s.target_frames)
+    if s.max_frames >= 1 and (s.max_frames - 1) % 4:
+        cut = (s.max_frames - 1) // 4 * 4 + 1
+        p.append(
+            f"max_frames: {s.max_frames} is not of the form 4n+1 (with --frame_extraction full musubi would cut "
+            f"each video to {cut} frame{'' if cut == 1 else 's'}); pass {nearest_4n1(s.max_frames)} (the "
+            "default is 129)"
+        )
     if not (math.isfinite(s.max_unpacked_gb) and 0 < s.max_unpacked_gb <= MAX_UNPACKED_GB):
         p.append(f"max_unpacked_gb: {s.max_unpacked_gb} must be a finite number in (0, {MAX_UNPACKED_GB:g}]")
     if s.input_zip is not None and s.input_dir is not None:
@@ -780,12 +809,21 @@ def _resolution_problems(resolution: tuple[int, int]) -> list[str]:
     return []
 
 
+def nearest_4n1(n: int) -> int:
+    """The frame count of the form 4n+1 (HV1.5's VAE packs 4 frames per latent after the first) nearest to n;
+    halfway goes up: 4 -> 5, 3 -> 5, 2 -> 1, 0 -> 1."""
+    return max(1, (n + 1) // 4 * 4 + 1)
+
+
 def _frames_problems(target_frames: tuple[int, ...]) -> list[str]:
     out = []
     bad = [f for f in target_frames if f < 1 or (f - 1) % 4]
     if bad:
-        hint = ", ".join(f"{f}->{max(1, (f - 1) // 4 * 4 + 1)}" for f in bad)
-        out.append(f"target_frames: {', '.join(map(str, bad))} not of the form 4n+1 ({hint})")
+        fixed = ",".join(map(str, sorted({nearest_4n1(f) if f in bad else f for f in target_frames})))
+        out.append(
+            f"target_frames: {', '.join(map(str, bad))} {'is' if len(bad) == 1 else 'are'} not of the form 4n+1 "
+            f"(1, 5, 9, 13, 17, 21, 25, ...); the nearest: --target_frames {fixed}"
+        )
     too_long = [f for f in target_frames if f > MAX_TARGET_FRAMES]
     if too_long:
         out.append(f"target_frames: {', '.join(map(str, too_long))} is more than {MAX_TARGET_FRAMES} frames")
@@ -811,6 +849,12 @@ def warnings_for(s: Settings) -> list[str]:
             "target_frames includes 1 with frame_extraction chunk: every single frame becomes an item; "
             "drop 1 from --target_frames unless that is intended"
         )
+    if s.alpha > s.rank:
+        w.append(
+            f"network_alpha {s.alpha:g} is above rank {s.rank}: the LoRA's update is scaled by alpha/rank = "
+            f"{s.alpha / s.rank:.3g}, which acts like a {s.alpha / s.rank:.3g}x higher learning rate and often "
+            f"diverges; alpha = rank (scale 1, the default) or rank/2 are the usual choices"
+        )
     if s.max_train_steps > 0 and s.epochs != OPTION_BY_NAME["epochs"].default:
         w.append(f"max_train_steps {s.max_train_steps} is set, so epochs {s.epochs} is ignored")
     if s.save_every_n_epochs == 0 and s.save_every_n_steps == 0:
@@ -826,6 +870,7 @@ def render_toml() -> str:
     lines = [
         "# Defaults for `python train_local.py` / `docker compose run train`.",
         "# Precedence: command-line flags > this file > built-in defaults. Each key is also a flag: --KEY VALUE.",
+        f"# Flags that are actions of one command are not keys: {', '.join('--' + n for n in COMMAND_LINE_ONLY)}.",
         "# Relative paths are relative to this file's folder. Edit values here or pass flags; unknown keys are errors.",
         "",
     ]

@@ -53,6 +53,8 @@ def _run(settings: Settings) -> RunContext:
     if training:
         check_environment(settings)
     check_folders(settings)
+    if training or settings.dry_run:
+        runs.check_resume(settings)  # seconds, before the data check; the same message for both
     if training:
         _refuse_a_live_run(settings)
     if settings.download_only:
@@ -85,6 +87,7 @@ def _run(settings: Settings) -> RunContext:
         return _finish(ctx)
     the_plan, the_caches, ident = _plan(settings, report)
     if settings.dry_run:
+        _describe_choice(runs.choose(settings, ident))  # refuses a --resume the real run would refuse
         ctx = _open_run(settings, plan=the_plan, caches=the_caches)
         with _guard(ctx):
             _record_preflight(ctx, report, wall)
@@ -105,6 +108,14 @@ def _run(settings: Settings) -> RunContext:
                 _run_stage(ctx, i, stage)
             _report_success(ctx)
         return _finish(ctx)
+
+
+def _describe_choice(choice: runs.Choice) -> None:
+    """What a real run with these settings would continue (the dry run's view of runs.choose)."""
+    for message in choice.messages:
+        print(message, flush=True)
+    if choice.run_dir is not None:
+        print(f"a real run would continue {choice.run_dir}", flush=True)
 
 
 def _plan(settings: Settings, report):
@@ -214,9 +225,14 @@ def check_environment(s: Settings) -> None:
 
 
 def check_folders(s: Settings) -> None:
-    """output_dir must be a writable folder (created if missing); models_dir, if it exists, a folder. Raises
-    UserError naming the folder and the fix."""
+    """output_dir must be a writable folder (created if missing) outside input_dir; models_dir, if it exists, a
+    folder. Raises UserError naming the folder and the fix."""
     out = s.output_dir
+    if s.input_dir is not None and _inside(out, s.input_dir):
+        raise UserError(
+            f"output_dir {out} is inside input_dir {s.input_dir}: the outputs would become part of the input (and "
+            "be refused by the next data check). Pass an --output_dir outside it"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
@@ -229,6 +245,11 @@ def check_folders(s: Settings) -> None:
         ) from None
     if s.models_dir.exists() and not s.models_dir.is_dir():
         raise UserError(f"models_dir {s.models_dir} is not a folder: pass another --models_dir")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True when `path` is `folder` or below it, links resolved (the folder need not exist yet)."""
+    return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(folder)))
 
 
 def media_store(s: Settings) -> Path:

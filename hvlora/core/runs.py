@@ -138,16 +138,30 @@ def choose(s: Settings, ident: dict) -> Choice:
     return Choice(None, messages)
 
 
-def _explicit(s: Settings, ident: dict) -> Choice:
+def check_resume(s: Settings) -> dict | None:
+    """What can be told about --resume before the data is read (the real run and --dry_run both call this first):
+    the folder exists, is a run folder of this trainer and lies in OUTPUT_DIR/runs. Returns its run.json (None
+    without --resume). Raises UserError naming the path and what to pass."""
     run = s.resume
-    rec = _load(run) if run.is_dir() else None
+    if run is None:
+        return None
+    runs = s.output_dir / "runs"
+    if not run.exists():
+        raise UserError(f"--resume {run} does not exist; pass a run folder from {runs}")
+    if not run.is_dir():
+        raise UserError(f"--resume {run} is a file, not a run folder; pass a run folder from {runs}")
+    rec = _load(run)
     if rec is None:
         raise UserError(
-            f"--resume {run}: not a run folder of this trainer (no {RUN_RECORD}); pass a folder from "
-            f"{s.output_dir / 'runs'}"
+            f"--resume {run}: not a run folder of this trainer (no {RUN_RECORD}); pass a folder from {runs}"
         )
-    if run.parent.resolve() != (s.output_dir / "runs").resolve():
-        raise UserError(f"--resume {run}: it is not in {s.output_dir / 'runs'}; pass --output_dir {run.parent.parent}")
+    if run.parent.resolve() != runs.resolve():
+        raise UserError(f"--resume {run}: it is not in {runs}; pass --output_dir {run.parent.parent}")
+    return rec
+
+
+def _explicit(s: Settings, ident: dict) -> Choice:
+    run, rec = s.resume, check_resume(s)
     diff = differences(rec.get("identity", {}), ident)
     if diff:
         raise UserError(

@@ -11,10 +11,13 @@ timestamps tell the frame rate and whether it varies.
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 # What users may put in the zip; all are also in musubi's IMAGE_EXTENSIONS / VIDEO_EXTENSIONS
 # (dataset/media_utils.py), which match lower- or upper-case only, so dataset files get lower-case extensions.
@@ -25,6 +28,11 @@ VFR_TOLERANCE = 0.1  # a frame interval more than 10% off the median one makes t
 # Image.MAX_IMAGE_PIXELS and raises DecompressionBombError above twice that.
 PILLOW_MAX_PIXELS = 89_478_485
 TRUNCATION_SLACK_FRAMES = 2  # packets may end this many frame intervals before the declared duration
+HDR_TRANSFERS = {"arib-std-b67": "HLG", "smpte2084": "PQ"}
+# FFmpeg's AVColorTransferCharacteristic / AVColorPrimaries values (libavutil/pixfmt.h) by their FFmpeg names
+TRANSFER_NAMES = {1: "bt709", 6: "smpte170m", 8: "linear", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
+                  16: "smpte2084", 18: "arib-std-b67"}  # fmt: skip
+PRIMARY_NAMES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020", 11: "smpte431", 12: "smpte432"}
 
 
 class MediaError(Exception):
@@ -41,8 +49,10 @@ class MediaInfo:
     `transparency`: an image with an alpha channel or a transparent palette colour. `frames`: a video's frames
     counted from packets, an animated image's frame count (None for a still image). Videos only: `header_frames`
     what the container declares (0: nothing), `fps` average frames per second (None when unknown), `vfr` variable
-    frame rate, `duration` seconds, `rotation` degrees from the display matrix, `sample_aspect_ratio` the pixel
-    shape (None or 1 for square pixels).
+    frame rate, `duration` seconds, `rotation` the clockwise degrees a player turns the picture (the display
+    matrix, as exiftool and MediaInfo show it: a phone's portrait video is 90), `sample_aspect_ratio` the pixel
+    shape (None or 1 for square pixels), `transfer`/`primaries` the colour tags (FFmpeg's names, e.g.
+    'arib-std-b67' for HLG, 'smpte2084' for PQ, 'bt2020'; None when untagged), `bit_depth` bits per sample.
     """
 
     kind: str
@@ -60,6 +70,14 @@ class MediaInfo:
     orientation: int = 1
     transparency: bool = False
     sample_aspect_ratio: float | None = None
+    transfer: str | None = None
+    primaries: str | None = None
+    bit_depth: int | None = None
+
+    @property
+    def hdr_transfer(self) -> str | None:
+        """'HLG' or 'PQ' for an HDR video (what iPhones and Android phones record by default), else None."""
+        return HDR_TRANSFERS.get(self.transfer or "")
 
     def cut_short(self) -> bool:
         """True when the frames end well before the duration the container declares: a file cut off mid-stream
@@ -77,6 +95,33 @@ def kind_of(name: str) -> str | None:
     if ext in VIDEO_EXTENSIONS:
         return "video"
     return None
+
+
+def parses_as(open_file: Callable[[], BinaryIO], kind: str) -> bool:
+    """True when the file's header parses as an image (Pillow identifies a format; a pixel count Pillow refuses
+    still counts: the probe reports it) or a video (PyAV opens the container and finds a video stream). Reads only
+    what that needs from `open_file()`, a readable, seekable binary stream (e.g. a zip entry, decompressed as read)."""
+    import warnings
+
+    if kind == "image":
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings(), open_file() as f:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(f) as img:
+                    return bool(img.format)
+        except Image.DecompressionBombError:
+            return True
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error):
+            return False
+    import av
+
+    try:
+        with open_file() as f, av.open(f) as container:
+            return bool(container.streams.video)
+    except (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError):
+        return False
 
 
 def probe(path: Path, kind: str) -> MediaInfo:
@@ -152,6 +197,21 @@ def _probe_image(path: Path) -> MediaInfo:
     )
 
 
+def write_8_bit_grey(src: Path, dst: Path) -> None:
+    """Write a 16-bit greyscale image (Pillow mode I;16 or I) as an 8-bit greyscale PNG, values scaled from 0-65535
+    to 0-255 (what a viewer shows). Written to a temporary name, then renamed: `dst` appears complete or not at
+    all."""
+    from PIL import Image
+
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        with Image.open(src) as img:
+            img.convert("I").point(lambda v: v * (1 / 257)).convert("L").save(tmp, format="PNG")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _has_transparency(img) -> bool:
     """An alpha channel with a pixel below opaque, or a palette/colour-key transparency (musubi drops both)."""
     if "A" in img.getbands():
@@ -178,6 +238,8 @@ def _probe_video(path: Path) -> MediaInfo:
         first = _first_frame(container, stream)
         width, height, pix_fmt = first.width, first.height, first.format.name
         rotation = _rotation(first)
+        transfer, primaries = _colour_tags(stream.codec_context)
+        bit_depth = max((c.bits for c in first.format.components), default=None)
         sar = float(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else None
         codec, header_frames = stream.codec_context.name, stream.frames
         average_rate = float(stream.average_rate) if stream.average_rate else None
@@ -202,7 +264,17 @@ def _probe_video(path: Path) -> MediaInfo:
         rotation,
         declared,
         sample_aspect_ratio=sar,
+        transfer=transfer,
+        primaries=primaries,
+        bit_depth=bit_depth,
     )
+
+
+def _colour_tags(codec_context) -> tuple[str | None, str | None]:
+    """(transfer, primaries) by FFmpeg's names from the decoder (bitstream VUI or container 'colr'); None when
+    unspecified (2) or unknown to these tables."""
+    trc, prim = int(codec_context.color_trc or 2), int(codec_context.color_primaries or 2)
+    return TRANSFER_NAMES.get(trc), PRIMARY_NAMES.get(prim)
 
 
 def _video_stream(container):
@@ -268,7 +340,9 @@ def _frame_rate(pts: list[int], time_base: float, average_rate: float | None) ->
 
 
 def _rotation(frame) -> int:
-    """Degrees of the display matrix on a decoded frame (0 when none): phones store portrait video this way."""
+    """Clockwise degrees of the display matrix on a decoded frame (0 when none), as exiftool and MediaInfo report
+    it: phones store portrait video as landscape frames with 90. FFmpeg's av_display_rotation_get gives the
+    counter-clockwise angle (-90 for the same file)."""
     import av
 
     for side_data in frame.side_data:
@@ -278,5 +352,5 @@ def _rotation(frame) -> int:
             if not scale0 or not scale1:
                 return 0
             angle = -math.degrees(math.atan2(m[1] / scale1, m[0] / scale0))  # FFmpeg's av_display_rotation_get
-            return round(angle) % 360
+            return round(-angle) % 360
     return 0

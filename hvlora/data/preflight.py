@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from . import captions, frames, media, source
 from .problems import ERROR, NOTE, WARNING, Problem, strict
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow clips these to white in convert("RGB")
+# Warn when the clips of a video cover less than this share of it and leave at least a second (at 24 fps) unused.
+UNUSED_WARN_FRACTION = 0.5
+UNUSED_WARN_MIN_FRAMES = 24
 NAME_MAX = 255  # bytes per file name on Linux file systems (ext4, xfs, btrfs, overlayfs)
 # musubi's longest cache suffix after a stem: _{start:05d}-{frames:03d}_{W:04d}x{H:04d}_hv15.safetensors is 37
 # bytes; keep stems short enough for it with room for 6-digit starts and sizes.
@@ -56,6 +60,8 @@ class FileRecord:
     bucket: tuple[int, int] | None = None
     clips: list[frames.Clip] = field(default_factory=list)
     cache_files: list[str] = field(default_factory=list)
+    frames_total: int | None = None  # a video's frames as musubi reads them (after resampling to 24 fps)
+    frames_trained: int | None = None  # of those, the frames inside at least one clip
 
     @property
     def status(self) -> str:
@@ -155,6 +161,9 @@ def run(s: Settings, store: Path) -> DataReport:
     for f in report.files:
         f.path = paths[f.name]
     _probe_all(report.files)
+    for f in report.files:
+        if f.usable and f.info is not None and f.info.pix_fmt in SIXTEEN_BIT_MODES:
+            _train_from_8_bit(f, store)
     wanted = {f.caption_file for f in report.files if f.caption_file}
     texts = source.read_captions(listing, [e for e in listing.entries if e.name in wanted], CAPTION_MAX_BYTES)
     for f in report.files:
@@ -188,9 +197,10 @@ def _finish(report: DataReport) -> DataReport:
 
 
 def _key(name: str) -> str:
-    """A path without its extension: media and caption pair on it."""
+    """A path without its extension, in Unicode NFC: media and caption pair on it. macOS keeps names in the form
+    they were typed or made (NFD `café.jpg` beside NFC `café.txt`); both forms are the same name to the user."""
     p = PurePosixPath(name)
-    return str(p.with_suffix("")) if p.suffix else name
+    return unicodedata.normalize("NFC", str(p.with_suffix("")) if p.suffix else name)
 
 
 def _record(entry: source.Entry, caption: list[source.Entry] | None) -> FileRecord:
@@ -264,9 +274,30 @@ def _probe_all(files: list[FileRecord]) -> None:
     with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2)) as pool:
         for f, result in zip(files, pool.map(one, files)):
             if isinstance(result, media.MediaError):
-                f.leave_out(str(result), "Re-encode it (e.g. with ffmpeg) or remove it")
+                # Pillow and FFmpeg name the file they read: for a zip entry a temporary or content-named path the
+                # user never saw, so the entry's name is shown instead.
+                message = str(result).replace(str(f.path), f.name)
+                f.leave_out(message, "Re-encode it (e.g. with ffmpeg) or remove it")
             else:
                 f.info = result
+
+
+def _train_from_8_bit(f: FileRecord, store: Path) -> None:
+    """A 16-bit greyscale PNG trains from an 8-bit greyscale copy: musubi's Image.convert("RGB") clips 16-bit
+    values to 255 (pure white; checked with Pillow 13, musubi's pin). The copy (values scaled 0-65535 -> 0-255,
+    as a viewer shows the image) lands in `store`, named after the file's identity, and is made once."""
+    digest = hashlib.sha1(f"{f.identity}\0{f.path}".encode()).hexdigest()[:16]
+    target = store / f"8bit-{digest}.png"
+    if not target.is_file():
+        store.mkdir(parents=True, exist_ok=True)
+        media.write_8_bit_grey(f.path, target)
+    st = target.stat()
+    f.path, f.identity = target, f"file:{st.st_size}:{st.st_mtime_ns}"
+    f.add(
+        NOTE,
+        "is 16-bit greyscale, which musubi's conversion to RGB would clip to white: it trains from an 8-bit "
+        "greyscale copy (0-65535 scaled to 0-255)",
+    )
 
 
 CAPTION_MAX_BYTES = 1 << 20  # far above the 1024 tokens Qwen2.5-VL keeps; a larger ".txt" is not a caption
@@ -286,8 +317,11 @@ def _read_caption(f: FileRecord, texts: dict[str, bytes | DataError], s: Setting
         if isinstance(raw, DataError):
             raise raw
         text, how = captions.decode(raw)
-    except (captions.CaptionError, DataError) as e:
-        problem(ERROR, str(e).removeprefix(f"{f.caption_file}: "), "Replace it by a UTF-8 text file")
+    except captions.CaptionError as e:
+        problem(ERROR, str(e), e.fix)
+        return
+    except DataError as e:  # its message says what to do
+        problem(ERROR, str(e).removeprefix(f"{f.caption_file}: ").rstrip("."))
         return
     if how:
         problem(WARNING, f"is not UTF-8; {how}", "Save captions as UTF-8 so every character arrives as written")
@@ -374,8 +408,6 @@ def _check_image_format(f: FileRecord) -> None:
             "is a CMYK image: musubi (Pillow) converts it to RGB with a simple formula, colours may shift",
             "Save it as an RGB (sRGB) image",
         )
-    elif mode in SIXTEEN_BIT_MODES:
-        f.add(WARNING, "is 16-bit greyscale: Pillow's conversion to RGB clips it to white", "Save it as 8-bit")
     elif info.transparency:
         f.add(
             WARNING,
@@ -403,10 +435,11 @@ def _check_video(f: FileRecord) -> None:
     if info.rotation:
         f.add(
             WARNING,
-            f"has rotation metadata ({info.rotation} degrees) that musubi ignores: it trains on the "
-            "frames as stored (sideways)",
-            "Re-encode it with the rotation applied",
+            f"has rotation metadata ({info.rotation} degrees clockwise, as exiftool and MediaInfo show it) that "
+            "musubi ignores: it trains on the frames as stored (sideways)",
+            "Re-encode it with the rotation applied (ffmpeg applies it when re-encoding: ffmpeg -i IN.mp4 OUT.mp4)",
         )
+    _check_colour(f)
     if info.header_frames and info.header_frames != info.frames:
         f.add(NOTE, f"its header says {info.header_frames} frames but it holds {info.frames}; {info.frames} are used")
     elif info.cut_short():  # the timestamps at a cut are ragged, so no frame-rate verdict on top
@@ -426,6 +459,38 @@ def _check_video(f: FileRecord) -> None:
         f.add(NOTE, "has no frame rate: its frames are used as they are, without resampling to 24 fps")
     elif info.fps < frames.TARGET_FPS - 0.5:
         f.add(NOTE, f"{info.fps:g} fps is below 24: musubi adds no frames, so its motion plays faster")
+
+
+# zscale (zimg) linearises HLG/PQ, tonemap maps it into SDR range, zscale converts to BT.709: FFmpeg's documented
+# HDR-to-SDR recipe (https://ffmpeg.org/ffmpeg-filters.html#tonemap-1).
+TONEMAP_COMMAND = (
+    "ffmpeg -i IN.mov -vf zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,"
+    "zscale=t=bt709:m=bt709:r=tv,format=yuv420p -c:v libx264 -crf 16 OUT.mp4"
+)
+
+
+def _check_colour(f: FileRecord) -> None:
+    """HDR (HLG/PQ) and wide-gamut (BT.2020) video: musubi's frame.to_image() converts to 8-bit RGB without tone
+    mapping or gamut conversion (dataset/media_utils.py load_video), so such footage trains washed out."""
+    info = f.info
+    depth = f", {info.bit_depth}-bit" if info.bit_depth else ""
+    if info.hdr_transfer:
+        primaries = f", {info.primaries.upper().replace('BT', 'BT.')} primaries" if info.primaries else ""
+        f.add(
+            WARNING,
+            f"is HDR video ({info.hdr_transfer} transfer, {info.transfer}{primaries}{depth}): musubi converts its "
+            "frames to 8-bit RGB without tone mapping, so it trains washed out (flat, grey colours)",
+            f"Tone-map it to SDR first, e.g. {TONEMAP_COMMAND} (or record in SDR: iPhone Settings > Camera > Record "
+            "Video > HDR Video off)",
+        )
+    elif info.primaries == "bt2020":
+        f.add(
+            WARNING,
+            f"has BT.2020 (wide-gamut) colour{depth}: musubi converts it to RGB as if it were BT.709, so its "
+            "colours train desaturated",
+            "Convert it to BT.709 first, e.g. ffmpeg -i IN.mov -vf zscale=p=bt709:t=bt709:m=bt709:r=tv,format=yuv420p "
+            "-c:v libx264 -crf 16 OUT.mp4",
+        )
 
 
 def _plan(report: DataReport) -> None:
@@ -460,6 +525,7 @@ def _plan(report: DataReport) -> None:
             if not f.clips:
                 _leave_out_short(f, block.source_fps, s)
                 continue
+            _check_coverage(f, block.source_fps, s)
         f.block = block.name
         block.files.append(f)
     report.blocks = {k: b for k, b in sorted(report.blocks.items()) if b.files}
@@ -511,6 +577,36 @@ def flat_names(input_names: list[str]) -> list[str]:
             stem = f"{cut}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
         out.append(stem + p.suffix)
     return out
+
+
+UNUSED_FIX = {
+    "head": "To train more of it: --frame_extraction chunk (back-to-back clips), slide (--frame_stride N) or "
+    "uniform (--frame_sample N), or cut it into shorter videos",
+    "slide": "Lower --frame_stride, or use --frame_extraction chunk",
+    "uniform": "Raise --frame_sample, or use --frame_extraction chunk or slide",
+    "full": "Raise --max_frames (more VRAM per step), or use --frame_extraction chunk, slide or uniform",
+    "chunk": "Add a longer --target_frames, or cut the video",
+}
+
+
+def _check_coverage(f: FileRecord, source_fps: float | None, s: Settings) -> None:
+    """How much of a video trains: its frames as musubi reads them (resampled to 24 fps) against the frames inside
+    at least one clip; a warning naming the other extraction modes when most of it (and at least a second) goes
+    unused."""
+    f.frames_total = frames.frames_read(f.info.frames, source_fps, None)
+    f.frames_trained, end = 0, 0
+    for c in sorted(f.clips, key=lambda c: c.start):  # the union of the clips' frame ranges
+        f.frames_trained += max(0, c.start + c.frames - max(c.start, end))
+        end = max(end, c.start + c.frames)
+    unused = f.frames_total - f.frames_trained
+    if unused >= UNUSED_WARN_MIN_FRAMES and f.frames_trained < UNUSED_WARN_FRACTION * f.frames_total:
+        mode = frames.effective_mode(s.frame_extraction, s.frame_sample)
+        f.add(
+            WARNING,
+            f"only {f.frames_trained} of its {f.frames_total} frames (at 24 fps) train "
+            f"({f.frames_trained / f.frames_total:.0%}, {len(f.clips)} clip(s) with --frame_extraction {mode})",
+            UNUSED_FIX[mode],
+        )
 
 
 def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> None:

@@ -9,7 +9,8 @@ from .preflight import DataReport, FileRecord
 from .problems import NOTE, by_weight, printable
 
 FULL_TABLE_MAX = 60  # larger datasets show only the rows with something to say; the .txt has every row
-COLUMNS = ("file", "kind", "size", "frames", "fps", "duration", "status", "problem")
+COLUMNS = ("file", "kind", "size", "frames", "fps", "duration", "clips", "trained", "status", "problem")
+STATUS = COLUMNS.index("status")
 
 
 def rows(report: DataReport) -> list[tuple[str, ...]]:
@@ -21,10 +22,12 @@ def rows(report: DataReport) -> list[tuple[str, ...]]:
         frames = str(info.frames) if info and info.frames is not None else "-"
         fps = f"{info.fps:.3g}" if info and info.fps else "-"
         duration = f"{info.duration:.2f} s" if info and info.duration else "-"
+        clips = str(len(f.clips)) if f.frames_total is not None else "-"
+        trained = f"{f.frames_trained / f.frames_total:.0%}" if f.frames_total else "-"
         problems = by_weight([p for p in f.problems if p.severity != NOTE] or f.problems)
         first = _problem_text(problems[0], f.name) if problems else ""
-        out.append((printable(f.name), f.kind, size, frames, fps, duration, f.status, first))
-        out += [("", "", "", "", "", "", "", _problem_text(p, f.name)) for p in problems[1:]]
+        out.append((printable(f.name), f.kind, size, frames, fps, duration, clips, trained, f.status, first))
+        out += [("",) * (len(COLUMNS) - 1) + (_problem_text(p, f.name),) for p in problems[1:]]
     return out
 
 
@@ -41,7 +44,7 @@ def table(report: DataReport, only_problems: bool = False) -> str:
     if only_problems:
         keep, current = [], False
         for r in body:
-            current = (r[6] != "ok") if r[0] else current
+            current = (r[STATUS] != "ok") if r[0] else current
             if current:
                 keep.append(r)
         body = keep
@@ -65,7 +68,12 @@ def totals(report: DataReport) -> dict:
     usable = report.usable
     buckets = report.buckets()
     items = sum(buckets.values())
+    videos = [f for f in report.planned if f.frames_total]
     return {
+        "clips": sum(len(f.clips) for f in videos),
+        "videos_with_clips": len(videos),
+        "video_frames": sum(f.frames_total for f in videos),
+        "video_frames_trained": sum(f.frames_trained for f in videos),
         "images": sum(f.kind == "image" for f in usable),
         "videos": sum(f.kind == "video" for f in usable),
         "left_out": sum(not f.usable for f in report.files),
@@ -102,6 +110,12 @@ def text(report: DataReport) -> str:
         f"usable: {t['images']} image(s), {t['videos']} video(s); left out: {t['left_out']}; "
         f"{t['errors']} error(s), {t['warnings']} warning(s)"
     )
+    if t["video_frames"]:
+        parts.append(
+            f"videos: {t['clips']} clip(s) from {t['videos_with_clips']} video(s); {t['video_frames_trained']} of their "
+            f"{t['video_frames']} frames (at 24 fps) train ({t['video_frames_trained'] / t['video_frames']:.0%}; "
+            f"--frame_extraction {report.settings.frame_extraction})"
+        )
     parts.append(f"musubi items per bucket (WxHxframes): {per_bucket}")
     parts.append(
         f"dataset blocks: {fps or 'none'}; training items per epoch: {t['training_items_per_epoch']} "
@@ -132,6 +146,8 @@ def file_json(f: FileRecord) -> dict:
         "dataset_name": f.flat,
         "bucket": list(f.bucket) if f.bucket else None,
         "clips": [{"start": c.start, "frames": c.frames} for c in f.clips],
+        "frames_read": f.frames_total,  # as musubi's load_video reads them (resampled to 24 fps)
+        "frames_trained": f.frames_trained,
         "latent_cache_files": f.cache_files,
     }
 

@@ -1,11 +1,16 @@
 """The user's input, a ZIP or a folder: list it safely and make its files readable, never modifying it.
 
 A zip is judged from its central directory before one byte is unpacked: entries that would land outside the target
-(absolute paths, drive letters, `..`, backslashes), links and special files, encrypted entries and names that are
-not UTF-8 are refused; zip bombs are refused by the declared total (over --max_unpacked_gb or the free disk) and by
-absurd compression ratios, and unpacking stops if an entry grows past its declared size. A folder is walked without
-following links; a link or special file in it is refused the same way. Archive junk (`__MACOSX/`, `._*`,
-`.DS_Store`) is skipped silently; media in hidden folders and nested archives are reported and left out.
+(absolute paths, drive letters, `..`, backslashes), entries without a file name (`.`), links and special files,
+encrypted entries and compression methods Python's zipfile cannot read (zstd, Deflate64, ...) are refused, each
+named with the fix. Names are decoded as the zip format says (APPNOTE 4.4.4, Info-ZIP's rule): UTF-8 when the
+entry's UTF-8 flag is set, else UTF-8 if the bytes are valid UTF-8, else CP437 (what Windows Explorer writes;
+reported). A zip bomb is judged by what it costs: the declared total must fit --max_unpacked_gb and the free disk,
+and zipfile never unpacks an entry past its declared size (a lying header fails its CRC-32 check). An entry that
+expands more than MAX_RATIO times (flat BMP screenshots and flat art do) is unpacked only when its header parses as
+the image or video its name says. A folder is walked without following links; a link or special file in it is
+refused the same way. Archive junk (`__MACOSX/`, `._*`, `.DS_Store`) is skipped silently; media in hidden folders and
+nested archives are reported and left out.
 """
 
 from __future__ import annotations
@@ -23,14 +28,39 @@ from ..core.config import Settings
 from ..core.errors import DataError, UserError
 from ..core.fsutil import free_bytes, human_bytes
 from . import media
-from .problems import ERROR, WARNING, Problem
+from .problems import ERROR, NOTE, WARNING, Problem
 
 CAPTION_EXT = ".txt"
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 ARCHIVE_EXTENSIONS = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
-MAX_RATIO = 100  # uncompressed/compressed: media barely compress, text ~3-10x; a bomb reaches 1000x+
-RATIO_MIN_BYTES = 1 << 20  # tiny entries may compress well; only judge ratios of entries over 1 MiB
+# Entries that expand more than this (and are over 1 MiB) must parse as media before they are unpacked: encoded
+# media barely compress, but a BMP screenshot or a flat JPEG reaches 400-700x, and a bomb 1000x+.
+MAX_RATIO = 100
+RATIO_MIN_BYTES = 1 << 20
 GB = 1000**3
+# Compression methods zipfile reads (APPNOTE 4.4.5): stored, deflate, bzip2, lzma. Others by name, for the message.
+READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+METHOD_NAMES = {
+    1: "Shrink",
+    6: "Implode",
+    9: "Deflate64",
+    10: "PKWARE DCL Implode",
+    18: "IBM TERSE",
+    19: "IBM LZ77",
+    20: "Zstandard (zstd, old id)",
+    93: "Zstandard (zstd)",
+    94: "MP3",
+    95: "XZ",
+    96: "JPEG",
+    97: "WavPack",
+    98: "PPMd",
+    99: "AES encryption",
+}
+RECREATE = "Re-create the zip with plain files, relative paths and UTF-8 names; nothing was unpacked"
+RECREATE_DEFLATE = (
+    "Re-create the zip with the Deflate method (every zip tool's default; 7-Zip: format zip, method Deflate, "
+    "not Deflate64 or zstd); nothing was unpacked"
+)
 
 
 @dataclass(frozen=True)
@@ -53,25 +83,27 @@ class Listing:
     entries: list[Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     skipped_junk: int = 0
+    cp437_names: list[str] = field(default_factory=list)  # zip entry names decoded as CP437 (no UTF-8 flag)
 
 
 def find_input(s: Settings) -> tuple[Path, str]:
-    """(path, 'zip'|'folder'): --input_dir, --input_zip (also looked up in data_dir), or the only zip in data_dir.
-    Raises DataError naming the candidates or saying where to put one."""
+    """(path, 'zip'|'folder'): --input_dir, --input_zip, or the only zip in data_dir. Raises DataError naming the
+    path (or the candidates) and saying where to put one."""
     if s.input_dir is not None:  # both given is refused by config.validate
+        if not s.input_dir.exists():
+            raise DataError(f"input_dir {s.input_dir} does not exist: pass the folder that holds your media")
         if not s.input_dir.is_dir():
-            raise DataError(f"input_dir {s.input_dir} is not a folder")
+            hint = "pass it with --input_zip" if s.input_dir.suffix.lower() == ".zip" else "pass a folder"
+            raise DataError(f"input_dir {s.input_dir} is a file, not a folder: {hint}")
         return s.input_dir, "folder"
-    if s.input_zip is not None:
-        candidates = [s.input_zip, s.data_dir / s.input_zip.name]
-        for c in candidates:
-            if c.is_file():
-                return c, "zip"
+    if s.input_zip is not None:  # a bare name was looked up in data_dir already (config.build_settings)
+        if s.input_zip.is_file():
+            return s.input_zip, "zip"
         if s.input_zip.is_dir():
             raise DataError(f"input_zip {s.input_zip} is a folder, not a zip: pass it with --input_dir instead.")
         raise DataError(
-            f"input_zip {s.input_zip} does not exist (also looked for {candidates[1]}). "
-            f"Put the zip into {s.data_dir} or pass its path with --input_zip."
+            f"input_zip {s.input_zip} does not exist. Pass the path of your zip, or put it into {s.data_dir} and "
+            "pass its file name."
         )
     zips = (
         sorted(p for p in s.data_dir.glob("*") if p.suffix.lower() == ".zip" and p.is_file())
@@ -103,34 +135,52 @@ def list_input(s: Settings, store: Path) -> Listing:
 
 
 def _list_zip(root: Path) -> Listing:
-    try:
-        with zipfile.ZipFile(root) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"{root} is not a readable zip file ({e}). Re-create it with a zip tool.") from None
     listing = Listing(root, "zip")
-    seen: dict[str, zipfile.ZipInfo] = {}
-    for info in sorted(infos, key=lambda i: i.filename):  # the same order as a folder, whatever the zip's order
-        if info.is_dir():
-            continue
-        name, bad_name = _zip_name(info)
-        if name in seen:  # zip allows one path twice; unpacking would let the second silently replace the first
-            _duplicate(listing, name, seen[name], info)
-            continue
-        seen[name] = info
-        refusal = bad_name or _zip_refusal(info, name)
-        if refusal:
-            listing.problems.append(
-                Problem(
-                    ERROR,
-                    name,
-                    refusal,
-                    "Re-create the zip with plain files, relative paths and UTF-8 names; nothing was unpacked",
-                )
-            )
-        else:
+    try:
+        zf = zipfile.ZipFile(root)
+    except UnicodeDecodeError as e:  # a name flagged UTF-8 that is not: zipfile cannot list the zip at all
+        shown = e.object.decode("utf-8", "backslashreplace") if isinstance(e.object, bytes) else "?"
+        listing.problems.append(Problem(ERROR, shown, BAD_UTF8_FLAG, RECREATE))
+        return listing
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as e:
+        raise DataError(f"{root} is not a readable zip file ({e}). Re-create it with a zip tool.") from None
+    with zf:
+        seen: dict[str, zipfile.ZipInfo] = {}
+        named = sorted(((*_zip_name(i), i) for i in zf.infolist() if not i.is_dir()), key=lambda t: t[0])
+        for name, cp437, info in named:  # the same order as a folder, whatever the zip's order
+            if name in seen:  # zip allows one path twice; unpacking would let the second silently replace the first
+                _duplicate(listing, name, seen[name], info)
+                continue
+            seen[name] = info
+            refusal = _zip_refusal(info, name)
+            if refusal:
+                listing.problems.append(Problem(ERROR, name, *refusal))
+                continue
+            if cp437:
+                listing.cp437_names.append(name)
             _classify(listing, Entry(name, info.file_size, zinfo=info))
+        _check_dense(zf, listing)
+    if listing.cp437_names:
+        listing.problems.append(_cp437_note(root, listing.cp437_names))
     return listing
+
+
+BAD_UTF8_FLAG = (
+    "has a name marked as UTF-8 (zip flag bit 11) whose bytes are not UTF-8 (shown with the odd bytes escaped): "
+    "the zip tool wrote it wrongly"
+)
+
+
+def _cp437_note(root: Path, names: list[str]) -> Problem:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return Problem(
+        NOTE,
+        str(root),
+        f"{len(names)} entry name(s) have no UTF-8 flag and are not UTF-8, so they are read as CP437, as the zip "
+        f"format says (Windows Explorer writes them so): {shown}",
+        "If a name looks wrong, the zip was made in another code page: re-create it as a UTF-8 zip (7-Zip: "
+        "-mcu=on; Windows 10+: tar -a -cf data.zip FOLDER)",
+    )
 
 
 def _duplicate(listing: Listing, name: str, first: zipfile.ZipInfo, again: zipfile.ZipInfo) -> None:
@@ -149,44 +199,81 @@ def _duplicate(listing: Listing, name: str, first: zipfile.ZipInfo, again: zipfi
         )
 
 
-def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
-    """The entry's name as UTF-8. Names without the zip's UTF-8 flag are decoded by zipfile as CP437; many tools
-    write UTF-8 without the flag, so such a name is re-read as UTF-8, and refused if it is not UTF-8 (shown with
-    its odd bytes escaped, e.g. caf\\xe9.png)."""
+def _zip_name(info: zipfile.ZipInfo) -> tuple[str, bool]:
+    """(name, decoded as CP437?). The zip format (APPNOTE 4.4.4): a name with the UTF-8 flag is UTF-8 (zipfile
+    decodes it, or refuses the zip); without it the name is CP437, which zipfile applies. Many tools write UTF-8
+    without the flag, so, as Info-ZIP does, bytes that are valid UTF-8 are read as UTF-8."""
     name = info.filename
     if info.flag_bits & 0x800 or name.isascii():
-        return name, None
+        return name, False
+    raw = name.encode("cp437")  # zipfile decoded these bytes as CP437, which maps every byte: this is lossless
     try:
-        raw = name.encode("cp437")
-    except UnicodeEncodeError:
-        return name, "has a file name that is not valid UTF-8"
-    try:
-        return raw.decode("utf-8"), None
+        return raw.decode("utf-8"), False
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace"), "has a file name that is not valid UTF-8"
+        return name, True
 
 
-def _zip_refusal(info: zipfile.ZipInfo, name: str) -> str | None:
+def _zip_refusal(info: zipfile.ZipInfo, name: str) -> tuple[str, str] | None:
+    """(message, fix) for an entry that is refused, else None."""
     if "\\" in name:
-        return "uses backslashes in its path (a Windows-made path that could escape the folder)"
+        return "uses backslashes in its path (a Windows-made path that could escape the folder)", RECREATE
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "has an absolute path"
+        return "has an absolute path", RECREATE
     if ".." in PurePosixPath(name).parts:
-        return "has '..' in its path and would land outside the extraction folder"
+        return "has '..' in its path and would land outside the extraction folder", RECREATE
+    if name.rsplit("/", 1)[-1] in ("", "."):
+        return "has no file name (its path ends in '.')", RECREATE
     if info.create_system == 3:  # Unix: the upper 16 bits hold st_mode
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
-            return "is a symbolic link"
+            return "is a symbolic link", RECREATE
         if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
-            return "is a special file (device, pipe or socket)"
+            return "is a special file (device, pipe or socket)", RECREATE
     if info.flag_bits & 0x1:
-        return "is encrypted (password-protected)"
-    if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(1, info.compress_size):
+        return "is encrypted (password-protected)", RECREATE
+    if info.compress_type not in READABLE_METHODS:
+        method = METHOD_NAMES.get(info.compress_type, "an unknown method")
         return (
-            f"expands {info.file_size // max(1, info.compress_size)}x ({info.compress_size} -> {info.file_size} "
-            "bytes): a zip bomb, not media"
+            f"is compressed with {method} (zip method {info.compress_type}), which Python's zipfile cannot unpack",
+            RECREATE_DEFLATE,
         )
     return None
+
+
+def _check_dense(zf: zipfile.ZipFile, listing: Listing) -> None:
+    """A media entry over RATIO_MIN_BYTES that expands more than MAX_RATIO times stays only if its header parses
+    as the image (Pillow) or video (PyAV) its name says; only the first bytes are decompressed for that. Anything
+    else is refused as a zip bomb: unpacking it would cost its declared size for nothing musubi could use."""
+    for entry in list(listing.entries):
+        info, kind = entry.zinfo, media.kind_of(entry.name)
+        if not kind or info.file_size <= RATIO_MIN_BYTES or info.file_size <= MAX_RATIO * max(1, info.compress_size):
+            continue
+        if media.parses_as(lambda e=entry: open_entry(zf, e), kind):
+            continue
+        listing.entries.remove(entry)
+        ratio = info.file_size // max(1, info.compress_size)
+        listing.problems.append(
+            Problem(
+                ERROR,
+                entry.name,
+                f"expands {ratio}x ({info.compress_size} -> {info.file_size} bytes) and its content does not "
+                f"parse as {'an image' if kind == 'image' else 'a video'}: a zip bomb, not media",
+                "Remove it from the zip (it is not the file its name says); nothing was unpacked",
+            )
+        )
+
+
+def open_entry(zf: zipfile.ZipFile, entry: Entry):
+    """zf.open(entry) with every way a damaged entry fails as DataError naming the entry (a local header whose
+    name is flagged UTF-8 but is not, or differs from the central directory's; a bad CRC; an unknown method)."""
+    try:
+        return zf.open(entry.zinfo)
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{entry.name}: {BAD_UTF8_FLAG.replace('has a name', 'its local header has a name')}. {RECREATE}"
+        ) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError, ValueError) as e:
+        raise DataError(f"{entry.name}: cannot be read from the zip ({e}). Re-create the zip.") from None
 
 
 def _check_sizes(listing: Listing, limit: int, free: int) -> None:
@@ -312,10 +399,19 @@ def read_captions(listing: Listing, entries: list[Entry], limit: int) -> dict[st
     try:
         for entry in entries:
             if entry.size > limit:
-                out[entry.name] = DataError(f"{entry.name}: {human_bytes(entry.size)} is too large for a caption")
+                out[entry.name] = DataError(
+                    f"{entry.name}: {human_bytes(entry.size)} is too large for a caption (at most "
+                    f"{human_bytes(limit)}): check that it is the description of its media, or shorten it"
+                )
                 continue
             try:
-                out[entry.name] = zf.read(entry.zinfo) if zf else entry.path.read_bytes()
+                if zf is None:
+                    out[entry.name] = entry.path.read_bytes()
+                else:
+                    with open_entry(zf, entry) as f:
+                        out[entry.name] = f.read()
+            except DataError as e:
+                out[entry.name] = e
             except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
                 out[entry.name] = DataError(f"{entry.name}: cannot be read ({e}). Re-create the zip or copy it again.")
     finally:
@@ -354,9 +450,12 @@ def _copy_entry(zf: zipfile.ZipFile, entry: Entry, target: Path) -> None:
     the disk) and fails the CRC-32 check of an entry whose data is longer, shorter or altered."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with zf.open(entry.zinfo) as src, open(tmp, "wb") as dst:
+        with open_entry(zf, entry) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(tmp, target)
+    except DataError:
+        tmp.unlink(missing_ok=True)
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError) as e:
         # RuntimeError: encrypted entry; BadZipFile: CRC mismatch or truncated archive.
         tmp.unlink(missing_ok=True)

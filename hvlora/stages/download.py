@@ -137,12 +137,15 @@ class _Fetcher:
             )
             for wf in todo
         }
+        todo = [wf for wf in todo if not self._on_disk_matches(wf, remote[wf.key])]
         missing = {wf.key: self._bytes_to_fetch(wf, remote[wf.key]) for wf in todo}
         self._check_disk(sum(missing.values()))
         remaining = sum(missing.values())
         for i, wf in enumerate(todo, 1):
-            state = f"{human_bytes(remaining)} still to fetch" if missing[wf.key] else "on disk, not verified yet"
-            self.log(f"[{i}/{len(todo)}] {wf.component}: {wf.key} ({human_bytes(remote[wf.key].size)}); {state}")
+            self.log(
+                f"[{i}/{len(todo)}] {wf.component}: {wf.key} ({human_bytes(remote[wf.key].size)}); "
+                f"{human_bytes(remaining)} still to fetch"
+            )
             self._fetch_verified(wf, remote[wf.key])
             remaining -= missing[wf.key]
             self.bytes_fetched += missing[wf.key]
@@ -151,6 +154,8 @@ class _Fetcher:
                 self.log(f"{wf.component}: {wf.local_path(self.s.models_dir)} (verified earlier)")
         for tok in catalog.TOKENIZERS:
             self._fetch_tokenizer(tok)
+        for r in self.repaired:
+            self.log(f"repaired: {r['file']} failed its sha256 check and was fetched again")
 
     def _trusted(self, wf: catalog.WeightFile) -> bool:
         """Present and recorded (quick check), or with --verify_weights, present and re-hashed to its record."""
@@ -161,25 +166,46 @@ class _Fetcher:
             return self._rehash_ok(wf, path)
         return True
 
+    def _on_disk_matches(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> bool:
+        """A file on disk that failed the quick check (never recorded, or its size or mtime changed) is hashed
+        against the hub's ETag: a match is recorded without a download; a mismatch is said (which file, expected
+        and found hash), recorded for summary.json, and the file deleted so that it is fetched again."""
+        path = wf.local_path(self.s.models_dir)
+        if not path.is_file():
+            return False
+        self.log(f"{wf.key}: on disk but not verified (new, or its size or mtime changed): verifying sha256")
+        sha256, git_sha1 = hashes(path)
+        size = path.stat().st_size
+        if matches_etag(sha256, git_sha1, remote.etag) and (not remote.size or size == remote.size):
+            revision = self.s.revision_for(wf.repo_id)
+            self.manifest.put(wf.key, record_for(path, wf.repo_id, wf.filename, revision, remote.commit, sha256))
+            self.log(f"{wf.key}: matches the hub; recorded, nothing to download")
+            return True
+        self._repair(wf, path, remote.etag, sha256, f"its content differs from the hub's ({size} bytes on disk)")
+        return False
+
+    def _repair(self, wf: catalog.WeightFile, path: Path, expected: str, found: str, why: str) -> None:
+        """Say that `path` failed its check, record it for summary.json, and delete it so it is fetched again."""
+        self.log(
+            f"{wf.key}: sha256 check FAILED: expected {expected}, found {found} ({why}); {path} is deleted and "
+            "fetched again",
+            err=True,
+        )
+        self.repaired.append({"file": str(path), "expected_sha256": expected, "found_sha256": found})
+        self.manifest.forget(wf.key)
+        hub.forget_local(self.s.models_dir / wf.repo_id, wf.filename)
+
     def _rehash_ok(self, wf: catalog.WeightFile, path: Path) -> bool:
         self.log(f"{wf.key}: hashing (--verify_weights)")
         sha256, _ = hashes(path)
         expected = self.manifest.get(wf.key).sha256
         if sha256 == expected:
             return True
-        self.log(
-            f"{wf.key}: sha256 check FAILED: expected {expected}, found {sha256} (the file changed on disk since it "
-            f"was downloaded); {path} is deleted and fetched again"
-        )
-        self.repaired.append({"file": str(path), "expected_sha256": expected, "found_sha256": sha256})
-        self.manifest.forget(wf.key)
-        hub.forget_local(self.s.models_dir / wf.repo_id, wf.filename)
+        self._repair(wf, path, expected, sha256, "the file changed on disk since it was downloaded")
         return False
 
     def _bytes_to_fetch(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> int:
         local_dir = self.s.models_dir / wf.repo_id
-        if wf.local_path(self.s.models_dir).is_file():
-            return 0  # hf_hub_download reuses it if its ETag matches; it is verified below either way
         return max(0, remote.size - hub.partial_bytes(local_dir, wf.filename, remote.etag))
 
     def _check_disk(self, needed: int) -> None:
@@ -247,12 +273,17 @@ class _Fetcher:
             bad = _corrupt_tokenizer_files(tok, self.cache)
             if not bad:
                 return
-            self.log(
-                f"tokenizer {tok.repo_id}: {', '.join(p.name for p in bad)} do not match the hub; "
-                + ("downloading again" if attempt == 1 else "giving up")
-            )
-            for p in bad:  # the blob and the snapshot's link to it
-                Path(os.path.realpath(p)).unlink(missing_ok=True)
+            for p in bad:  # the blob (named after its ETag) and the snapshot's link to it
+                blob = Path(os.path.realpath(p))
+                sha256, git_sha1 = hashes(blob)
+                kind, found = ("git sha1", git_sha1) if len(blob.name) == 40 else ("sha256", sha256)
+                self.log(
+                    f"tokenizer {tok.repo_id}: {p} {kind} check FAILED: expected {blob.name}, found {found}; "
+                    + ("it is deleted and fetched again" if attempt == 1 else "giving up"),
+                    err=True,
+                )
+                self.repaired.append({"file": str(p), "expected_sha256": blob.name, "found_sha256": found})
+                blob.unlink(missing_ok=True)
                 p.unlink(missing_ok=True)
         raise StageFailed(
             NAME,
