@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..core.config import Settings
 from ..data.preflight import DataReport
-from ..families.hunyuan_video_1_5 import catalog
+from ..families.hunyuan_video_1_5 import FRAMES, catalog
 from ..training.presets import MemoryPlan
 from . import cachestore
 
@@ -69,7 +69,7 @@ def plan(s: Settings, report: DataReport, memory: MemoryPlan, index: cachestore.
         caches.media_keys[f.name] = key
         stem = Path(f.flat).stem
         caches.latents += cachestore.latent_entries(f.block, key, stem, f.cache_files)
-        caches.te.append(cachestore.te_entry(f.block, stem, f.caption or ""))
+        caches.te.append(cachestore.te_entry(f.block, stem, f.caption or "", FRAMES.te_suffix))
     return caches
 
 

@@ -26,9 +26,9 @@ import tomli_w
 from ..cache import caches, cachestore
 from ..data import preflight
 from ..data import report as data_report
-from ..families.hunyuan_video_1_5 import musubi
 from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
 from ..training import hints, plan, sampling
+from ..training.musubi import launcher
 from . import runs
 from .config import Settings
 from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
@@ -366,7 +366,7 @@ def _print_nodes(ctx: RunContext) -> None:
     )
     for rank in range(launch.num_machines):
         node = dataclasses.replace(launch, machine_rank=rank)
-        cmd = dataclasses.replace(train.command(ctx), launcher=musubi.launcher(s, node))
+        cmd = dataclasses.replace(train.command(ctx), launcher=launcher(s, node))
         print(f"  machine {rank}: {cmd.display()}", flush=True)
 
 

@@ -13,6 +13,7 @@ from ..core.errors import StageFailed
 from ..core.runner import run_logged
 from ..families.hunyuan_video_1_5 import comfyui, musubi
 from ..training import lorainfo, lorameta, outputs
+from ..training.musubi import trained_lora
 
 NAME = "convert"
 TITLE = "convert to ComfyUI"
@@ -24,7 +25,7 @@ def comfy_path(ctx: RunContext) -> Path:
 
 
 def command(ctx: RunContext) -> musubi.Command:
-    src = musubi.trained_lora(ctx.paths.checkpoints, ctx.settings.output_name)
+    src = trained_lora(ctx.paths.checkpoints, ctx.settings.output_name)
     return musubi.convert(src, comfy_path(ctx))
 
 

@@ -20,6 +20,7 @@ from ..core.fsutil import atomic_copy
 from ..core.runner import run_logged
 from ..families.hunyuan_video_1_5 import musubi
 from ..training import gpu, lorainfo, lorameta, progress, resume, sampling, watch
+from ..training.musubi import trained_lora
 
 NAME = "train"
 TITLE = "train LoRA"
@@ -201,7 +202,7 @@ def _final_lora(ctx: RunContext, done: int) -> Path:
     """RUN/checkpoints/NAME.safetensors. A run killed between its last state and its final file has a checkpoint of
     the same step (with a step save on it): that becomes the final file."""
     s, plan = ctx.settings, ctx.plan
-    lora = musubi.trained_lora(ctx.paths.checkpoints, s.output_name)
+    lora = trained_lora(ctx.paths.checkpoints, s.output_name)
     if lora.is_file() and lorameta.read_metadata(lora).get("ss_steps") == str(plan.total_steps):
         return lora
     same_step = ctx.paths.checkpoints / resume.lora_name(s.output_name, "step", plan.total_steps)

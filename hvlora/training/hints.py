@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.config import MAX_BLOCKS_TO_SWAP
 from ..core.fsutil import free_bytes as disk_free
-from .presets import PRESETS, preset_for_vram
+from ..families.hunyuan_video_1_5.memory import PRESETS, preset_for_vram
 from .progress import NAN_STOP_MARK  # the line the NaN guard (watch.py) writes into the log
 
 SWAP_STEPS = (0, 20, 30, 40, MAX_BLOCKS_TO_SWAP)  # --blocks_to_swap ladder: each step saves VRAM, costs speed
