@@ -470,6 +470,8 @@ def test_fits_for_the_cache_stages():
 
 def test_swap_limit_agrees_with_the_config():
     from hvlora.core import config
+    from hvlora.families import get
 
-    assert MAX_BLOCKS_TO_SWAP == config.MAX_BLOCKS_TO_SWAP == 51
+    # config validates --blocks_to_swap against the family's limit
+    assert MAX_BLOCKS_TO_SWAP == get("hunyuan_video_1_5").memory.max_blocks_to_swap == 51
     assert set(presets.OPTIMIZERS) == set(config.OPTIMIZERS)

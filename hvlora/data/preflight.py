@@ -21,7 +21,6 @@ from pathlib import Path, PurePosixPath
 
 from ..core.config import Settings
 from ..core.errors import DataError
-from ..families.hunyuan_video_1_5 import FRAMES
 from . import captions, frames, media, source
 from .problems import ERROR, NOTE, WARNING, Problem, strict
 
@@ -310,7 +309,7 @@ def _read_caption(f: FileRecord, texts: dict[str, bytes | DataError], s: Setting
             f"Write a description of the media into it; it trains with the trigger word "
             f"'{s.trigger_word.strip()}' alone",
         )
-    tokens, kept = captions.estimate_tokens(f.caption), captions.QWEN_MAX_TOKENS
+    tokens, kept = captions.estimate_tokens(f.caption), s.family.text_encoder_max_tokens
     if tokens > kept - 24:  # the template's own tokens count too
         problem(
             WARNING,
@@ -323,7 +322,7 @@ def _check_media(f: FileRecord, s: Settings) -> None:
     """What musubi will do with this file that the user should know (contract §4: Pillow conversions for images,
     PyAV frames without rotation for videos, resize to cover the bucket and center crop)."""
     info = f.info
-    f.bucket = FRAMES.bucket_for((info.width, info.height), s.resolution)
+    f.bucket = s.family.frames.bucket_for((info.width, info.height), s.resolution)
     if frames.is_upscaled((info.width, info.height), f.bucket):
         f.add(
             WARNING,
@@ -335,7 +334,7 @@ def _check_media(f: FileRecord, s: Settings) -> None:
     if f.kind == "image":
         _check_image_format(f)
     else:
-        _check_video(f, FRAMES.target_fps)
+        _check_video(f, s.family.frames.target_fps)
 
 
 def _check_crop(f: FileRecord, s: Settings) -> None:
@@ -344,7 +343,7 @@ def _check_crop(f: FileRecord, s: Settings) -> None:
     size = (f.info.width, f.info.height)
     lost = frames.cropped_fraction(size, f.bucket)
     if lost > CROP_WARN_FRACTION:
-        ratio = max(max(w / h, h / w) for w, h in FRAMES.bucket_resolutions(s.resolution))
+        ratio = max(max(w / h, h / w) for w, h in s.family.frames.bucket_resolutions(s.resolution))
         f.add(
             WARNING,
             f"musubi's {f.bucket[0]}x{f.bucket[1]} bucket crops {lost:.0%} of its picture away ({size[0]}x{size[1]} is "
@@ -433,17 +432,12 @@ def _check_video(f: FileRecord, target_fps: float) -> None:
 def _plan(report: DataReport) -> None:
     """Blocks (images; videos by frame rate), clips, buckets, dataset file names and cache file names."""
     s = report.settings
-    rules = FRAMES
+    rules, refused = s.family.frames, s.family.still_images_refused.get(s.task)
     for f in report.usable:
         if f.info is None:
             continue
-        if f.kind == "image" and s.task == "i2v":
-            # musubi v0.3.4's i2v latent cache takes content[0] as the first video frame; for a still image that
-            # is a pixel row, and its SigLIP step asserts (seen with the real engine in the rig).
-            f.leave_out(
-                "--task i2v trains on videos; musubi cannot cache still images for i2v",
-                "Train the images with --task t2v, or remove them",
-            )
+        if f.kind == "image" and refused:
+            f.leave_out(*refused)
             continue
         if f.kind == "image":
             block = report.blocks.setdefault("images", Block("images", "image", None))
@@ -518,7 +512,7 @@ def flat_names(input_names: list[str]) -> list[str]:
 
 def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> None:
     n = f.info.frames
-    rules = FRAMES
+    rules = s.family.frames
     head = frames.effective_mode(s.frame_extraction, s.frame_sample) == "head"
     kept = rules.frames_read(n, source_fps, max(s.target_frames) if head else None)
     resampled = f" ({kept} at {rules.target_fps:g} fps)" if source_fps and kept != n else ""
