@@ -20,7 +20,7 @@ from hvlora.core.cli import build_parser
 from hvlora.core.errors import ConfigError
 from hvlora.data.frames import FrameRules
 from hvlora.families import CacheInputs, Converter, Family, HintAdvice, SampleDefaults
-from hvlora.training import lorainfo
+from hvlora.training import lorainfo, plan
 from hvlora.training import musubi as trainer
 from hvlora.training.plan import Launch
 from hvlora.training.presets import KNOBS, Estimate, MemoryModel, MemoryPlan
@@ -57,10 +57,9 @@ def test_the_registry_defaults_to_hunyuan_video_1_5_and_names_each_family_by_its
 def test_every_family_answers_every_question(name):
     f = families.get(name)
     assert f.title and f.tasks and f.variants and f.defaults["dit_variant"] in f.variants
-    for variant in f.variants:
-        f.check_variant(variant)
-    with pytest.raises(ConfigError, match="not-a-variant"):
-        f.check_variant("not-a-variant")
+    for task in f.tasks:
+        with pytest.raises(ConfigError, match="not-a-variant"):
+            f.weights_for(task, "not-a-variant")
     components: set[str] = set()
     for task in f.tasks:
         for variant in f.variants:
@@ -74,7 +73,7 @@ def test_every_family_answers_every_question(name):
     for cache in (f.latent_cache, f.text_encoder_cache):
         assert isinstance(cache, CacheInputs)
         assert set(cache.components) <= components and set(cache.settings) <= settings_fields
-        assert set(cache.knobs) <= set(f.memory.knobs) <= set(KNOBS)
+        assert all(set(cache.knobs) <= set(m.knobs) <= set(KNOBS) for m in f.memory_models())
     assert isinstance(f.frames, FrameRules) and f.frames.architecture.isidentifier()
     assert f.frames.target_fps > 0 and f.frames.reso_step > 0 and f.frames.frame_step > 0
     assert f.text_encoder_max_tokens > 0
@@ -82,13 +81,15 @@ def test_every_family_answers_every_question(name):
     assert isinstance(f.samples, SampleDefaults) and set(f.samples.image_tasks) <= set(f.tasks)
     assert isinstance(f.hints, HintAdvice) and all(vars(f.hints).values())
     assert f.converter is None or isinstance(f.converter, Converter)
-    assert set(f.help) <= option_names and set(f.defaults) <= option_names
+    assert set(f.help) <= option_names and set(f.defaults) <= option_names and set(f.variant_memory) <= set(f.variants)
     assert all(config.OPTION_BY_NAME[k].family_default for k in f.defaults)
 
 
-@pytest.mark.parametrize("name", REGISTERED)
-def test_every_familys_memory_model_resolves_flags_and_estimates(name):
-    m = families.get(name).memory
+@pytest.mark.parametrize(
+    ("name", "variant"), [(name, variant) for name in REGISTERED for variant in families.get(name).variants]
+)
+def test_every_variants_memory_model_resolves_flags_and_estimates(name, variant):
+    m = families.get(name).memory_for(variant)
     assert isinstance(m, MemoryModel) and m.presets
     assert 0 < m.max_blocks_to_swap < m.num_blocks
     assert m.swap_ladder[0] == 0 and list(m.swap_ladder) == sorted(set(m.swap_ladder))
@@ -114,8 +115,9 @@ def test_every_familys_commands_parse_with_musubis_parsers(name, make_settings):
     for task in f.tasks:
         s = make_settings("--model_family", name, "--task", task)
         weights = {c: w.local_path(s.models_dir) for c, w in f.weights_for(task, s.dit_variant).items()}
-        for preset in (None, *f.memory.presets):
-            memory = f.memory.resolve(preset, {})
+        model = f.memory_for(s.dit_variant)
+        for preset in (None, *model.presets):
+            memory = model.resolve(preset, {})
             parses(f.scripts.cache_latents(s, Path("/r/d.toml"), weights, memory))
             parses(f.scripts.cache_text_encoder_outputs(s, Path("/r/d.toml"), weights, memory))
             parses(f.scripts.train(s, Path("/r/d.toml"), weights, segment, memory, Launch(1, 1)))
@@ -201,15 +203,14 @@ FAKE_REPO = "fake-org/Fake-Video"
 
 
 def _fake_weights(task: str, variant: str) -> dict[str, WeightFile]:
+    if variant not in ("small", "large"):
+        raise ConfigError(f"dit_variant {variant!r} is not a Fake Video DiT; use small or large")
+    if task == "i2v" and variant == "small":
+        raise ConfigError("dit_variant small trains t2v only; i2v needs large")
     return {
         "dit": WeightFile("dit", FAKE_REPO, f"dit/{variant}.safetensors", (task,), "--dit", 10, "bf16", variant),
         "vae": WeightFile("vae", FAKE_REPO, "vae.safetensors", (task,), "--vae", 10, "fp32"),
     }
-
-
-def _fake_variant(variant: str) -> None:
-    if variant != "small":
-        raise ConfigError(f"dit_variant {variant!r} is not a Fake Video DiT; use small")
 
 
 def _fake_flags(plan: MemoryPlan, sampling: bool = False) -> dict[str, list[str]]:
@@ -238,12 +239,26 @@ def _fake_train(s, dataset_config, weights, seg, memory, launch) -> trainer.Comm
     )
 
 
+FAKE_SMALL = dataclasses.replace(
+    HV15.memory,
+    title="Fake Video",
+    table={12: {"fp8": True, "blocks_to_swap": 4}},
+    num_blocks=10,
+    max_blocks_to_swap=8,
+    swap_ladder=(0, 4, 8),
+    musubi_flags=_fake_flags,
+    knobs=("fp8", "blocks_to_swap", "block_swap_h2d_only", "gradient_checkpointing_cpu_offload"),
+)
+FAKE_LARGE = dataclasses.replace(  # a variant several times the size: its own presets and limits
+    FAKE_SMALL, title="Fake Video large", table={40: {"fp8": True, "blocks_to_swap": 20}}, num_blocks=40,
+    max_blocks_to_swap=37, swap_ladder=(0, 20, 37),
+)  # fmt: skip
+
 FAMILY = Family(  # what families.get("fake_family") finds in this module once the test registers it
     name="fake_family",
     title="Fake Video",
-    tasks=("t2v",),
-    variants=("small",),
-    check_variant=_fake_variant,
+    tasks=("t2v", "i2v", "v2v"),
+    variants=("small", "large"),
     defaults={"dit_variant": "small"},
     weights_for=_fake_weights,
     tokenizers=(),
@@ -252,16 +267,8 @@ FAMILY = Family(  # what families.get("fake_family") finds in this module once t
         cache_text_encoder_outputs=_fake_cache("cache_text_encoder_outputs"),
         train=_fake_train,
     ),
-    memory=dataclasses.replace(
-        HV15.memory,
-        title="Fake Video",
-        table={12: {"fp8": True, "blocks_to_swap": 4}},
-        num_blocks=10,
-        max_blocks_to_swap=8,
-        swap_ladder=(0, 4, 8),
-        musubi_flags=_fake_flags,
-        knobs=("fp8", "blocks_to_swap", "block_swap_h2d_only", "gradient_checkpointing_cpu_offload"),
-    ),
+    memory=FAKE_SMALL,
+    variant_memory={"large": FAKE_LARGE},
     frames=FrameRules(architecture="fk", target_fps=16.0, reso_step=32, frame_step=8),
     latent_cache=CacheInputs(settings=("resolution",), components=("vae",), knobs=()),
     text_encoder_cache=CacheInputs(settings=(), components=("dit",), knobs=()),
@@ -329,8 +336,10 @@ def test_a_second_family_drives_the_dry_run_with_its_own_scripts_rules_and_defau
 
 def test_the_config_checks_a_second_familys_own_limits(fake_family, make_settings):
     for flags, message in (
-        (("--task", "i2v"), "task: Fake Video trains t2v, not i2v"),
+        (("--task", "i2v"), "dit_variant small trains t2v only; i2v needs large"),  # the family's reason
         (("--dit_variant", "720p"), "'720p' is not a Fake Video DiT"),
+        (("--dit_variant", "large", "--vram", "12"), "vram: Fake Video large has presets 40, not 12"),
+        (("--dit_variant", "large", "--blocks_to_swap", "38"), "blocks_to_swap: 38 is outside 0..37"),
         (("--resolution", "960x528"), "multiples of 32 \\(Fake Video's buckets step by 32\\)"),
         (("--target_frames", "1,5"), "5 not of the form 8n\\+1"),
         (("--blocks_to_swap", "9"), "blocks_to_swap: 9 is outside 0..8"),
@@ -340,6 +349,11 @@ def test_the_config_checks_a_second_familys_own_limits(fake_family, make_setting
             make_settings("--model_family", "fake_family", "--resolution", "128x128", "--target_frames", "1,9", *flags)
     with pytest.raises(ConfigError, match="vram: HunyuanVideo 1.5 has presets 16, 24, 32, 48, 80, not 12"):
         make_settings("--vram", "12")  # 12 is a choice only because fake_family has it
+    with pytest.raises(ConfigError, match="task: HunyuanVideo 1.5 trains t2v, i2v, not v2v"):
+        make_settings("--task", "v2v")  # likewise
+    large = make_settings("--model_family", "fake_family", "--dit_variant", "large", "--task", "i2v", "--vram", "40",
+                          "--resolution", "128x128", "--target_frames", "1,9")  # fmt: skip
+    assert plan.make(large, {(128, 128, 9): 4}, gpus=[]).memory.blocks_to_swap == 20  # the large variant's preset
     with pytest.raises(ConfigError, match="model_family: 'nope' is not one of hunyuan_video_1_5, fake_family"):
         config.build_settings({"model_family": "nope"}, Path("/"), {})  # as train.toml gives it
 
@@ -349,6 +363,7 @@ def test_help_and_train_toml_document_every_registered_family(fake_family, capsy
         build_parser().parse_args(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--model_family {hunyuan_video_1_5,fake_family}" in out and "Fake Video (fake_family)" in out
+    assert "--task {t2v,i2v,v2v}" in out and "--vram auto|12|16|24|32|40|48|80" in out
     assert "Fake Video: only t2v (the fake family's note)." in out
     assert "(default: the family's (hunyuan_video_1_5: 720p, fake_family: small))" in out
     assert "Fake Video: only t2v (the fake family's note)." in " ".join(config.render_toml().replace("#", "").split())

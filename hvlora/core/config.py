@@ -123,7 +123,7 @@ def task_choices() -> tuple[str, ...]:
 
 def vram_choices() -> tuple[str, ...]:
     """'auto' and every registered family's preset sizes in GB (each family refuses a size it has no preset for)."""
-    sizes = sorted({p for f in families.all_families() for p in f.memory.presets})
+    sizes = sorted({p for f in families.all_families() for m in f.memory_models() for p in m.presets})
     return ("auto", *map(str, sizes))
 
 
@@ -738,6 +738,7 @@ def validate(s: Settings) -> None:
     """Check ranges and combinations, the family's limits among them. Raises ConfigError listing every problem with
     its valid range or fix."""
     family = s.family
+    memory = family.memory_for(s.dit_variant)
     p: list[str] = []
     p += _range_problems(s)
     if not RANK_RANGE[0] <= s.rank <= RANK_RANGE[1]:
@@ -748,10 +749,10 @@ def validate(s: Settings) -> None:
         p.append(f"max_train_steps: {s.max_train_steps} must be -1 (use epochs) or 1..{MAX_TRAIN_STEPS}")
     if not (math.isfinite(s.learning_rate) and 0 < s.learning_rate <= MAX_LEARNING_RATE):
         p.append(f"learning_rate: {s.learning_rate} must be a finite number in (0, {MAX_LEARNING_RATE:g}], e.g. 1e-4")
-    most = family.memory.max_blocks_to_swap
+    most = memory.max_blocks_to_swap
     if s.blocks_to_swap is not None and not 0 <= s.blocks_to_swap <= most:
         p.append(f"blocks_to_swap: {s.blocks_to_swap} is outside 0..{most}")
-    least = family.memory.vae_min_tile
+    least = memory.vae_min_tile
     if s.vae_sample_size is not None and not (s.vae_sample_size == 0 or least <= s.vae_sample_size <= 2048):
         p.append(f"vae_sample_size: {s.vae_sample_size} must be 0 (no tiling) or {least}..2048, e.g. 256")
     if s.lr_warmup_steps and s.lr_scheduler == "constant":
@@ -773,14 +774,15 @@ def validate(s: Settings) -> None:
         p.append(f"{' and '.join(actions)} together: choose one")
     if s.offline and s.download_only:
         p.append("offline and download_only together: downloading needs the network")
-    if s.vram != "auto" and int(s.vram) not in family.memory.presets:
-        p.append(f"vram: {family.title} has presets {', '.join(map(str, family.memory.presets))}, not {s.vram}")
+    if s.vram != "auto" and int(s.vram) not in memory.presets:
+        p.append(f"vram: {memory.title} has presets {', '.join(map(str, memory.presets))}, not {s.vram}")
     if s.task not in family.tasks:
         p.append(f"task: {family.title} trains {', '.join(family.tasks)}, not {s.task}")
-    try:
-        family.check_variant(s.dit_variant)
-    except ConfigError as e:
-        p.append(str(e))
+    else:
+        try:  # a variant, or a task and variant together, that musubi cannot train: the family says why
+            family.weights_for(s.task, s.dit_variant)
+        except ConfigError as e:
+            p.append(str(e))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", s.output_name):
         p.append(f"output_name: {s.output_name!r} may use only letters, digits, '.', '_' and '-' (at most 100)")
     if s.skip_cache and s.dry_run:

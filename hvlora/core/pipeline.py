@@ -409,6 +409,7 @@ def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
     return hints.HintContext(
         stage=stage,
         family=s.family,
+        dit_variant=s.dit_variant,
         vram_preset=m.preset if m else None,
         fp8=m.fp8 if m else bool(s.fp8),
         blocks_to_swap=m.blocks_to_swap if m else (s.blocks_to_swap or 0),

@@ -117,12 +117,13 @@ class Family:
 
     - name: the --model_family value, also the LoRA metadata's family and musubi's --metadata_tags entry;
       title: how messages name it ("HunyuanVideo 1.5").
-    - tasks: its --task values; variants: its --dit_variant values; check_variant(variant) raises ConfigError for a
-      variant it cannot train (with the reason); defaults: the values of settings whose default is the family's
-      (Option.family_default, e.g. dit_variant).
+    - tasks: its --task values; variants: its --dit_variant values; defaults: the values of settings whose default
+      is the family's (Option.family_default, e.g. dit_variant).
     - weights_for(task, variant): component -> WeightFile, always with a "dit" (the base model the LoRA is for);
-      tokenizers: repos musubi loads by id from the Hugging Face cache.
-    - scripts: the musubi entry points' argv (Scripts); memory: presets, knobs, flags and the estimate (MemoryModel);
+      raises ConfigError with the reason for a variant, or a task and variant together, that musubi cannot train
+      (config asks it while validating); tokenizers: repos musubi loads by id from the Hugging Face cache.
+    - scripts: the musubi entry points' argv (Scripts); memory: presets, knobs, flags and the estimate (MemoryModel),
+      variant_memory: a variant's own where the variants differ in size (memory_for picks);
       frames: musubi's bucket, frame and cache-name rules for its architecture (FrameRules).
     - latent_cache, text_encoder_cache: what keys each cache store (CacheInputs).
     - text_encoder_max_tokens: caption tokens its text encoder keeps (longer captions are warned about).
@@ -135,7 +136,6 @@ class Family:
     title: str
     tasks: tuple[str, ...]
     variants: tuple[str, ...]
-    check_variant: Callable[[str], None]
     defaults: Mapping[str, Any]
     weights_for: Callable[[str, str], dict[str, WeightFile]]
     tokenizers: tuple[TokenizerRepo, ...]
@@ -150,6 +150,16 @@ class Family:
     converter: Converter | None
     still_images_refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     help: Mapping[str, str] = field(default_factory=dict)
+    variant_memory: Mapping[str, MemoryModel] = field(default_factory=dict)
+
+    def memory_for(self, variant: str | None) -> MemoryModel:
+        """The memory model of a DiT variant: its own in variant_memory (e.g. a 2B and a 19B model of one family),
+        else the family's."""
+        return self.variant_memory.get(variant, self.memory)
+
+    def memory_models(self) -> list[MemoryModel]:
+        """Every memory model of the family (for the --vram choices)."""
+        return [self.memory, *self.variant_memory.values()]
 
 
 _loaded: dict[str, Family] = {}

@@ -30,14 +30,16 @@ class HintContext:
     """The settings of the failed stage that decide which fix to suggest.
 
     stage: "cache_latents" | "cache_text_encoder_outputs" | "train" | "convert" | "download" ...; family: the run's
-    model family (its presets, --blocks_to_swap ladder, bucket and frame steps, advice); vram_preset: the --vram preset
-    in use (16, 24, 32, 48, 80) or None; folders: name -> folder, the candidates
-    for a full disk (names like "output_dir" are also the flags that move them); free_bytes: free space of a path
-    (injectable for tests); checkpoint_bytes: size of one checkpoint + training state, when known.
+    model family (its presets, --blocks_to_swap ladder, bucket and frame steps, advice) and dit_variant its variant
+    (None: the family's memory model); vram_preset: the --vram preset in use (16, 24, 32, 48, 80) or None; folders:
+    name -> folder, the candidates for a full disk (names like "output_dir" are also the flags that move them);
+    free_bytes: free space of a path (injectable for tests); checkpoint_bytes: size of one checkpoint + training
+    state, when known.
     """
 
     stage: str
     family: Family
+    dit_variant: str | None = None
     vram_preset: int | None = None
     fp8: bool = False
     blocks_to_swap: int = 0
@@ -50,6 +52,11 @@ class HintContext:
     folders: dict[str, Path] = field(default_factory=dict)
     free_bytes: Callable[[Path], int] = disk_free
     checkpoint_bytes: int | None = None
+
+    @property
+    def memory(self):
+        """The memory model (presets, swap ladder) of the run's family and variant."""
+        return self.family.memory_for(self.dit_variant)
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ def _fmt_bytes(n: int) -> str:
 def _smaller_preset(ctx: HintContext, total_gib: float | None) -> int | None:
     """The preset to try: the next one below the current, or the one this GPU fits if that is lower still; with no
     preset in use, the one this GPU fits (when the OOM message says its size)."""
-    memory = ctx.family.memory
+    memory = ctx.memory
     fits = memory.preset_for_vram(total_gib) if total_gib else None  # presets' rule for a GPU of this size
     if ctx.vram_preset is None:
         return fits
@@ -140,11 +147,11 @@ def _smaller_preset(ctx: HintContext, total_gib: float | None) -> int | None:
 
 def _more_swap(ctx: HintContext) -> int | None:
     """The next step of the family's --blocks_to_swap ladder (each step saves VRAM, costs speed)."""
-    return next((s for s in ctx.family.memory.swap_ladder if s > ctx.blocks_to_swap), None)
+    return next((s for s in ctx.memory.swap_ladder if s > ctx.blocks_to_swap), None)
 
 
 def _less_swap(ctx: HintContext) -> int | None:
-    return max((s for s in ctx.family.memory.swap_ladder if s < ctx.blocks_to_swap), default=None)
+    return max((s for s in ctx.memory.swap_ladder if s < ctx.blocks_to_swap), default=None)
 
 
 def _smaller_resolution(w: int, h: int, step: int, area: float = 0.7) -> tuple[int, int] | None:
@@ -226,7 +233,7 @@ def _others_on_gpu(sizes: re.Match | None, total: float | None) -> float | None:
 
 def _cache_latents_oom(ctx: HintContext) -> list[str]:
     todo = []
-    if ctx.vram_preset is None or ctx.vram_preset > ctx.family.memory.presets[0]:
+    if ctx.vram_preset is None or ctx.vram_preset > ctx.memory.presets[0]:
         todo.append(ctx.family.hints.latents_smallest_preset)
     todo += _size_knobs(ctx, "latent caching memory grows with frames x area")
     return todo

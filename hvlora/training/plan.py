@@ -74,7 +74,7 @@ def make(
     items = sum(buckets.values())
     per_epoch = math.ceil(items * s.num_repeats / launch.num_processes) if items else 0
     total = s.max_train_steps if s.max_train_steps > 0 else s.epochs * per_epoch
-    largest = max(buckets, key=lambda b: s.family.memory.tokens(*b)) if buckets else None
+    largest = max(buckets, key=lambda b: s.family.memory_for(s.dit_variant).tokens(*b)) if buckets else None
     host = (gpu.host_available_bytes() if host_ram is None else host_ram) / presets.GIB
     plan = Plan(memory, launch, items, per_epoch, total, largest, used, host, notes=notes)
     return _with_estimate(s, plan)
@@ -89,7 +89,7 @@ def _gpus_used(s: Settings, gpus: list[gpu.GpuInfo]) -> list[gpu.GpuInfo]:
 
 def _memory(s: Settings, used: list[gpu.GpuInfo], notes: list[str]) -> presets.MemoryPlan:
     """The preset (--vram, or the smallest used GPU's memory for auto), then the knobs the user set win."""
-    model = s.family.memory
+    model = s.family.memory_for(s.dit_variant)
     preset = None
     if s.vram != "auto":
         preset = int(s.vram)
@@ -123,7 +123,7 @@ def _launch(s: Settings, gpus: list[gpu.GpuInfo], notes: list[str]) -> Launch:
 def _with_estimate(s: Settings, plan: Plan) -> Plan:
     if plan.largest_bucket is None or s.device == "cpu":  # a CPU smoke run has no VRAM to plan
         return plan
-    model = s.family.memory
+    model = s.family.memory_for(s.dit_variant)
     est = model.estimate(
         plan.memory, plan.largest_bucket, s.rank, s.optimizer, plan.launch.gpus_here, sampling=False, task=s.task
     )
@@ -158,7 +158,7 @@ def describe(s: Settings, plan: Plan) -> list[str]:
         e, (w, h, f) = plan.estimate, plan.largest_bucket
         lines.append(
             f"estimate (arithmetic, not measured): peak VRAM {e.peak_vram_gb:.1f} GB per GPU for the largest bucket "
-            f"{w}x{h}x{f} ({s.family.memory.tokens(w, h, f):,} tokens); host RAM {e.host_ram_gb:.1f} GB"
+            f"{w}x{h}x{f} ({s.family.memory_for(s.dit_variant).tokens(w, h, f):,} tokens); host RAM {e.host_ram_gb:.1f} GB"
             + (f" of {plan.host_ram_gib:.1f} GB available" if plan.host_ram_gib else "")
         )
     lines += [f"note: {n}" for n in plan.notes]

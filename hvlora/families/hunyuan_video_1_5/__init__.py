@@ -23,7 +23,6 @@ FAMILY = Family(
     title=MODEL.title,
     tasks=catalog.TASKS,
     variants=catalog.DIT_VARIANTS,
-    check_variant=catalog.check_variant,
     defaults={"dit_variant": catalog.DIT_VARIANTS[0]},
     weights_for=catalog.weights_for,
     tokenizers=catalog.TOKENIZERS,
