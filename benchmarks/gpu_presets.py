@@ -36,8 +36,9 @@ sys.path.insert(0, str(ROOT))
 from hvlora.core.cli import load_settings  # noqa: E402
 from hvlora.core.runner import run_logged  # noqa: E402
 from hvlora.data.datasetconfig import write as write_toml  # noqa: E402
+from hvlora.families.hunyuan_video_1_5 import memory as presets  # noqa: E402
 from hvlora.families.hunyuan_video_1_5 import musubi  # noqa: E402
-from hvlora.training import gpu, presets, progress  # noqa: E402
+from hvlora.training import gpu, progress  # noqa: E402
 from hvlora.training.plan import Launch  # noqa: E402
 
 LATENT_CHANNELS, VL_DIM, BYT5_DIM, TEXT_TOKENS = 32, 3584, 1472, 256

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hvlora.training import presets
+from hvlora.families.hunyuan_video_1_5 import memory as presets
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standin"

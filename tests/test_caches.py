@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from hvlora.cache import caches, cachestore
 from hvlora.core import pipeline
 from hvlora.data import preflight
-from hvlora.training import presets
+from hvlora.families.hunyuan_video_1_5 import FRAMES
+from hvlora.families.hunyuan_video_1_5 import memory as presets
 
 
 def report_of(tmp_path, make_settings, flags=(), images=None, videos=None):
@@ -79,7 +80,7 @@ def _tensor_file(path: Path, caption: str | None = None) -> Path:
 
 def test_store_accepts_only_complete_files_from_the_right_caption(tmp_path):
     store = cachestore.Store(tmp_path / "te-x")
-    e = cachestore.te_entry("images", "a", "a cat")
+    e = cachestore.te_entry("images", "a", "a cat", FRAMES.te_suffix)
     assert store.missing([e]) == ([e], [])
     _tensor_file(store.path(e), "a cat")
     assert store.valid(e) and store.missing([e]) == ([], [])
@@ -140,6 +141,6 @@ def test_digest_index_hashes_a_folder_file_once(tmp_path):
 @pytest.mark.parametrize("recache", [False, True])
 def test_recache_encodes_everything(tmp_path, recache):
     store = cachestore.Store(tmp_path / "te-x")
-    e = cachestore.te_entry("images", "a", "a cat")
+    e = cachestore.te_entry("images", "a", "a cat", FRAMES.te_suffix)
     _tensor_file(store.path(e), "a cat")
     assert store.missing([e], recache=recache)[0] == ([e] if recache else [])

@@ -34,7 +34,7 @@ from hvlora.core import pipeline
 from hvlora.core.cli import load_settings
 from hvlora.core.context import RunContext, Summary, new_run_paths
 from hvlora.core.errors import ConfigError, StageFailed, UserError
-from hvlora.families.hunyuan_video_1_5 import catalog
+from hvlora.families.hunyuan_video_1_5 import FAMILY, catalog
 from hvlora.stages import download
 from hvlora.weights import hub as hvhub
 
@@ -250,7 +250,7 @@ def test_t2v_downloads_every_file_to_its_place(tmp_path, hub):
     assert not [f for f in fetched if f.endswith(never)]
     assert not [f for f in fetched if f.startswith("Qwen/Qwen-Image/transformer/")]
     assert not (tmp_path / "models" / "google").exists(), "tokenizers belong in the HF cache, not models_dir"
-    assert download.presence("t2v", ctx.settings.models_dir, ctx.env).missing == []
+    assert download.presence(FAMILY, "t2v", ctx.settings.models_dir, ctx.env).missing == []
     log = ctx.paths.log("download").read_text(encoding="utf-8")
     assert catalog.HV15_REPO in log and BYT5 in log
 
@@ -307,7 +307,7 @@ def test_manifest_records_repo_path_revision_commit_size_sha256_mtime(tmp_path, 
             "sha256": sha256(content),
         }
     assert info["bytes_fetched"] == sum(len(hub.repos[w.repo_id][w.filename]) for w in wanted.values())
-    p = download.presence("t2v", ctx.settings.models_dir, ctx.env)
+    p = download.presence(FAMILY, "t2v", ctx.settings.models_dir, ctx.env)
     assert p.missing == [] and all("(verified)" in line for line in p.present if "tokenizer" not in line)
 
 
@@ -320,8 +320,8 @@ def test_dit_variant_480p_fetches_the_480p_dit(tmp_path, hub, task):
     assert ctx.weights["dit"] == tmp_path / "models" / catalog.HV15_REPO / wf.filename
     assert ctx.weights["dit"].read_bytes() == hub.repos[wf.repo_id][wf.filename]
     assert not [f for f in resolved(hub) + resolved(hub, "HEAD") if "720p" in f], "a 720p DiT was asked for"
-    assert download.presence(task, ctx.settings.models_dir, ctx.env, "480p").missing == []
-    assert [m for m in download.presence(task, ctx.settings.models_dir, ctx.env).missing if "720p" in m]
+    assert download.presence(FAMILY, task, ctx.settings.models_dir, ctx.env, "480p").missing == []
+    assert [m for m in download.presence(FAMILY, task, ctx.settings.models_dir, ctx.env).missing if "720p" in m]
 
 
 @pytest.mark.parametrize("variant", sorted(catalog.REFUSED_VARIANTS))
@@ -530,7 +530,7 @@ def test_hub_going_down_mid_stage_then_coming_back(tmp_path, hub):
         ctx = make_ctx(tmp_path, back.url)
         download.run(ctx)
         assert all(f.startswith(tuple(t.repo_id for t in catalog.TOKENIZERS)) for f in resolved(back))
-    assert download.presence("t2v", ctx.settings.models_dir, ctx.env).missing == []
+    assert download.presence(FAMILY, "t2v", ctx.settings.models_dir, ctx.env).missing == []
 
 
 def test_network_down_with_a_tokenizer_file_missing_fails_the_stage(tmp_path, hub):
@@ -552,7 +552,7 @@ def test_transient_server_errors_are_retried_with_backoff(tmp_path, hub, monkeyp
     ctx = make_ctx(tmp_path, hub.url)
     download.run(ctx)
     assert [r.status for r in hub.requests[: hvhub.RETRIES]] == [500] * (hvhub.RETRIES - 1) + [200]
-    assert download.presence("t2v", ctx.settings.models_dir, ctx.env).missing == []
+    assert download.presence(FAMILY, "t2v", ctx.settings.models_dir, ctx.env).missing == []
     log = ctx.paths.log("download").read_text(encoding="utf-8")
     assert "HTTP 500; retrying in 0.001 s" in log and "retrying in 0.002 s" in log and "retrying in 0.004 s" in log
 
@@ -566,7 +566,7 @@ def test_persistent_server_errors_fail_after_the_retries_and_a_rerun_recovers(tm
     hub.fail_all = False
     ctx = make_ctx(tmp_path, hub.url)
     download.run(ctx)
-    assert download.presence("t2v", ctx.settings.models_dir, ctx.env).missing == []
+    assert download.presence(FAMILY, "t2v", ctx.settings.models_dir, ctx.env).missing == []
 
 
 def test_dropped_connection_resumes_to_an_identical_file(tmp_path, monkeypatch):
@@ -917,7 +917,7 @@ def test_download_only_cli_fetches_verifies_stops_and_never_shows_the_token(tmp_
 
 def test_presence_lists_every_missing_file(tmp_path):
     env = {"HF_HOME": str(tmp_path / "hf")}
-    p = download.presence("t2v", tmp_path / "models", env)
+    p = download.presence(FAMILY, "t2v", tmp_path / "models", env)
     assert p.present == []
     assert len(p.missing) == len(catalog.weights_for("t2v")) + len(catalog.TOKENIZERS)
     assert set(p.weights) == set(catalog.weights_for("t2v"))
@@ -925,7 +925,7 @@ def test_presence_lists_every_missing_file(tmp_path):
         assert any(str(wf.local_path(tmp_path / "models")) in m for m in p.missing)
     for tok in catalog.TOKENIZERS:
         assert any(tok.repo_id in m and str(cache_dir(tmp_path)) in m for m in p.missing)
-    assert len(download.presence("i2v", tmp_path / "models", env).weights) == len(catalog.weights_for("i2v"))
+    assert len(download.presence(FAMILY, "i2v", tmp_path / "models", env).weights) == len(catalog.weights_for("i2v"))
 
 
 def test_presence_counts_weight_files_on_disk(tmp_path):
@@ -933,7 +933,7 @@ def test_presence_counts_weight_files_on_disk(tmp_path):
     path = wf.local_path(tmp_path / "models")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
-    p = download.presence("t2v", tmp_path / "models", {"HF_HOME": str(tmp_path / "hf")})
+    p = download.presence(FAMILY, "t2v", tmp_path / "models", {"HF_HOME": str(tmp_path / "hf")})
     assert p.present == [f"vae: {path} (not verified yet)"]
     assert not any(str(path) in m for m in p.missing)
 

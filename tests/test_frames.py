@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from hvlora.data.frames import (
-    Clip,
-    bucket_for,
-    bucket_resolutions,
-    clips,
-    frames_read,
-    image_cache_name,
-    is_upscaled,
-    video_cache_name,
-    video_clips,
-)
+from hvlora.data.frames import Clip, is_upscaled
+from hvlora.families.hunyuan_video_1_5 import FRAMES  # musubi's rules bound to architecture hv15
+
+bucket_for, bucket_resolutions, clips = FRAMES.bucket_for, FRAMES.bucket_resolutions, FRAMES.clips
+frames_read, video_clips = FRAMES.frames_read, FRAMES.video_clips
+image_cache_name, video_cache_name = FRAMES.image_cache_name, FRAMES.video_cache_name
 
 
 def starts(cs, frames):

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from hvlora.families.hunyuan_video_1_5.memory import preset_for_vram
 from hvlora.training.gpu import GIB, GpuInfo, PeakSampler, detect_gpus, host_available_bytes, host_ram_bytes
-from hvlora.training.presets import preset_for_vram
 
 
 class FakeNVML:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hvlora.families.hunyuan_video_1_5 import FAMILY
 from hvlora.training.hints import KINDS, NAN_STOP_MARK, Hint, HintContext, classify, format_hint
 
 LOGS = Path(__file__).parent / "logs"
@@ -20,7 +21,7 @@ def load(name: str) -> list[str]:
 
 
 def ctx(**kw) -> HintContext:
-    return HintContext(**{"stage": "train", **kw})
+    return HintContext(**{"stage": "train", "family": FAMILY, **kw})
 
 
 def todo_text(h: Hint) -> str:
@@ -330,8 +331,8 @@ def test_an_oom_while_sampling_says_so_and_how_to_continue():
     sampling = (
         "INFO:musubi_tuner.training.trainer_base:generating sample images at step / サンプル画像生成 ステップ: 200"
     )
-    h = classify([*lines[:first_error], sampling, *lines[first_error:]], 1, HintContext(stage="train"))
+    h = classify([*lines[:first_error], sampling, *lines[first_error:]], 1, HintContext(stage="train", family=FAMILY))
     assert h.kind == "cuda_oom" and "while making samples" in h.what
     assert "without the --sample_* flags" in h.todo[0]
-    plain = classify(lines, 1, HintContext(stage="train"))
+    plain = classify(lines, 1, HintContext(stage="train", family=FAMILY))
     assert "samples" not in plain.what

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hvlora.families.hunyuan_video_1_5 import catalog, musubi
-from hvlora.training import presets
+from hvlora.families.hunyuan_video_1_5 import memory as presets
+from hvlora.training import musubi as trainer
 from hvlora.training.plan import Launch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
@@ -214,7 +215,7 @@ def test_resume_segment(make_settings):
 )
 def test_lr_schedule_spans_the_whole_run_in_every_segment(make_settings, name, expected):
     """The horizon is the run's total (2000 steps) x 2 processes, whatever the segment's remaining steps."""
-    assert musubi.lr_schedule(name, 10, 2000, 2) == expected
+    assert trainer.lr_schedule(name, 10, 2000, 2) == expected
     s = make_settings("--lr_scheduler", name, *(["--lr_warmup_steps", "10"] if name != "constant" else []))
     a = musubi.train(s, TOML, weights(s), segment(max_train_steps=300, total_steps=2000), plan_for(None), Launch(2, 2))
     parsed(a)
@@ -231,7 +232,7 @@ def test_multi_gpu_and_multi_node_launchers(make_settings):
     launcher = musubi.train(s, TOML, weights(s), segment(), plan_for(None), Launch(4, 4)).launcher
     assert "--multi_gpu" in launcher and flag(launcher, "--num_processes") == "4"
     node = Launch(8, 4, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1", main_process_port=29501)
-    launcher = musubi.launcher(s, node)
+    launcher = trainer.launcher(s, node)
     assert [flag(launcher, f) for f in ("--num_processes", "--num_machines", "--machine_rank")] == ["8", "2", "1"]
     assert flag(launcher, "--main_process_ip") == "10.0.0.1" and flag(launcher, "--main_process_port") == "29501"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from mediafactory import dataset_zip
 
-from hvlora.training import plan, presets
+from hvlora.families.hunyuan_video_1_5 import memory as presets
+from hvlora.training import plan
 from hvlora.training.gpu import GpuInfo
 
 ROOT = Path(__file__).resolve().parent.parent

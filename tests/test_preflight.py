@@ -41,6 +41,7 @@ from mediafactory import (
 from hvlora.data import frames, preflight
 from hvlora.data import report as reporting
 from hvlora.data.problems import NOTE, WARNING
+from hvlora.families.hunyuan_video_1_5 import FRAMES
 
 SMALL = ("--resolution", "64x64")
 
@@ -396,7 +397,7 @@ def test_media_smaller_than_the_training_resolution_are_upscaled(tmp_path, make_
         "bucket at --resolution 960x544: it is upscaled",
         "Use a larger file or a lower --resolution",
     )
-    assert p.severity == WARNING and rec(rep, "small.png").bucket == frames.bucket_for((80, 48), (960, 544))
+    assert p.severity == WARNING and rec(rep, "small.png").bucket == FRAMES.bucket_for((80, 48), (960, 544))
     assert only(rec(rep, "v.mp4").problems, "v.mp4", "96x64 is smaller", "upscaled")
     assert rec(rep, "big.png").status == "ok" and rec(rep, "big.png").bucket == (960, 544)
 

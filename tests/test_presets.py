@@ -1,4 +1,4 @@
-"""hvlora.training.presets: preset choice, plan resolution, musubi flags (checked against musubi's real parsers) and the
+"""hvlora.training.presets with HunyuanVideo 1.5's numbers (families/hunyuan_video_1_5/memory.py): preset choice, plan resolution, musubi flags (checked against musubi's real parsers) and the
 memory estimates' arithmetic and anchors."""
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hvlora.training import presets
-from hvlora.training.presets import (
-    GIB,
-    KNOBS,
+from hvlora.families.hunyuan_video_1_5 import memory as presets
+from hvlora.families.hunyuan_video_1_5.memory import (
     MAX_BLOCKS_TO_SWAP,
     PRESET_TABLE,
     PRESETS,
@@ -28,6 +26,8 @@ from hvlora.training.presets import (
     resolve,
     tokens,
 )
+from hvlora.training import musubi as trainer
+from hvlora.training.presets import GIB, KNOBS, PRESET_MARGIN
 
 FLAGS_JSON = Path(__file__).parent / "standin" / "musubi_flags.json"
 MODULES = {
@@ -260,7 +260,7 @@ def test_every_flag_a_plan_emits_is_in_musubis_parser_for_that_module(sampling):
 
 
 def test_h2d_only_needs_gradient_checkpointing_which_hvlora_always_passes():
-    train_py = (Path(presets.__file__).parents[1] / "families" / "hunyuan_video_1_5" / "musubi.py").read_text()
+    train_py = Path(trainer.__file__).read_text()  # the trainer flags every family's train command gets
     assert '"--gradient_checkpointing",' in train_py
 
 
@@ -346,8 +346,8 @@ def test_anchors_bf16_and_fp8_at_960x544x25():
 def test_each_preset_keeps_its_design_shapes_under_90_percent_of_its_card(preset):
     for shape in [(960, 544, 25), (848, 480, 61)]:
         e = est(preset, shape, sampling=True)
-        assert e.peak_vram_gb <= 0.9 * preset * (1 - presets.PRESET_MARGIN), (shape, e.parts)
-        assert not fits(e, preset * (1 - presets.PRESET_MARGIN), 64.0)
+        assert e.peak_vram_gb <= 0.9 * preset * (1 - PRESET_MARGIN), (shape, e.parts)
+        assert not fits(e, preset * (1 - PRESET_MARGIN), 64.0)
     for stage in cache_estimates(resolve(preset, {})).values():
         assert stage.peak_vram_gb <= 0.9 * preset, stage
 
@@ -470,6 +470,8 @@ def test_fits_for_the_cache_stages():
 
 def test_swap_limit_agrees_with_the_config():
     from hvlora.core import config
+    from hvlora.families import get
 
-    assert MAX_BLOCKS_TO_SWAP == config.MAX_BLOCKS_TO_SWAP == 51
+    # config validates --blocks_to_swap against the family's limit
+    assert MAX_BLOCKS_TO_SWAP == get("hunyuan_video_1_5").memory.max_blocks_to_swap == 51
     assert set(presets.OPTIMIZERS) == set(config.OPTIMIZERS)

@@ -22,8 +22,9 @@ from mediafactory import make_image, make_video
 from safetensors import safe_open
 
 from hvlora.families.hunyuan_video_1_5 import catalog, musubi
-from hvlora.training import presets
+from hvlora.families.hunyuan_video_1_5 import memory as presets
 from hvlora.training.plan import Launch
+from hvlora.training.presets import KNOBS
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 TOML = Path("/run/dataset.toml")
@@ -55,7 +56,7 @@ def parse_error(module: str, argv) -> tuple[int, str]:
 
 def commands(s) -> list[musubi.Command]:
     weights = {c: w.local_path(s.models_dir) for c, w in catalog.weights_for(s.task).items()}
-    memory = presets.resolve(None, {k: getattr(s, k) for k in presets.KNOBS if getattr(s, k) is not None})
+    memory = presets.resolve(None, {k: getattr(s, k) for k in KNOBS if getattr(s, k) is not None})
     seg = musubi.TrainSegment(Path("/run/ckpt"), Path("/run/tb"), max_train_steps=7, total_steps=7)
     return [
         musubi.cache_latents(s, TOML, weights, memory),

@@ -1,11 +1,10 @@
 """Which cache files a run needs and where they live: the preflight's items mapped onto the two stores of
 cachestore.py, planned before stage 1 (so `--skip_cache` can be judged before any download).
 
-What changes a latent file (its store key): task (i2v adds image latents and SigLIP features), resolution (an
-image's file name carries its original size, not its bucket), the VAE (and SigLIP) files and revisions, the device
-(bf16 on CPU, fp16 on GPU) and the VAE tiling knobs. What changes a text-encoder file: the Qwen2.5-VL and byT5 files,
-fp8_vl, the device. Frame settings change which clips exist, not what a clip's file holds (its name says start,
-length and bucket), so they are not in the key: changing --target_frames encodes only the new clip lengths.
+What changes a store's files (its key) is the family's answer (Family.latent_cache, Family.text_encoder_cache: e.g.
+the task, the resolution, the encoders' files and revisions, fp8 and tiling knobs) plus the device (bf16 on CPU, fp16
+on GPU). Frame settings change which clips exist, not what a clip's file holds (its name says start, length and
+bucket), so they are not in the key: changing --target_frames encodes only the new clip lengths.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from ..core.config import Settings
 from ..data.preflight import DataReport
-from ..families.hunyuan_video_1_5 import catalog
+from ..families import CacheInputs
 from ..training.presets import MemoryPlan
 from . import cachestore
 
@@ -34,29 +33,27 @@ class Caches:
     te_key_info: dict = field(default_factory=dict)
 
 
-def _weights(s: Settings, components: tuple[str, ...]) -> list[str]:
-    files = catalog.weights_for(s.task, s.dit_variant)
-    return sorted(f"{w.repo_id}/{w.filename}@{s.revision_for(w.repo_id)}" for c, w in files.items() if c in components)
-
-
-def latent_settings(s: Settings, memory: MemoryPlan) -> dict:
-    return {
-        "task": s.task,
-        "resolution": list(s.resolution),
-        "weights": _weights(s, ("vae", "image_encoder")),
-        "device": s.device,
-        "vae_sample_size": memory.vae_sample_size,
-        "vae_enable_patch_conv": memory.vae_enable_patch_conv,
-    }
-
-
-def te_settings(s: Settings, memory: MemoryPlan) -> dict:
-    return {"weights": _weights(s, ("text_encoder", "byt5")), "fp8_vl": memory.fp8_vl, "device": s.device}
+def key_settings(s: Settings, memory: MemoryPlan, inputs: CacheInputs) -> dict:
+    """What a store's files are made from, as JSON-ready values: the settings and memory knobs `inputs` names, the
+    weight files of its components (repo/file@revision) and the device."""
+    out: dict = {}
+    for name in inputs.settings:
+        value = getattr(s, name)
+        out[name] = list(value) if isinstance(value, tuple) else value
+    files = s.family.weights_for(s.task, s.dit_variant)
+    weights = (
+        f"{w.repo_id}/{w.filename}@{s.revision_for(w.repo_id)}" for c, w in files.items() if c in inputs.components
+    )
+    out.update(weights=sorted(weights), device=s.device)
+    out.update((name, getattr(memory, name)) for name in inputs.knobs)
+    return out
 
 
 def plan(s: Settings, report: DataReport, memory: MemoryPlan, index: cachestore.DigestIndex | None) -> Caches:
     """The entries of every planned file. `index` remembers the digests of a folder input's files."""
-    lkey, tkey = latent_settings(s, memory), te_settings(s, memory)
+    family = s.family
+    lkey = key_settings(s, memory, family.latent_cache)
+    tkey = key_settings(s, memory, family.text_encoder_cache)
     root = s.output_dir / "cache"
     caches = Caches(
         cachestore.Store(root / f"latents-{cachestore.settings_key(lkey)}"),
@@ -69,7 +66,7 @@ def plan(s: Settings, report: DataReport, memory: MemoryPlan, index: cachestore.
         caches.media_keys[f.name] = key
         stem = Path(f.flat).stem
         caches.latents += cachestore.latent_entries(f.block, key, stem, f.cache_files)
-        caches.te.append(cachestore.te_entry(f.block, stem, f.caption or ""))
+        caches.te.append(cachestore.te_entry(f.block, stem, f.caption or "", family.frames.te_suffix))
     return caches
 
 

@@ -1,16 +1,16 @@
 """Latent and text-encoder caches that invalidate themselves item by item.
 
-A cache belongs to the settings that change what musubi's cache scripts write (`latent_key`, `te_key`: task,
-resolution, VAE/encoder files, fp8, tiling, device), not to a dataset. Inside it each file is keyed by the content
-it was made from:
-  OUTPUT_DIR/cache/latents-<key>/<media key>/<musubi's suffix>   e.g. z1a2b3c4d-8120/00000-005_0064x0064_hv15.safetensors
-  OUTPUT_DIR/cache/te-<key>/<caption key>_hv15_te.safetensors
+A cache belongs to the settings that change what musubi's cache scripts write (`settings_key` of what the family says
+counts: task, resolution, VAE/encoder files, fp8, tiling, device), not to a dataset. Inside it each file is keyed by
+the content it was made from (ARCH: the family's architecture name in musubi's cache file names, e.g. hv15):
+  OUTPUT_DIR/cache/latents-<key>/<media key>/<musubi's suffix>   e.g. z1a2b3c4d-8120/00000-005_0064x0064_ARCH.safetensors
+  OUTPUT_DIR/cache/te-<key>/<caption key>_ARCH_te.safetensors
 so a changed caption re-encodes that one caption, an added video only that video, and two datasets with the same
 settings share what they have in common and never delete each other's files. Only this module writes there: musubi
 encodes the missing items into a staging folder (`.staging/`, with `--skip_existing --keep_cache`), and each file
 enters the store only after its safetensors header checks out (a kill mid-cache leaves truncated files, which
 musubi's `--skip_existing` would accept by name). A run then sees its caches through RUN/cache/<block>/: hard links
-named as musubi's trainer expects them (contract §4: `{stem}_{WxH}_hv15.safetensors`, `{stem}_hv15_te.safetensors`).
+named as musubi's trainer expects them (contract §4: `{stem}_{WxH}_ARCH.safetensors`, `{stem}_ARCH_te.safetensors`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.fsutil import atomic_write_json
-from ..data.frames import LATENT_SUFFIX, TE_SUFFIX, text_cache_name
 from ..training import lorameta
 
 FORMAT = 3  # bump when the layout or what the keys cover changes
+TE_NAME_END = "_te.safetensors"  # musubi names every text-encoder cache file {stem}_{architecture}_te.safetensors
 
 
 def settings_key(relevant: dict) -> str:
@@ -59,14 +59,16 @@ def latent_entries(block: str, item_key: str, stem: str, cache_names: Iterable[s
     stem `stem`). `item_key` is its content key (e.g. z<crc>-<size>)."""
     out = []
     for name in cache_names:
-        suffix = name[len(stem) :]  # "_00000-005_0064x0064_hv15.safetensors" or "_0080x0048_hv15.safetensors"
+        suffix = name[len(stem) :]  # "_00000-005_0064x0064_ARCH.safetensors" or "_0080x0048_ARCH.safetensors"
         out.append(Entry(block, item_key, f"{item_key}/{suffix[1:]}", name, item_key + suffix))
     return out
 
 
-def te_entry(block: str, stem: str, caption: str) -> Entry:
+def te_entry(block: str, stem: str, caption: str, suffix: str) -> Entry:
+    """The entry of one file's text-encoder output: keyed by its caption, named `stem + suffix` in the run's view
+    (suffix: the family's `_{architecture}_te.safetensors`)."""
     key = caption_key(caption)
-    return Entry(block, key, key + TE_SUFFIX, text_cache_name(stem), key + TE_SUFFIX, caption)
+    return Entry(block, key, key + suffix, stem + suffix, key + suffix, caption)
 
 
 class Store:
@@ -179,7 +181,7 @@ class Store:
 
 
 def _kind(name: str) -> str:
-    return "te" if name.endswith(TE_SUFFIX) else "latents" if name.endswith(LATENT_SUFFIX) else "other"
+    return "te" if name.endswith(TE_NAME_END) else "latents" if name.endswith(".safetensors") else "other"
 
 
 def _link(src: Path, dst: Path) -> None:

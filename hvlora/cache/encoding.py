@@ -4,7 +4,7 @@ what it wrote into the store, and show the run its files.
 musubi reads a staging dataset (RUN/staging/<stage>/<block>/: a link to each item's media file, named by its
 content key, beside its caption) with `--skip_existing --keep_cache` into the store's staging cache folder, so a
 run killed mid-cache keeps every complete file and loses only the truncated one. When nothing is missing no musubi
-process starts at all (no VAE or 16 GB Qwen2.5-VL load).
+process starts at all (no VAE or text encoder is loaded).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from ..core.errors import StageFailed
 from ..core.runner import run_logged
 from ..data import datasetconfig
 from ..data.preflight import FileRecord
-from ..families.hunyuan_video_1_5 import musubi
 from ..training import progress
+from ..training.musubi import Command
 from .cachestore import Entry, Store
 
 
@@ -43,7 +43,7 @@ def encode(
     store: Store,
     entries: list[Entry],
     staged: dict[str, Staged],
-    command: Callable[[Path], musubi.Command],
+    command: Callable[[Path], Command],
 ) -> dict:
     """Encode the entries `store` lacks (all with --recache) and link the run's view. `staged` maps an entry's
     item key to what musubi reads for it; `command(dataset_config)` builds the musubi invocation. Returns summary
@@ -107,7 +107,8 @@ def _staging_config(ctx: RunContext, stage: str, store: Store, todo: list[Entry]
         folder.mkdir(parents=True, exist_ok=True)
         for item in items:
             _link(item.media, folder / item.name)
-            (folder / (Path(item.name).stem + musubi.CAPTION_EXTENSION)).write_text(item.caption, encoding="utf-8")
+            caption = folder / (Path(item.name).stem + datasetconfig.CAPTION_EXTENSION)
+            caption.write_text(item.caption, encoding="utf-8")
         cache_dir = store.staging / "cache" / name
         tables.append(datasetconfig.block_table(ctx.settings, ctx.data.blocks[name], folder, cache_dir))
     path = ctx.paths.root / f"{stage}.toml"

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import families
 from ..training.presets import KNOBS as MEMORY_KNOBS
 from . import config
 from .errors import InternalError, Interrupted, StageFailed, UserError
@@ -21,11 +22,13 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_DIR / "train.toml"
 
 DESCRIPTION = """\
-Train a HunyuanVideo 1.5 LoRA from a ZIP of images and videos with .txt captions, using musubi-tuner.
+Train a LoRA of a video model with musubi-tuner, from a ZIP of images and videos with .txt captions.
+Model families (--model_family): {families}.
 Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi dataset TOML, [4/7] cache latents,
-[5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format.
-Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui.safetensors,
-plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and summary.json."""
+[5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format (families with a checked
+conversion). Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui
+.safetensors, plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and
+summary.json."""
 
 EPILOG = f"""\
 Settings come from built-in defaults, then the --config file (default: train.toml beside train_local.py), then
@@ -37,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser. Flags default to SUPPRESS so that only flags given on the command line override the file."""
     p = argparse.ArgumentParser(
         prog="train_local.py",
-        description=DESCRIPTION,
+        description=DESCRIPTION.format(families=", ".join(f"{f.title} ({f.name})" for f in families.all_families())),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
@@ -49,18 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for opt in config.OPTIONS:
         default = _describe_default(opt)
-        help_text = f"{opt.help} (default: {default})"
+        help_text = f"{config.help_text(opt)} (default: {default})"
         if opt.parse is config._as_bool:
             p.add_argument("--" + opt.name, action=argparse.BooleanOptionalAction, help=help_text)
         else:
+            choices = opt.allowed()
             p.add_argument(
-                "--" + opt.name, choices=opt.choices, metavar=None if opt.choices else opt.metavar, help=help_text
+                "--" + opt.name, choices=choices, metavar=None if choices else opt.shown_metavar(), help=help_text
             )
     return p
 
 
 def _describe_default(opt: config.Option) -> str:
     d = opt.default
+    if opt.family_default:
+        return "the family's (" + ", ".join(f"{f.name}: {f.defaults[opt.name]}" for f in families.all_families()) + ")"
     if d is None:
         return {
             "input_zip": "the only .zip in data_dir",

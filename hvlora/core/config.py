@@ -4,6 +4,8 @@ Every setting is declared once, in `OPTIONS`: its type, default, choices and hel
 commented `train.toml` (`render_toml`) and the validation below all derive from that table, so a flag, its TOML key
 and its documentation cannot drift apart. Names follow musubi-tuner's flags where one exists (`network_dim` is called
 `rank` here, as in the system we replace; `network_alpha`, `target_frames`, `frame_extraction`, `blocks_to_swap`).
+What differs between model families (their tasks, variants, limits and help sentences) is asked of the registry
+(hvlora/families): `--model_family` picks one, `Settings.family` is it.
 """
 
 from __future__ import annotations
@@ -19,19 +21,15 @@ from typing import Any
 
 import tomllib
 
-from ..families.hunyuan_video_1_5.catalog import check_variant
+from .. import families
 from .errors import ConfigError
 
-TASKS = ("t2v", "i2v")
 OPTIMIZERS = ("adamw8bit", "adamw", "AdaFactor")
 FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
 SAVE_PRECISIONS = ("bf16", "fp16", "fp32")
 MISSING_CAPTION = ("error", "trigger", "skip")
 DEVICES = ("cuda", "cpu")
 RANK_RANGE = (4, 128)
-# musubi asserts blocks_to_swap < 52 for HV1.5's 54 double blocks (hv_1_5_train_network.py); the docs give 51 as max.
-MAX_BLOCKS_TO_SWAP = 51
-VRAM_CHOICES = ("auto", "16", "24", "32", "48", "80")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 
 
@@ -102,7 +100,7 @@ def parse_revision(value: Any) -> dict[str, str]:
     for part in text.split(","):
         repo, sep, rev = part.strip().partition("=")
         if not sep or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo.strip()) or not rev.strip():
-            raise ValueError(f"{part!r} is not REPO_ID=REVISION, e.g. tencent/HunyuanVideo-1.5=main")
+            raise ValueError(f"{part!r} is not REPO_ID=REVISION, e.g. org/model=main")
         out[repo.strip()] = rev.strip()
     return out
 
@@ -123,11 +121,22 @@ def parse_num_gpus(v: Any) -> int | str:
     return n
 
 
+def task_choices() -> tuple[str, ...]:
+    """Every registered family's --task values (each family checks its own in validate)."""
+    return tuple(dict.fromkeys(t for f in families.all_families() for t in f.tasks))
+
+
+def vram_choices() -> tuple[str, ...]:
+    """'auto' and every registered family's preset sizes in GB (each family refuses a size it has no preset for)."""
+    sizes = sorted({p for f in families.all_families() for m in f.memory_models() for p in m.presets})
+    return ("auto", *map(str, sizes))
+
+
 def parse_vram(v: Any) -> str:
     """'auto' or one of the preset sizes in GB (musubi knobs for that much VRAM, see presets.py)."""
     text = str(v).strip().lower() if isinstance(v, (str, int)) and not isinstance(v, bool) else None
-    if text not in VRAM_CHOICES:
-        raise ValueError(f"{v!r} is not one of {', '.join(VRAM_CHOICES)}")
+    if text not in vram_choices():
+        raise ValueError(f"{v!r} is not one of {', '.join(vram_choices())}")
     return text
 
 
@@ -139,16 +148,27 @@ def _as_str(v: Any) -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its key (= flag name without `--`), parser, default, allowed values and help text."""
+    """One setting: its key (= flag name without `--`), parser, default, allowed values and help text.
+
+    `choices` and `metavar` may be functions, asked when used (the registered families decide them);
+    `family_default`: the default is the chosen family's (Family.defaults), so `default` is None."""
 
     name: str
     parse: Callable[[Any], Any]
     default: Any
     help: str
-    choices: tuple | None = None
-    metavar: str | None = None
+    choices: tuple | Callable[[], tuple] | None = None
+    metavar: str | Callable[[], str] | None = None
     is_path: bool = False
     toml: bool = True  # False: command line only (e.g. dry_run is an action, not a setting to keep in a file)
+    family_default: bool = False
+
+    def allowed(self) -> tuple | None:
+        """The allowed values (None: any the parser accepts)."""
+        return self.choices() if callable(self.choices) else self.choices
+
+    def shown_metavar(self) -> str | None:
+        return self.metavar() if callable(self.metavar) else self.metavar
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -170,12 +190,18 @@ OPTIONS: tuple[Option, ...] = (
         is_path=True,
     ),
     Option(
+        "model_family",
+        _as_str,
+        families.DEFAULT,
+        "The model family to train (SimpleTuner's term): which model, its weights and musubi-tuner's scripts for it.",
+        choices=families.names,
+    ),
+    Option(
         "task",
         _as_str,
         "t2v",
-        "t2v trains text-to-video; i2v trains image-to-video (caches the first "
-        "frame with the SigLIP image encoder too).",
-        choices=TASKS,
+        "t2v trains text-to-video; i2v trains image-to-video.",
+        choices=task_choices,
     ),
     Option(
         "trigger_word",
@@ -227,10 +253,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "dit_variant",
         _as_str,
-        "720p",
-        "Which base DiT of tencent/HunyuanVideo-1.5 to train: 720p or 480p "
-        "(the distilled and super-resolution variants cannot be trained by musubi).",
+        None,
+        "Which base DiT of the model family to train. Unset: the family's default.",
         metavar="VARIANT",
+        family_default=True,
     ),
     Option(
         "vram",
@@ -238,21 +264,21 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         "Memory preset: auto reads the GPU's memory (the smallest GPU used) before anything is downloaded; a number "
         "picks the preset for that many GB. A preset sets only the memory settings below that you do not set.",
-        metavar="auto|16|24|32|48|80",
+        metavar=lambda: "|".join(vram_choices()),
     ),
     Option(
         "fp8",
         _as_bool,
         None,
-        "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled); also the Qwen2.5-VL text encoder while caching "
-        "(--fp8_vl) unless fp8_vl is set. Unset: the --vram preset decides.",
+        "Store the DiT in fp8 (musubi --fp8_base --fp8_scaled); also the text encoder while caching (--fp8_vl) "
+        "unless fp8_vl is set. Unset: the --vram preset decides.",
     ),
     Option(
         "blocks_to_swap",
         _as_int,
         None,
-        f"Offload this many of the DiT's 54 blocks to CPU memory (musubi --blocks_to_swap), 0 to "
-        f"{MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps, host RAM per GPU. Unset: the --vram preset decides.",
+        "Offload this many of the DiT's blocks to CPU memory (musubi --blocks_to_swap): less VRAM, slower steps, "
+        "host RAM per GPU. Unset: the --vram preset decides.",
         metavar="N",
     ),
     Option(
@@ -271,14 +297,13 @@ OPTIONS: tuple[Option, ...] = (
         "fp8_vl",
         _as_bool,
         None,
-        "Qwen2.5-VL text encoder in fp8 while caching captions (musubi --fp8_vl). Unset: preset (or --fp8).",
+        "The vision-language text encoder in fp8 while caching captions (musubi --fp8_vl). Unset: preset (or --fp8).",
     ),
     Option(
         "vae_sample_size",
         _as_int,
         None,
-        "VAE tile size for the latent cache (musubi --vae_sample_size; 0 = no tiling; 256 is better than musubi's "
-        "128). Unset: preset.",
+        "VAE tile size for the latent cache (musubi --vae_sample_size; 0 = no tiling). Unset: preset.",
         metavar="N",
     ),
     Option(
@@ -298,8 +323,7 @@ OPTIONS: tuple[Option, ...] = (
         "target_frames",
         parse_frames,
         (1, 13, 25),
-        "Clip lengths cut from each video, comma-separated; each must be 4n+1 (1, 5, 9, 13, ...). In any order; a "
-        "length given twice counts once.",
+        "Clip lengths (frames) cut from each video, comma-separated. In any order; a length given twice counts once.",
         metavar="N,N,...",
     ),
     Option(
@@ -400,8 +424,8 @@ OPTIONS: tuple[Option, ...] = (
         "sample_every_n_epochs",
         _as_int,
         None,
-        "Make samples every N epochs (0: never). Unset: every save_every_n_epochs with a --vram preset above 24, "
-        "else off (sampling needs VRAM and time).",
+        "Make samples every N epochs (0: never). Unset: every save_every_n_epochs with a --vram preset big enough "
+        "for the family's samples, else off (sampling needs VRAM and time).",
         metavar="N",
     ),
     Option("sample_every_n_steps", _as_int, 0, "Also make samples every N steps (0: never).", metavar="N"),
@@ -518,6 +542,7 @@ class Settings:
 
     input_zip: Path | None
     input_dir: Path | None
+    model_family: str
     task: str
     trigger_word: str
     epochs: int
@@ -579,6 +604,11 @@ class Settings:
     dry_run: bool
     new_run: bool
     resume: Path | None
+
+    @property
+    def family(self) -> families.Family:
+        """The model family of this run (what its weights, scripts, rules and defaults are)."""
+        return families.get(self.model_family)
 
     def revision_for(self, repo_id: str) -> str:
         """The revision to download from `repo_id` (per-repo value, else the general one, else main)."""
@@ -661,8 +691,9 @@ def build_settings(
         except ValueError as e:
             problems.append(f"{origin}: {e}")
             continue
-        if opt.choices and v not in opt.choices:
-            problems.append(f"{origin}: {v!r} is not one of {', '.join(opt.choices)}")
+        allowed = opt.allowed()
+        if allowed and v not in allowed:
+            problems.append(f"{origin}: {v!r} is not one of {', '.join(allowed)}")
             continue
         if opt.is_path and v is not None:
             v = Path(os.path.expanduser(v))
@@ -672,6 +703,10 @@ def build_settings(
     if problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems))
     _look_up_bare_zip_name(values, cli_values.get("input_zip", file_values.get("input_zip")))
+    family = families.get(values["model_family"])
+    for opt in OPTIONS:
+        if opt.family_default and values[opt.name] is None:
+            values[opt.name] = family.defaults[opt.name]
     settings = Settings(**values)
     validate(settings)
     return settings
@@ -714,14 +749,17 @@ INT_RANGES = {
     "seed": (0, 2**32 - 1),
 }
 MAX_TRAIN_STEPS = 100_000_000
-MAX_RESOLUTION = 4096  # per side; HV1.5's largest base bucket is 1280x720, 4096 leaves room for any sane choice
-MAX_TARGET_FRAMES = 1025  # 4n+1; about 43 s at 24 fps, far beyond what fits any GPU
+MAX_RESOLUTION = 4096  # per side; video DiTs train at 1280x720 at most, 4096 leaves room for any sane choice
+MAX_TARGET_FRAMES = 1025  # about 43 s at 24 fps, far beyond what fits any GPU
 MAX_UNPACKED_GB = 1_000_000.0  # 1 PB: a finite bound, so the byte limit stays an ordinary integer
 MAX_LEARNING_RATE = 1.0
 
 
 def validate(s: Settings) -> None:
-    """Check ranges and combinations. Raises ConfigError listing every problem with its valid range or fix."""
+    """Check ranges and combinations, the family's limits among them. Raises ConfigError listing every problem with
+    its valid range or fix."""
+    family = s.family
+    memory = family.memory_for(s.dit_variant)
     p: list[str] = []
     p += _range_problems(s)
     if not RANK_RANGE[0] <= s.rank <= RANK_RANGE[1]:
@@ -732,10 +770,12 @@ def validate(s: Settings) -> None:
         p.append(f"max_train_steps: {s.max_train_steps} must be -1 (use epochs) or 1..{MAX_TRAIN_STEPS}")
     if not (math.isfinite(s.learning_rate) and 0 < s.learning_rate <= MAX_LEARNING_RATE):
         p.append(f"learning_rate: {s.learning_rate} must be a finite number in (0, {MAX_LEARNING_RATE:g}], e.g. 1e-4")
-    if s.blocks_to_swap is not None and not 0 <= s.blocks_to_swap <= MAX_BLOCKS_TO_SWAP:
-        p.append(f"blocks_to_swap: {s.blocks_to_swap} is outside 0..{MAX_BLOCKS_TO_SWAP}")
-    if s.vae_sample_size is not None and not (s.vae_sample_size == 0 or 64 <= s.vae_sample_size <= 2048):
-        p.append(f"vae_sample_size: {s.vae_sample_size} must be 0 (no tiling) or 64..2048, e.g. 256")
+    most = memory.max_blocks_to_swap
+    if s.blocks_to_swap is not None and not 0 <= s.blocks_to_swap <= most:
+        p.append(f"blocks_to_swap: {s.blocks_to_swap} is outside 0..{most}")
+    least = memory.vae_min_tile
+    if s.vae_sample_size is not None and not (s.vae_sample_size == 0 or least <= s.vae_sample_size <= 2048):
+        p.append(f"vae_sample_size: {s.vae_sample_size} must be 0 (no tiling) or {least}..2048, e.g. 256")
     if s.lr_warmup_steps and s.lr_scheduler == "constant":
         p.append("lr_warmup_steps: the constant schedule has no warm-up; use --lr_scheduler constant_with_warmup")
     if s.sample_every_n_epochs is not None and not 0 <= s.sample_every_n_epochs <= 100_000:
@@ -743,13 +783,14 @@ def validate(s: Settings) -> None:
     p += _launch_problems(s)
     if s.new_run and s.resume is not None:
         p.append("new_run and resume together: choose one")
-    p += _resolution_problems(s.resolution)
-    p += _frames_problems(s.target_frames)
-    if s.max_frames >= 1 and (s.max_frames - 1) % 4:
-        cut = (s.max_frames - 1) // 4 * 4 + 1
+    p += _resolution_problems(s.resolution, family)
+    p += _frames_problems(s.target_frames, family.frames.frame_step)
+    k = family.frames.frame_step
+    if s.max_frames >= 1 and (s.max_frames - 1) % k:
+        cut = (s.max_frames - 1) // k * k + 1
         p.append(
-            f"max_frames: {s.max_frames} is not of the form 4n+1 (with --frame_extraction full musubi would cut "
-            f"each video to {cut} frame{'' if cut == 1 else 's'}); pass {nearest_4n1(s.max_frames)} (the "
+            f"max_frames: {s.max_frames} is not of the form {k}n+1 (with --frame_extraction full musubi would cut "
+            f"each video to {cut} frame{'' if cut == 1 else 's'}); pass {nearest_frames(s.max_frames, k)} (the "
             "default is 129)"
         )
     if not (math.isfinite(s.max_unpacked_gb) and 0 < s.max_unpacked_gb <= MAX_UNPACKED_GB):
@@ -762,10 +803,15 @@ def validate(s: Settings) -> None:
         p.append(f"{' and '.join(actions)} together: choose one")
     if s.offline and s.download_only:
         p.append("offline and download_only together: downloading needs the network")
-    try:
-        check_variant(s.dit_variant)
-    except ConfigError as e:
-        p.append(str(e))
+    if s.vram != "auto" and int(s.vram) not in memory.presets:
+        p.append(f"vram: {memory.title} has presets {', '.join(map(str, memory.presets))}, not {s.vram}")
+    if s.task not in family.tasks:
+        p.append(f"task: {family.title} trains {', '.join(family.tasks)}, not {s.task}")
+    else:
+        try:  # a variant, or a task and variant together, that musubi cannot train: the family says why
+            family.weights_for(s.task, s.dit_variant)
+        except ConfigError as e:
+            p.append(str(e))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", s.output_name):
         p.append(f"output_name: {s.output_name!r} may use only letters, digits, '.', '_' and '-' (at most 100)")
     if s.skip_cache and s.dry_run:
@@ -796,33 +842,37 @@ def _range_problems(s: Settings) -> list[str]:
     return out
 
 
-def _resolution_problems(resolution: tuple[int, int]) -> list[str]:
+def _resolution_problems(resolution: tuple[int, int], family: families.Family) -> list[str]:
     w, h = resolution
+    step = family.frames.reso_step
     if w < 64 or h < 64:
         return [f"resolution: {w}x{h} is too small; use at least 64x64 (960x544 is the default)"]
     if w > MAX_RESOLUTION or h > MAX_RESOLUTION:
         return [f"resolution: {w}x{h} is too large; each side must be 64..{MAX_RESOLUTION} (960x544 is the default)"]
-    if w % 16 or h % 16:
+    if w % step or h % step:
         return [
-            f"resolution: {w}x{h} must be multiples of 16 (HV1.5 buckets step by 16), e.g. {w // 16 * 16}x{h // 16 * 16}"
+            f"resolution: {w}x{h} must be multiples of {step} ({family.title}'s buckets step by {step}), e.g. "
+            f"{w // step * step}x{h // step * step}"
         ]
     return []
 
 
-def nearest_4n1(n: int) -> int:
-    """The frame count of the form 4n+1 (HV1.5's VAE packs 4 frames per latent after the first) nearest to n;
-    halfway goes up: 4 -> 5, 3 -> 5, 2 -> 1, 0 -> 1."""
-    return max(1, (n + 1) // 4 * 4 + 1)
+def nearest_frames(n: int, k: int) -> int:
+    """The frame count of the form k*n+1 (the VAE packs k frames per latent after the first; HV1.5: k = 4) nearest
+    to n; halfway goes up: with k = 4, 4 -> 5, 3 -> 5, 2 -> 1, 0 -> 1."""
+    return max(1, (n + k // 2 - 1) // k * k + 1)
 
 
-def _frames_problems(target_frames: tuple[int, ...]) -> list[str]:
+def _frames_problems(target_frames: tuple[int, ...], k: int) -> list[str]:
+    """Clip lengths the VAE takes: k*n+1 frames (k: its temporal compression)."""
     out = []
-    bad = [f for f in target_frames if f < 1 or (f - 1) % 4]
+    bad = [f for f in target_frames if f < 1 or (f - 1) % k]
     if bad:
-        fixed = ",".join(map(str, sorted({nearest_4n1(f) if f in bad else f for f in target_frames})))
+        fixed = ",".join(map(str, sorted({nearest_frames(f, k) if f in bad else f for f in target_frames})))
+        examples = ", ".join(str(k * n + 1) for n in range(7))
         out.append(
-            f"target_frames: {', '.join(map(str, bad))} {'is' if len(bad) == 1 else 'are'} not of the form 4n+1 "
-            f"(1, 5, 9, 13, 17, 21, 25, ...); the nearest: --target_frames {fixed}"
+            f"target_frames: {', '.join(map(str, bad))} {'is' if len(bad) == 1 else 'are'} not of the form {k}n+1 "
+            f"({examples}, ...); the nearest: --target_frames {fixed}"
         )
     too_long = [f for f in target_frames if f > MAX_TARGET_FRAMES]
     if too_long:
@@ -865,6 +915,12 @@ def warnings_for(s: Settings) -> list[str]:
     return w
 
 
+def help_text(opt: Option) -> str:
+    """The option's help with what each registered family adds to it ("HunyuanVideo 1.5: ...")."""
+    notes = [f"{f.title}: {f.help[opt.name]}" for f in families.all_families() if opt.name in f.help]
+    return " ".join([opt.help, *notes])
+
+
 def render_toml() -> str:
     """The commented `train.toml` that documents every key with its built-in default (the file in the repo)."""
     lines = [
@@ -877,7 +933,8 @@ def render_toml() -> str:
     for opt in OPTIONS:
         if not opt.toml:
             continue
-        lines += _wrap_comment(opt.help + (f" One of: {', '.join(opt.choices)}." if opt.choices else ""))
+        allowed = opt.allowed()
+        lines += _wrap_comment(help_text(opt) + (f" One of: {', '.join(allowed)}." if allowed else ""))
         if opt.default is None:
             lines.append(f"# {opt.name} = {_toml_example(opt)}")
         else:
@@ -887,6 +944,8 @@ def render_toml() -> str:
 
 
 def _toml_example(opt: Option) -> str:
+    if opt.family_default:  # the default family's value, as an example of the key's form
+        return _toml_string(families.get(families.DEFAULT).defaults[opt.name])
     examples = {
         "input_zip": '"mydata.zip"',
         "input_dir": '"data/mydata"',
@@ -914,10 +973,14 @@ def _toml_value(opt: Option) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(v)
     if isinstance(v, tuple):
         return "[" + ", ".join(str(x) for x in v) + "]"
     return repr(v)
+
+
+def _toml_string(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _wrap_comment(text: str, width: int = 110) -> list[str]:

@@ -26,9 +26,9 @@ import tomli_w
 from ..cache import caches, cachestore
 from ..data import preflight
 from ..data import report as data_report
-from ..families.hunyuan_video_1_5 import musubi
 from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
 from ..training import hints, plan, sampling
+from ..training.musubi import launcher
 from . import runs
 from .config import Settings
 from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
@@ -358,18 +358,20 @@ def dry_run(ctx: RunContext) -> dict:
     s = ctx.settings
     _run_stage(ctx, 2, extract)
     _run_stage(ctx, 3, dataset_toml)
-    found = download.presence(s.task, s.models_dir, ctx.env, s.dit_variant)
+    found = download.presence(s.family, s.task, s.models_dir, ctx.env, s.dit_variant)
     ctx.weights = found.weights
     print("\nmodel files:", flush=True)
     for line in found.present:
         print(f"  present  {line}")
     for line in found.missing:
         print(f"  missing  {line}  (the download stage would fetch it)")
-    plan = {"dataset_config": str(ctx.dataset_toml), "stages": [st.command(ctx).plan_entry() for st in PLANNED]}
+    commands = {STAGES.index(st) + 1: st.command(ctx) for st in PLANNED}  # None: a stage this family skips
+    planned = {i: cmd for i, cmd in commands.items() if cmd is not None}
+    plan = {"dataset_config": str(ctx.dataset_toml), "stages": [cmd.plan_entry() for cmd in planned.values()]}
     atomic_write_json(ctx.paths.plan, plan)
     print("\ncommands a real run would start (nothing was started):", flush=True)
-    for i, st in enumerate(PLANNED, 4):
-        print(f"  [{i}/{len(STAGES)}] {st.command(ctx).display()}")
+    for i, cmd in planned.items():
+        print(f"  [{i}/{len(STAGES)}] {cmd.display()}")
     _print_nodes(ctx)
     print(f"\nplan: {ctx.paths.plan}", flush=True)
     return plan
@@ -387,7 +389,7 @@ def _print_nodes(ctx: RunContext) -> None:
     )
     for rank in range(launch.num_machines):
         node = dataclasses.replace(launch, machine_rank=rank)
-        cmd = dataclasses.replace(train.command(ctx), launcher=musubi.launcher(s, node))
+        cmd = dataclasses.replace(train.command(ctx), launcher=launcher(s, node))
         print(f"  machine {rank}: {cmd.display()}", flush=True)
 
 
@@ -396,8 +398,10 @@ def _report_success(ctx: RunContext) -> None:
     attempts = ctx.summary.data.get("attempts") or [{"first_stage": 0}]
     total = sum(st["wall_s"] for st in ctx.summary.data["stages"][attempts[-1]["first_stage"] :])  # this command
     print(f"\nDone in {format_seconds(total)}.", flush=True)
+    converter = ctx.settings.family.converter
     for name, rec in outs.items():
-        kind = "ComfyUI format" if name.endswith("_comfyui.safetensors") else "musubi format"
+        converted = converter is not None and name.endswith(f"{converter.suffix}.safetensors")
+        kind = f"{converter.label} format" if converted else "musubi format"
         print(f"  {rec['path']}  ({kind})")
     print(f"  run folder: {ctx.paths.root} (logs, checkpoints, state, TensorBoard, summary.json)", flush=True)
 
@@ -425,6 +429,8 @@ def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
     s, m = ctx.settings, ctx.plan.memory if ctx.plan else None
     return hints.HintContext(
         stage=stage,
+        family=s.family,
+        dit_variant=s.dit_variant,
         vram_preset=m.preset if m else None,
         fp8=m.fp8 if m else bool(s.fp8),
         blocks_to_swap=m.blocks_to_swap if m else (s.blocks_to_swap or 0),

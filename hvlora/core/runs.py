@@ -3,7 +3,7 @@ output_name whose data and training-defining settings are the same; `--new_run` 
 picks one (also a finished one, to extend it).
 
 A run's identity (RUN/run.json) is what defines the LoRA it trains: the data (every planned file's content key,
-block and final caption: trigger word included), task, DiT variant, rank/alpha, optimizer, learning rate and its
+block and final caption: trigger word included), model family, task, DiT variant, rank/alpha, optimizer, learning rate and its
 schedule, resolution, frame settings, repeats, seed, and the number of GPU processes (musubi's step counts and its
 scheduler's state depend on it). The step or epoch count, save and sample frequency, memory knobs and precision may
 change between segments: said, not refused.
@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import families
 from ..cache.caches import Caches
 from ..data.preflight import DataReport
 from ..training.plan import Plan
@@ -25,6 +26,7 @@ from .fsutil import atomic_write_json
 
 RUN_RECORD = "run.json"
 TRAINING_KEYS = (
+    "model_family",
     "task",
     "dit_variant",
     "rank",
@@ -89,9 +91,14 @@ class Choice:
 
 def _load(run_dir: Path) -> dict | None:
     try:
-        return json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
+        record = json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if isinstance(record, dict) and isinstance(
+        record.get("identity"), dict
+    ):  # runs recorded before families existed trained the default one
+        record["identity"].setdefault("model_family", families.DEFAULT)
+    return record
 
 
 def _status(run_dir: Path) -> str | None:

@@ -1,7 +1,7 @@
 """Caption text: decoding, the trigger word, and a length estimate against what the text encoder keeps.
 
-musubi reads a caption as the whole UTF-8 file, stripped (dataset/datasources.py), and Qwen2.5-VL keeps the first
-1024 tokens after its prompt template (hunyuan_video_1_5_text_encoder.py, TOKENIZER_MAX_LENGTH).
+musubi reads a caption as the whole UTF-8 file, stripped (dataset/datasources.py); the family's text encoder keeps its
+first tokens after its prompt template (Family.text_encoder_max_tokens).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import codecs
 import re
 from dataclasses import dataclass
 
-QWEN_MAX_TOKENS = 1024
 PLACEHOLDER = re.compile(r"\[trigger\]", re.IGNORECASE)  # ai-toolkit's convention
 
 

@@ -2,7 +2,7 @@
 
 One block for images (`image_directory`) and one per video frame rate (`video_directory` with its measured
 `source_fps`, written as a float as musubi's schema demands), so a mixed zip trains on both and motion plays at the
-model's 24 fps whatever the source rate. Each block is complete on its own (no `[general]`). Schema: musubi
+model's frame rate (its family's target fps) whatever the source rate. Each block is complete on its own (no `[general]`). Schema: musubi
 dataset/config_utils.py (contract §4); video-only keys never appear in an image block. The train stage's config and
 the cache stages' staging configs (only the items to encode) are made here alike.
 """
@@ -16,8 +16,10 @@ import tomllib
 
 from ..core.config import Settings
 from ..core.fsutil import atomic_write_text
-from ..families.hunyuan_video_1_5 import musubi
 from .preflight import Block
+
+# The caption files beside each dataset file (the dataset TOML's caption_extension).
+CAPTION_EXTENSION = ".txt"
 
 
 def block_table(s: Settings, block: Block, directory: Path, cache_dir: Path) -> dict:
@@ -28,7 +30,7 @@ def block_table(s: Settings, block: Block, directory: Path, cache_dir: Path) -> 
         "resolution": list(s.resolution),
         "enable_bucket": True,
         "bucket_no_upscale": False,
-        "caption_extension": musubi.CAPTION_EXTENSION,
+        "caption_extension": CAPTION_EXTENSION,
         "batch_size": 1,
         "num_repeats": s.num_repeats,
     }

@@ -1,8 +1,10 @@
 """What musubi-tuner v0.3.4 will cut from each video and how it buckets every item, computed without musubi.
 
-Mirrors, for architecture hv15 (resolution step 16, target fps 24):
+The rules are musubi's for every architecture; what differs (the resolution step, the target fps, the VAE's frame
+step, the architecture's name in cache files) is a family's `FrameRules`. Mirrors:
 - dataset/bucket.py BucketSelector: aspect-ratio buckets around the resolution's area;
-- dataset/media_utils.py load_video: frame dropping to 24 fps when source_fps is set, and the head mode's early stop;
+- dataset/media_utils.py load_video: frame dropping to the target fps when source_fps is set, and the head mode's
+  early stop;
 - dataset/image_video_dataset.py VideoDataset.retrieve_latent_cache_batches: clips per frame_extraction mode, and
   the cache file names (BaseDataset.get_latent_cache_path);
 - VideoDataset/ImageDataset.prepare_for_training: training buckets (width, height, frames) x num_repeats.
@@ -14,12 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-LATENT_SUFFIX = "_hv15.safetensors"  # musubi's cache file names for architecture hv15 (contract §4)
-TE_SUFFIX = "_hv15_te.safetensors"
-TARGET_FPS = 24.0  # VideoDataset.TARGET_FPS_HUNYUAN_VIDEO_1_5
-RESO_STEP = 16  # BucketSelector.RESOLUTION_STEPS_HUNYUAN_VIDEO_1_5
-VAE_FRAME_STRIDE = 4  # frames are 4n+1
-
 
 @dataclass(frozen=True)
 class Clip:
@@ -29,23 +25,24 @@ class Clip:
     frames: int
 
 
-def bucket_resolutions(resolution: tuple[int, int]) -> list[tuple[int, int]]:
-    """All (width, height) buckets for a training resolution, sorted (BucketSelector with enable_bucket)."""
+def bucket_resolutions(resolution: tuple[int, int], step: int) -> list[tuple[int, int]]:
+    """All (width, height) buckets for a training resolution, sorted (BucketSelector with enable_bucket; `step` is
+    its architecture's RESOLUTION_STEPS)."""
     area = resolution[0] * resolution[1]
     sqrt_size = int(math.sqrt(area))
-    min_size = _floor_to(sqrt_size // 2, RESO_STEP)
+    min_size = _floor_to(sqrt_size // 2, step)
     buckets = set()
-    for w in range(min_size, sqrt_size + RESO_STEP, RESO_STEP):
-        h = _floor_to(area // w, RESO_STEP)
+    for w in range(min_size, sqrt_size + step, step):
+        h = _floor_to(area // w, step)
         buckets.add((w, h))
         buckets.add((h, w))
     return sorted(buckets)
 
 
-def bucket_for(size: tuple[int, int], resolution: tuple[int, int]) -> tuple[int, int]:
+def bucket_for(size: tuple[int, int], resolution: tuple[int, int], step: int) -> tuple[int, int]:
     """The bucket (width, height) an item of `size` is resized and center-cropped to: the nearest aspect ratio
     (BucketSelector.get_bucket_resolution; ties go to the first bucket, as numpy's argmin)."""
-    buckets = bucket_resolutions(resolution)
+    buckets = bucket_resolutions(resolution, step)
     aspect = size[0] / size[1]
     errors = [abs(w / h - aspect) for w, h in buckets]
     return buckets[errors.index(min(errors))]
@@ -64,15 +61,16 @@ def cropped_fraction(size: tuple[int, int], bucket: tuple[int, int]) -> float:
     return 1.0 - (bucket[0] * bucket[1]) / (width * height)
 
 
-def frames_read(frame_count: int, source_fps: float | None, end_frame: int | None) -> int:
+def frames_read(frame_count: int, source_fps: float | None, end_frame: int | None, target_fps: float) -> int:
     """How many frames musubi's load_video returns from a video of `frame_count` frames.
 
-    With source_fps, frames are dropped to TARGET_FPS by a fractional index (a 30 fps video keeps 4 of every 5);
-    a source slower than 24 fps is not padded. With end_frame (head mode: the longest target), reading stops there.
+    With source_fps, frames are dropped to target_fps (VideoDataset.TARGET_FPS_*) by a fractional index (at 24 fps a
+    30 fps video keeps 4 of every 5); a slower source is not padded. With end_frame (head mode: the longest target),
+    reading stops there.
     """
     if source_fps is None:
         return frame_count if end_frame is None else min(frame_count, end_frame)
-    delta = TARGET_FPS / source_fps
+    delta = target_fps / source_fps
     index_with_fraction, previous, kept = 0.0, -1, 0
     for _ in range(frame_count):
         index = int(index_with_fraction)
@@ -98,8 +96,11 @@ def clips(
     frame_stride: int = 1,
     frame_sample: int = 1,
     max_frames: int = 129,
+    *,
+    frame_step: int,
 ) -> list[Clip]:
-    """The clips musubi cuts from `frame_count` frames (already resampled and limited, see frames_read).
+    """The clips musubi cuts from `frame_count` frames (already resampled and limited, see frames_read). `full` keeps
+    the longest frame_step*n+1 frames (frame_step: the VAE's temporal compression).
 
     Duplicate clips (uniform sampling more windows than there are positions) share one cache file, so they are
     returned once. Raises ValueError for an unknown mode, as musubi does at cache time.
@@ -122,7 +123,7 @@ def clips(
         out += [Clip(s, t) for s in starts]
     if mode == "full" and frame_count > 0:
         n = min(frame_count, max_frames)
-        out.append(Clip(0, (n - 1) // VAE_FRAME_STRIDE * VAE_FRAME_STRIDE + 1))
+        out.append(Clip(0, (n - 1) // frame_step * frame_step + 1))
     return list(dict.fromkeys(out))
 
 
@@ -134,11 +135,14 @@ def video_clips(
     frame_stride: int = 1,
     frame_sample: int = 1,
     max_frames: int = 129,
+    *,
+    target_fps: float,
+    frame_step: int,
 ) -> list[Clip]:
     """frames_read + clips: everything musubi will cache from one video."""
     head = effective_mode(mode, frame_sample) == "head"
-    n = frames_read(frame_count, source_fps, max(target_frames) if head else None)
-    return clips(n, target_frames, mode, frame_stride, frame_sample, max_frames)
+    n = frames_read(frame_count, source_fps, max(target_frames) if head else None, target_fps)
+    return clips(n, target_frames, mode, frame_stride, frame_sample, max_frames, frame_step=frame_step)
 
 
 def _linspace_int(stop: int, num: int) -> list[int]:
@@ -155,16 +159,82 @@ def _floor_to(num: int, divisor: int) -> int:
     return num - num % divisor
 
 
-def image_cache_name(stem: str, size: tuple[int, int]) -> str:
-    """Latent cache file of an image: named after its original size (BaseDataset.get_latent_cache_path)."""
-    return f"{stem}_{size[0]:04d}x{size[1]:04d}{LATENT_SUFFIX}"
+@dataclass(frozen=True)
+class FrameRules:
+    """musubi's dataset rules for one architecture, and the functions above bound to them.
 
+    `architecture`: musubi's short name, which ends every cache file name (dataset/architectures.py, e.g. hv15);
+    `target_fps`: VideoDataset.TARGET_FPS_* (videos are resampled to it); `reso_step`: BucketSelector's
+    RESOLUTION_STEPS_* (bucket sides are multiples of it); `frame_step`: the VAE's temporal compression (clip lengths
+    are frame_step*n+1)."""
 
-def video_cache_name(stem: str, clip: Clip, bucket: tuple[int, int]) -> str:
-    """Latent cache file of a video clip: start, length and the bucket size its frames were resized to."""
-    return f"{stem}_{clip.start:05d}-{clip.frames:03d}_{bucket[0]:04d}x{bucket[1]:04d}{LATENT_SUFFIX}"
+    architecture: str
+    target_fps: float
+    reso_step: int
+    frame_step: int
 
+    @property
+    def latent_suffix(self) -> str:
+        """The end of every latent cache file name (BaseDataset.get_latent_cache_path)."""
+        return f"_{self.architecture}.safetensors"
 
-def text_cache_name(stem: str) -> str:
-    """Text-encoder cache file: one per media file, shared by all clips of a video."""
-    return stem + TE_SUFFIX
+    @property
+    def te_suffix(self) -> str:
+        """The end of every text-encoder cache file name (BaseDataset.get_text_encoder_output_cache_path)."""
+        return f"_{self.architecture}_te.safetensors"
+
+    def bucket_resolutions(self, resolution: tuple[int, int]) -> list[tuple[int, int]]:
+        return bucket_resolutions(resolution, self.reso_step)
+
+    def bucket_for(self, size: tuple[int, int], resolution: tuple[int, int]) -> tuple[int, int]:
+        return bucket_for(size, resolution, self.reso_step)
+
+    def frames_read(self, frame_count: int, source_fps: float | None, end_frame: int | None) -> int:
+        return frames_read(frame_count, source_fps, end_frame, self.target_fps)
+
+    def clips(
+        self,
+        frame_count: int,
+        target_frames: tuple[int, ...],
+        mode: str,
+        frame_stride: int = 1,
+        frame_sample: int = 1,
+        max_frames: int = 129,
+    ) -> list[Clip]:
+        return clips(
+            frame_count, target_frames, mode, frame_stride, frame_sample, max_frames, frame_step=self.frame_step
+        )
+
+    def video_clips(
+        self,
+        frame_count: int,
+        source_fps: float | None,
+        target_frames: tuple[int, ...],
+        mode: str,
+        frame_stride: int = 1,
+        frame_sample: int = 1,
+        max_frames: int = 129,
+    ) -> list[Clip]:
+        return video_clips(
+            frame_count,
+            source_fps,
+            target_frames,
+            mode,
+            frame_stride,
+            frame_sample,
+            max_frames,
+            target_fps=self.target_fps,
+            frame_step=self.frame_step,
+        )
+
+    def image_cache_name(self, stem: str, size: tuple[int, int]) -> str:
+        """Latent cache file of an image: named after its original size (BaseDataset.get_latent_cache_path)."""
+        return f"{stem}_{size[0]:04d}x{size[1]:04d}{self.latent_suffix}"
+
+    def video_cache_name(self, stem: str, clip: Clip, bucket: tuple[int, int]) -> str:
+        """Latent cache file of a video clip: start, length and the bucket size its frames were resized to."""
+        return f"{stem}_{clip.start:05d}-{clip.frames:03d}_{bucket[0]:04d}x{bucket[1]:04d}{self.latent_suffix}"
+
+    def text_cache_name(self, stem: str) -> str:
+        """Text-encoder cache file: one per media file, shared by all clips of a video."""
+        return stem + self.te_suffix

@@ -26,12 +26,12 @@ from . import captions, frames, media, source
 from .problems import ERROR, NOTE, WARNING, Problem, strict
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow clips these to white in convert("RGB")
-# Warn when the clips of a video cover less than this share of it and leave at least a second (at 24 fps) unused.
+# Warn when the clips of a video cover less than this share of it and leave at least a second (24 frames) unused.
 UNUSED_WARN_FRACTION = 0.5
 UNUSED_WARN_MIN_FRAMES = 24
 NAME_MAX = 255  # bytes per file name on Linux file systems (ext4, xfs, btrfs, overlayfs)
-# musubi's longest cache suffix after a stem: _{start:05d}-{frames:03d}_{W:04d}x{H:04d}_hv15.safetensors is 37
-# bytes; keep stems short enough for it with room for 6-digit starts and sizes.
+# musubi's longest cache suffix after a stem: _{start:05d}-{frames:03d}_{W:04d}x{H:04d}_{architecture}.safetensors is
+# 33 bytes + the architecture's name (4 for hv15); keep stems short enough for it with room for 6-digit starts and sizes.
 MAX_STEM_BYTES = NAME_MAX - 48
 CROP_WARN_FRACTION = 0.25  # warn when musubi's center crop to the bucket discards more of the picture than this
 
@@ -60,7 +60,7 @@ class FileRecord:
     bucket: tuple[int, int] | None = None
     clips: list[frames.Clip] = field(default_factory=list)
     cache_files: list[str] = field(default_factory=list)
-    frames_total: int | None = None  # a video's frames as musubi reads them (after resampling to 24 fps)
+    frames_total: int | None = None  # a video's frames as musubi reads them (after resampling to the family's fps)
     frames_trained: int | None = None  # of those, the frames inside at least one clip
 
     @property
@@ -300,7 +300,7 @@ def _train_from_8_bit(f: FileRecord, store: Path) -> None:
     )
 
 
-CAPTION_MAX_BYTES = 1 << 20  # far above the 1024 tokens Qwen2.5-VL keeps; a larger ".txt" is not a caption
+CAPTION_MAX_BYTES = 1 << 20  # far above what any text encoder keeps; a larger ".txt" is not a caption
 
 
 def _read_caption(f: FileRecord, texts: dict[str, bytes | DataError], s: Settings) -> None:
@@ -343,11 +343,11 @@ def _read_caption(f: FileRecord, texts: dict[str, bytes | DataError], s: Setting
             f"Write a description of the media into it; it trains with the trigger word "
             f"'{s.trigger_word.strip()}' alone",
         )
-    tokens = captions.estimate_tokens(f.caption)
-    if tokens > captions.QWEN_MAX_TOKENS - 24:  # the template's own tokens count too
+    tokens, kept = captions.estimate_tokens(f.caption), s.family.text_encoder_max_tokens
+    if tokens > kept - 24:  # the template's own tokens count too
         problem(
             WARNING,
-            f"is about {tokens} tokens long (estimated); the text encoder keeps the first {captions.QWEN_MAX_TOKENS}",
+            f"is about {tokens} tokens long (estimated); the text encoder keeps the first {kept}",
             "Shorten it",
         )
 
@@ -356,7 +356,7 @@ def _check_media(f: FileRecord, s: Settings) -> None:
     """What musubi will do with this file that the user should know (contract §4: Pillow conversions for images,
     PyAV frames without rotation for videos, resize to cover the bucket and center crop)."""
     info = f.info
-    f.bucket = frames.bucket_for((info.width, info.height), s.resolution)
+    f.bucket = s.family.frames.bucket_for((info.width, info.height), s.resolution)
     if frames.is_upscaled((info.width, info.height), f.bucket):
         f.add(
             WARNING,
@@ -368,7 +368,7 @@ def _check_media(f: FileRecord, s: Settings) -> None:
     if f.kind == "image":
         _check_image_format(f)
     else:
-        _check_video(f)
+        _check_video(f, s.family.frames.target_fps)
 
 
 def _check_crop(f: FileRecord, s: Settings) -> None:
@@ -377,7 +377,7 @@ def _check_crop(f: FileRecord, s: Settings) -> None:
     size = (f.info.width, f.info.height)
     lost = frames.cropped_fraction(size, f.bucket)
     if lost > CROP_WARN_FRACTION:
-        ratio = max(max(w / h, h / w) for w, h in frames.bucket_resolutions(s.resolution))
+        ratio = max(max(w / h, h / w) for w, h in s.family.frames.bucket_resolutions(s.resolution))
         f.add(
             WARNING,
             f"musubi's {f.bucket[0]}x{f.bucket[1]} bucket crops {lost:.0%} of its picture away ({size[0]}x{size[1]} is "
@@ -422,7 +422,8 @@ def _check_image_format(f: FileRecord) -> None:
         f.add(NOTE, f"is animated ({info.frames} frames): musubi trains on its first frame as a still image")
 
 
-def _check_video(f: FileRecord) -> None:
+def _check_video(f: FileRecord, target_fps: float) -> None:
+    """What musubi does with this video's pixels and timing (resampled to the family's target_fps)."""
     info = f.info
     sar = info.sample_aspect_ratio
     if sar and abs(sar - 1) > 0.01:
@@ -456,9 +457,9 @@ def _check_video(f: FileRecord) -> None:
             "Re-encode it at a constant frame rate",
         )
     if info.fps is None:
-        f.add(NOTE, "has no frame rate: its frames are used as they are, without resampling to 24 fps")
-    elif info.fps < frames.TARGET_FPS - 0.5:
-        f.add(NOTE, f"{info.fps:g} fps is below 24: musubi adds no frames, so its motion plays faster")
+        f.add(NOTE, f"has no frame rate: its frames are used as they are, without resampling to {target_fps:g} fps")
+    elif info.fps < target_fps - 0.5:
+        f.add(NOTE, f"{info.fps:g} fps is below {target_fps:g}: musubi adds no frames, so its motion plays faster")
 
 
 # zscale (zimg) linearises HLG/PQ, tonemap maps it into SDR range, zscale converts to BT.709: FFmpeg's documented
@@ -496,16 +497,12 @@ def _check_colour(f: FileRecord) -> None:
 def _plan(report: DataReport) -> None:
     """Blocks (images; videos by frame rate), clips, buckets, dataset file names and cache file names."""
     s = report.settings
+    rules, refused = s.family.frames, s.family.still_images_refused.get(s.task)
     for f in report.usable:
         if f.info is None:
             continue
-        if f.kind == "image" and s.task == "i2v":
-            # musubi v0.3.4's i2v latent cache takes content[0] as the first video frame; for a still image that
-            # is a pixel row, and its SigLIP step asserts (seen with the real engine in the rig).
-            f.leave_out(
-                "--task i2v trains on videos; musubi cannot cache still images for i2v",
-                "Train the images with --task t2v, or remove them",
-            )
+        if f.kind == "image" and refused:
+            f.leave_out(*refused)
             continue
         if f.kind == "image":
             block = report.blocks.setdefault("images", Block("images", "image", None))
@@ -513,7 +510,7 @@ def _plan(report: DataReport) -> None:
             fps = round(f.info.fps, 3) if f.info.fps else None
             bname = f"videos_{fps:g}fps".replace(".", "_") if fps else "videos"
             block = report.blocks.setdefault(bname, Block(bname, "video", fps))
-            f.clips = frames.video_clips(
+            f.clips = rules.video_clips(
                 f.info.frames,
                 block.source_fps,
                 s.target_frames,
@@ -530,18 +527,18 @@ def _plan(report: DataReport) -> None:
         block.files.append(f)
     report.blocks = {k: b for k, b in sorted(report.blocks.items()) if b.files}
     for block in report.blocks.values():
-        _name_files(block)
+        _name_files(block, rules)
 
 
-def _name_files(block: Block) -> None:
+def _name_files(block: Block, rules: frames.FrameRules) -> None:
     """Each file's name in the block's folder and the cache file names musubi will derive from it."""
     for f, flat in zip(block.files, flat_names([f.name for f in block.files]), strict=True):
         f.flat = flat
         stem = Path(flat).stem
         if f.kind == "image":
-            f.cache_files = [frames.image_cache_name(stem, (f.info.width, f.info.height))]
+            f.cache_files = [rules.image_cache_name(stem, (f.info.width, f.info.height))]
         else:
-            f.cache_files = [frames.video_cache_name(stem, c, f.bucket) for c in f.clips]
+            f.cache_files = [rules.video_cache_name(stem, c, f.bucket) for c in f.clips]
         if f.flat != _plain_flat(f.name):
             f.add(NOTE, f"is named {f.flat} in the dataset (names must be unique and fit musubi's cache file names)")
         too_long = [n for n in (*f.cache_files, f.flat) if len(n.encode()) > NAME_MAX]
@@ -590,10 +587,11 @@ UNUSED_FIX = {
 
 
 def _check_coverage(f: FileRecord, source_fps: float | None, s: Settings) -> None:
-    """How much of a video trains: its frames as musubi reads them (resampled to 24 fps) against the frames inside
+    """How much of a video trains: its frames as musubi reads them (resampled to the family's fps) against the frames inside
     at least one clip; a warning naming the other extraction modes when most of it (and at least a second) goes
     unused."""
-    f.frames_total = frames.frames_read(f.info.frames, source_fps, None)
+    rules = s.family.frames
+    f.frames_total = rules.frames_read(f.info.frames, source_fps, None)
     f.frames_trained, end = 0, 0
     for c in sorted(f.clips, key=lambda c: c.start):  # the union of the clips' frame ranges
         f.frames_trained += max(0, c.start + c.frames - max(c.start, end))
@@ -603,7 +601,7 @@ def _check_coverage(f: FileRecord, source_fps: float | None, s: Settings) -> Non
         mode = frames.effective_mode(s.frame_extraction, s.frame_sample)
         f.add(
             WARNING,
-            f"only {f.frames_trained} of its {f.frames_total} frames (at 24 fps) train "
+            f"only {f.frames_trained} of its {f.frames_total} frames (at {rules.target_fps:g} fps) train "
             f"({f.frames_trained / f.frames_total:.0%}, {len(f.clips)} clip(s) with --frame_extraction {mode})",
             UNUSED_FIX[mode],
         )
@@ -611,9 +609,10 @@ def _check_coverage(f: FileRecord, source_fps: float | None, s: Settings) -> Non
 
 def _leave_out_short(f: FileRecord, source_fps: float | None, s: Settings) -> None:
     n = f.info.frames
+    rules = s.family.frames
     head = frames.effective_mode(s.frame_extraction, s.frame_sample) == "head"
-    at24 = frames.frames_read(n, source_fps, max(s.target_frames) if head else None)
-    resampled = f" ({at24} at 24 fps)" if source_fps and at24 != n else ""
+    kept = rules.frames_read(n, source_fps, max(s.target_frames) if head else None)
+    resampled = f" ({kept} at {rules.target_fps:g} fps)" if source_fps and kept != n else ""
     f.leave_out(
         f"{n} frames{resampled}; the shortest --target_frames needs {min(s.target_frames)}",
         "Lower --target_frames or drop the file",

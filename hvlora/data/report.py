@@ -113,7 +113,7 @@ def text(report: DataReport) -> str:
     if t["video_frames"]:
         parts.append(
             f"videos: {t['clips']} clip(s) from {t['videos_with_clips']} video(s); {t['video_frames_trained']} of their "
-            f"{t['video_frames']} frames (at 24 fps) train ({t['video_frames_trained'] / t['video_frames']:.0%}; "
+            f"{t['video_frames']} frames (at {report.settings.family.frames.target_fps:g} fps) train ({t['video_frames_trained'] / t['video_frames']:.0%}; "
             f"--frame_extraction {report.settings.frame_extraction})"
         )
     parts.append(f"musubi items per bucket (WxHxframes): {per_bucket}")
@@ -146,7 +146,7 @@ def file_json(f: FileRecord) -> dict:
         "dataset_name": f.flat,
         "bucket": list(f.bucket) if f.bucket else None,
         "clips": [{"start": c.start, "frames": c.frames} for c in f.clips],
-        "frames_read": f.frames_total,  # as musubi's load_video reads them (resampled to 24 fps)
+        "frames_read": f.frames_total,  # as musubi's load_video reads them (resampled to the family's fps)
         "frames_trained": f.frames_trained,
         "latent_cache_files": f.cache_files,
     }

@@ -1,0 +1,186 @@
+"""Model families: what differs between the video models this trainer drives through musubi-tuner, and the registry
+that `--model_family` picks from (SimpleTuner's term).
+
+A family is one folder, `hvlora/families/<name>/`, whose `__init__.py` defines `FAMILY = Family(...)`, plus one line
+in `REGISTRY`. Everything outside the family folders is family-agnostic: config, pipeline, stages, caches and training
+ask the run's family (`Settings.family`) for scripts, argv pieces, keys, suffixes and rules, and never compare a
+family's name. Families are imported on first use, so this module imports no family (and config can import it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # annotations only: config imports this registry, so it imports no other hvlora module at run time
+    from ..core.config import Settings
+    from ..data.frames import FrameRules
+    from ..training.musubi import Command, TrainSegment
+    from ..training.plan import Launch
+    from ..training.presets import MemoryModel, MemoryPlan
+    from ..weights.files import TokenizerRepo, WeightFile
+
+DEFAULT = "hunyuan_video_1_5"
+# --model_family value -> the module whose FAMILY it is. Adding a family: its folder, its tests and one line here.
+REGISTRY: dict[str, str] = {
+    "hunyuan_video_1_5": f"{__name__}.hunyuan_video_1_5",
+}
+
+
+class LoraCheckError(Exception):
+    """A LoRA file is incomplete or malformed (a converter's key check); the message lists what is wrong."""
+
+
+class Scripts(Protocol):
+    """A family's musubi entry points, each returning the `Command` the stage runs (and `--dry_run` prints).
+
+    `weights` maps a component of the family's catalog to its local path; `memory` is the run's memory plan."""
+
+    def cache_latents(
+        self, s: Settings, dataset_config: Path, weights: dict[str, Path], memory: MemoryPlan
+    ) -> Command: ...
+
+    def cache_text_encoder_outputs(
+        self, s: Settings, dataset_config: Path, weights: dict[str, Path], memory: MemoryPlan
+    ) -> Command: ...
+
+    def train(
+        self,
+        s: Settings,
+        dataset_config: Path,
+        weights: dict[str, Path],
+        seg: TrainSegment,
+        memory: MemoryPlan,
+        launch: Launch,
+    ) -> Command: ...
+
+
+@dataclass(frozen=True)
+class CacheInputs:
+    """What changes the files one cache stage writes besides the item itself (the cache's settings key):
+    `settings` (names of Settings fields, e.g. task, resolution), `components` (weight files of the catalog, with
+    their revisions) and `knobs` (MemoryPlan fields, e.g. the VAE tiling). The device always counts."""
+
+    settings: tuple[str, ...]
+    components: tuple[str, ...]
+    knobs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SampleDefaults:
+    """Samples during training in the family's own terms (musubi's prompt-file options): `steps` (--s),
+    `guidance` (--l), `flow_shift` (--fs; None: the option is not written), `video_frames` (--f for video data),
+    `area` (pixels: the most common bucket is scaled to about this), `image_tasks` (tasks whose prompts need an init
+    image, --i), and `auto_above_preset`: samples are on by default only with a --vram preset above this (GB)."""
+
+    steps: int
+    guidance: float
+    flow_shift: float | None
+    video_frames: int
+    area: int
+    image_tasks: tuple[str, ...]
+    auto_above_preset: int
+
+
+@dataclass(frozen=True)
+class HintAdvice:
+    """Failure advice in the family's words (hints.py picks when each applies): what --fp8 does for the text encoder
+    while caching (off, and already on), what --fp8 does for the DiT, and what the smallest --vram preset changes
+    while caching latents."""
+
+    text_encoder_fp8: str
+    text_encoder_fp8_on: str
+    dit_fp8: str
+    latents_smallest_preset: str
+
+
+@dataclass(frozen=True)
+class Converter:
+    """A conversion of the trained LoRA for another program (e.g. ComfyUI) and its key check.
+
+    `command(src, dst)` is the musubi converter's Command; `verify(src, dst)` checks both files key by key and returns
+    {"rank", "musubi_modules", "musubi_keys", "comfyui_modules", "comfyui_keys"}, or raises LoraCheckError. The
+    converted file is published as <output_name><suffix>.safetensors."""
+
+    label: str
+    suffix: str
+    command: Callable[[Path, Path], Command]
+    verify: Callable[[Path, Path], dict]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything that differs between model families; each field is answered by the family's own folder.
+
+    - name: the --model_family value, also the LoRA metadata's family and musubi's --metadata_tags entry;
+      title: how messages name it ("HunyuanVideo 1.5").
+    - tasks: its --task values; variants: its --dit_variant values; defaults: the values of settings whose default
+      is the family's (Option.family_default, e.g. dit_variant).
+    - weights_for(task, variant): component -> WeightFile, always with a "dit" (the base model the LoRA is for);
+      raises ConfigError with the reason for a variant, or a task and variant together, that musubi cannot train
+      (config asks it while validating); tokenizers: repos musubi loads by id from the Hugging Face cache.
+    - scripts: the musubi entry points' argv (Scripts); memory: presets, knobs, flags and the estimate (MemoryModel),
+      variant_memory: a variant's own where the variants differ in size (memory_for picks);
+      frames: musubi's bucket, frame and cache-name rules for its architecture (FrameRules).
+    - latent_cache, text_encoder_cache: what keys each cache store (CacheInputs).
+    - text_encoder_max_tokens: caption tokens its text encoder keeps (longer captions are warned about).
+    - still_images_refused: task -> (why, fix) when musubi cannot train still images with it (they are left out).
+    - samples: sample defaults; hints: failure advice; converter: its LoRA conversion, or None (the musubi file only).
+    - help: option name -> the family's sentence added to that option's --help and train.toml comment.
+    """
+
+    name: str
+    title: str
+    tasks: tuple[str, ...]
+    variants: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    weights_for: Callable[[str, str], dict[str, WeightFile]]
+    tokenizers: tuple[TokenizerRepo, ...]
+    scripts: Scripts
+    memory: MemoryModel
+    frames: FrameRules
+    latent_cache: CacheInputs
+    text_encoder_cache: CacheInputs
+    text_encoder_max_tokens: int
+    samples: SampleDefaults
+    hints: HintAdvice
+    converter: Converter | None
+    still_images_refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    help: Mapping[str, str] = field(default_factory=dict)
+    variant_memory: Mapping[str, MemoryModel] = field(default_factory=dict)
+
+    def memory_for(self, variant: str | None) -> MemoryModel:
+        """The memory model of a DiT variant: its own in variant_memory (e.g. a 2B and a 19B model of one family),
+        else the family's."""
+        return self.variant_memory.get(variant, self.memory)
+
+    def memory_models(self) -> list[MemoryModel]:
+        """Every memory model of the family (for the --vram choices)."""
+        return [self.memory, *self.variant_memory.values()]
+
+
+_loaded: dict[str, Family] = {}
+
+
+def names() -> tuple[str, ...]:
+    """The registered --model_family values, the default first."""
+    return tuple(REGISTRY)
+
+
+def get(name: str) -> Family:
+    """The registered family `name` (imported on first use). Raises KeyError for a name not in REGISTRY and
+    RuntimeError when the module's FAMILY is registered under another name."""
+    if name not in _loaded:
+        family = importlib.import_module(REGISTRY[name]).FAMILY
+        if family.name != name:
+            raise RuntimeError(f"{REGISTRY[name]}.FAMILY is named {family.name!r}, registered as {name!r}")
+        _loaded[name] = family
+    return _loaded[name]
+
+
+def all_families() -> list[Family]:
+    """Every registered family, in registry order."""
+    return [get(n) for n in names()]

@@ -1,4 +1,4 @@
-"""Stage 4: cache VAE latents with musubi's hv_1_5_cache_latents (+ SigLIP features and image latents for i2v),
+"""Stage 4: cache VAE latents with the family's musubi cache_latents script (with i2v's image latents and features),
 only for the items the latent store lacks (encoding.py): a re-run with nothing changed starts no process.
 
 Every file the preflight predicted (frames.py mirrors musubi's clip extraction) must then be in the store: the
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from ..cache import encoding
 from ..core.context import RunContext
-from ..families.hunyuan_video_1_5 import musubi
+from ..training.musubi import Command
 
 NAME = "cache_latents"
 TITLE = "cache latents"
 
 
-def command(ctx: RunContext, dataset_config=None) -> musubi.Command:
+def command(ctx: RunContext, dataset_config=None) -> Command:
     """The musubi command (on the staging config of the items to encode; the dry run shows it on dataset.toml)."""
-    return musubi.cache_latents(ctx.settings, dataset_config or ctx.dataset_toml, ctx.weights, ctx.plan.memory)
+    scripts = ctx.settings.family.scripts
+    return scripts.cache_latents(ctx.settings, dataset_config or ctx.dataset_toml, ctx.weights, ctx.plan.memory)
 
 
 def run(ctx: RunContext) -> dict:

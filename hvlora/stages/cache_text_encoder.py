@@ -1,4 +1,4 @@
-"""Stage 5: cache text-encoder outputs (Qwen2.5-VL + byT5) with musubi's hv_1_5_cache_text_encoder_outputs, only
+"""Stage 5: cache text-encoder outputs with the family's musubi cache_text_encoder_outputs script, only
 for the captions the store lacks: each output is keyed by the final caption text, so one changed caption encodes
 that one caption, and files sharing a caption share one output."""
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 from ..cache import encoding
 from ..core.context import RunContext
-from ..families.hunyuan_video_1_5 import musubi
+from ..training.musubi import Command
 
 NAME = "cache_text_encoder_outputs"
 TITLE = "cache text-encoder outputs"
 
 
-def command(ctx: RunContext, dataset_config=None) -> musubi.Command:
-    return musubi.cache_text_encoder_outputs(
+def command(ctx: RunContext, dataset_config=None) -> Command:
+    return ctx.settings.family.scripts.cache_text_encoder_outputs(
         ctx.settings, dataset_config or ctx.dataset_toml, ctx.weights, ctx.plan.memory
     )
 

@@ -1,7 +1,8 @@
-"""Stage 7: convert the LoRA to ComfyUI's format, verify every module is there, and publish both files.
+"""Stage 7: convert the LoRA with the family's converter (ComfyUI for HunyuanVideo 1.5), verify every module is
+there, and publish both files; a family without a checked conversion publishes the musubi file only.
 
-musubi's converter fuses attn_q/k/v into attn_qkv and renames mlp/mod layers (contract §5). A missing module fails
-the run (the system we replace only warned, and users published LoRAs that load with "lora key not loaded").
+A missing module fails the run (the system we replace only warned, and users published LoRAs that load with "lora key
+not loaded"); a converted file that is not checked is never published.
 """
 
 from __future__ import annotations
@@ -11,52 +12,59 @@ from pathlib import Path
 from ..core.context import RunContext
 from ..core.errors import StageFailed
 from ..core.runner import run_logged
-from ..families.hunyuan_video_1_5 import comfyui, musubi
+from ..families import LoraCheckError
 from ..training import lorainfo, lorameta, outputs
+from ..training.musubi import Command, trained_lora
 
 NAME = "convert"
 TITLE = "convert to ComfyUI"
 
 
-def comfy_path(ctx: RunContext) -> Path:
-    """RUN/checkpoints/<output_name>_comfyui.safetensors."""
-    return ctx.paths.checkpoints / f"{ctx.settings.output_name}_comfyui.safetensors"
+def converted_path(ctx: RunContext) -> Path:
+    """RUN/checkpoints/<output_name><the converter's suffix>.safetensors, e.g. lora_comfyui.safetensors."""
+    suffix = ctx.settings.family.converter.suffix
+    return ctx.paths.checkpoints / f"{ctx.settings.output_name}{suffix}.safetensors"
 
 
-def command(ctx: RunContext) -> musubi.Command:
-    src = musubi.trained_lora(ctx.paths.checkpoints, ctx.settings.output_name)
-    return musubi.convert(src, comfy_path(ctx))
+def command(ctx: RunContext) -> Command | None:
+    """The family's converter on the final LoRA; None when the family has none."""
+    converter = ctx.settings.family.converter
+    if converter is None:
+        return None
+    return converter.command(trained_lora(ctx.paths.checkpoints, ctx.settings.output_name), converted_path(ctx))
 
 
 def run(ctx: RunContext) -> dict:
     """Convert, check both files' keys, then copy them atomically to OUTPUT_DIR (keeping any earlier LoRA)."""
-    cmd = command(ctx)
-    log = ctx.log(NAME)
+    s, log = ctx.settings, ctx.log(NAME)
+    src = trained_lora(ctx.paths.checkpoints, s.output_name)
+    converter = s.family.converter
+    if converter is None:
+        log(f"{s.family.title} has no checked LoRA conversion: only the musubi-format LoRA is published")
+        ctx.summary.update("outputs", outputs.publish({src.name: src}, s.output_dir, log))
+        return {"skipped": True}
+    cmd, dst = command(ctx), converted_path(ctx)
     run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env)
-    src, dst = Path(cmd.argv[0]), Path(cmd.argv[1])
     try:
-        report = comfyui.verify(src, dst)
-    except comfyui.LoraCheckError as e:
+        report = converter.verify(src, dst)
+    except LoraCheckError as e:
         raise StageFailed(NAME, str(e), cmd.executable(), ctx.paths.log(NAME)) from None
     log(
-        f"ComfyUI check: {report['musubi_modules']} musubi modules -> {report['comfyui_modules']} ComfyUI modules "
-        f"({report['comfyui_keys']} keys), rank {report['rank']}, none missing"
+        f"{converter.label} check: {report['musubi_modules']} musubi modules -> {report['comfyui_modules']} "
+        f"{converter.label} modules ({report['comfyui_keys']} keys), rank {report['rank']}, none missing"
     )
     added = _carry_metadata(src, dst)
     if added:
         log(f"the converter did not keep {', '.join(added)}: added to {dst.name}")
     ctx.lora_comfyui = dst
-    name = ctx.settings.output_name
-    published = outputs.publish(
-        {f"{name}.safetensors": src, f"{name}_comfyui.safetensors": dst}, ctx.settings.output_dir, log
-    )
+    published = outputs.publish({src.name: src, dst.name: dst}, s.output_dir, log)
     ctx.summary.update("outputs", published)
     return {"command": cmd.executable(), "metadata_added": added, **report}
 
 
 def _carry_metadata(src: Path, dst: Path) -> list[str]:
     """musubi's converter copies the metadata (contract §5) and recomputes the sshs hashes; whatever of ours it
-    did not keep (the trigger word, true step counts, ...) is written into the ComfyUI file too."""
+    did not keep (the trigger word, true step counts, ...) is written into the converted file too."""
     ours = {
         k: v
         for k, v in lorameta.read_metadata(src).items()

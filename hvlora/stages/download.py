@@ -1,11 +1,12 @@
-"""Stage 1: make every model file the task and DiT variant need present and verified (catalog.py lists them).
+"""Stage 1: make every model file the task and DiT variant need present and verified (the family's catalog lists
+them).
 
 - A file recorded in MODELS_DIR/manifest.json with the same size and mtime is taken as it is: no network, no hash.
 - Any other file is asked about (HEAD: commit, ETag, size); the missing bytes are compared with the free disk
   before anything is fetched; then it is downloaded into MODELS_DIR/<repo_id>/<path> with huggingface_hub (resuming
   a partial file, even one left by a killed process), hashed, and checked against the hub's ETag (sha256 of an LFS
   file). A mismatch deletes the file and downloads it again once; a second mismatch fails, naming the file.
-- The two tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline.
+- The tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline.
 - --offline / --skip_download: no network; every file must be present and pass the quick check (or a hash against
   what huggingface_hub recorded when it downloaded it). --verify_weights re-hashes every file.
 HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured (read from ctx.env when the stage runs); HF_TOKEN is never logged.
@@ -21,8 +22,9 @@ from pathlib import Path
 from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
 from ..core.fsutil import human_bytes
-from ..families.hunyuan_video_1_5 import catalog
+from ..families import Family
 from ..weights import hub
+from ..weights.files import TokenizerRepo, WeightFile
 from ..weights.manifest import Manifest, hashes, matches_etag, record_for
 
 NAME = "download"
@@ -47,28 +49,29 @@ def hub_cache_dir(env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def presence(task: str, models_dir: Path, env: dict[str, str], variant: str = "720p") -> Presence:
-    """Check, without network or hashing, which weight files and tokenizers for `task` are on disk."""
+def presence(family: Family, task: str, models_dir: Path, env: dict[str, str], variant: str | None = None) -> Presence:
+    """Check, without network or hashing, which of the family's weight files and tokenizers for `task` and the DiT
+    `variant` (None: the family's default) are on disk."""
     weights, present, missing = {}, [], []
     manifest = Manifest(models_dir)
-    for comp, wf in catalog.weights_for(task, variant).items():
+    for comp, wf in family.weights_for(task, variant or family.defaults["dit_variant"]).items():
         path = wf.local_path(models_dir)
         weights[comp] = path
         state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
         (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file() else ""))
     cache = hub_cache_dir(env)
-    for tok in catalog.TOKENIZERS:
+    for tok in family.tokenizers:
         absent = _missing_tokenizer_files(tok, cache)
         desc = f"tokenizer {tok.repo_id} in {cache}"
         (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
 
 
-def _missing_tokenizer_files(tok: catalog.TokenizerRepo, cache: Path) -> list[str]:
+def _missing_tokenizer_files(tok: TokenizerRepo, cache: Path) -> list[str]:
     return [f for f, path in _tokenizer_paths(tok, cache).items() if path is None]
 
 
-def _tokenizer_paths(tok: catalog.TokenizerRepo, cache: Path) -> dict[str, Path | None]:
+def _tokenizer_paths(tok: TokenizerRepo, cache: Path) -> dict[str, Path | None]:
     """Each required tokenizer file's path in the HF cache (None when absent)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -76,7 +79,7 @@ def _tokenizer_paths(tok: catalog.TokenizerRepo, cache: Path) -> dict[str, Path 
     return {f: Path(p) if isinstance(p, str) else None for f, p in found.items()}
 
 
-def _corrupt_tokenizer_files(tok: catalog.TokenizerRepo, cache: Path) -> list[Path]:
+def _corrupt_tokenizer_files(tok: TokenizerRepo, cache: Path) -> list[Path]:
     """Cached tokenizer files whose content does not match their ETag. The HF cache names every blob after its
     ETag (the snapshot entry is a link to blobs/<etag>), so the check needs no network; the files are small."""
     bad = []
@@ -91,7 +94,7 @@ def _corrupt_tokenizer_files(tok: catalog.TokenizerRepo, cache: Path) -> list[Pa
 def run(ctx: RunContext) -> dict:
     """Make the files present and verified; sets ctx.weights. Returns summary info (files, commits, bytes)."""
     s = ctx.settings
-    files = catalog.weights_for(s.task, s.dit_variant)
+    files = s.family.weights_for(s.task, s.dit_variant)
     ctx.weights = {comp: wf.local_path(s.models_dir) for comp, wf in files.items()}
     fetcher = _Fetcher(ctx)
     if s.offline or s.skip_download:
@@ -124,12 +127,12 @@ class _Fetcher:
         self.bytes_fetched = 0
         self.repaired: list[dict] = []  # files that failed their check and were fetched again (summary.json)
 
-    def records(self, files: dict[str, catalog.WeightFile]) -> dict:
+    def records(self, files: dict[str, WeightFile]) -> dict:
         return {c: self.manifest.get(wf.key) for c, wf in files.items() if self.manifest.get(wf.key)}
 
     # -- online -------------------------------------------------------------------------------------------------
 
-    def fetch(self, files: dict[str, catalog.WeightFile]) -> None:
+    def fetch(self, files: dict[str, WeightFile]) -> None:
         todo = [wf for wf in files.values() if not self._trusted(wf)]
         remote = {
             wf.key: hub.remote_file(
@@ -152,12 +155,12 @@ class _Fetcher:
         for wf in files.values():
             if wf not in todo:
                 self.log(f"{wf.component}: {wf.local_path(self.s.models_dir)} (verified earlier)")
-        for tok in catalog.TOKENIZERS:
+        for tok in self.s.family.tokenizers:
             self._fetch_tokenizer(tok)
         for r in self.repaired:
             self.log(f"repaired: {r['file']} failed its sha256 check and was fetched again")
 
-    def _trusted(self, wf: catalog.WeightFile) -> bool:
+    def _trusted(self, wf: WeightFile) -> bool:
         """Present and recorded (quick check), or with --verify_weights, present and re-hashed to its record."""
         path = wf.local_path(self.s.models_dir)
         if not self.manifest.quick_ok(wf.key, path, self.s.revision_for(wf.repo_id)):
@@ -166,7 +169,7 @@ class _Fetcher:
             return self._rehash_ok(wf, path)
         return True
 
-    def _on_disk_matches(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> bool:
+    def _on_disk_matches(self, wf: WeightFile, remote: hub.RemoteFile) -> bool:
         """A file on disk that failed the quick check (never recorded, or its size or mtime changed) is hashed
         against the hub's ETag: a match is recorded without a download; a mismatch is said (which file, expected
         and found hash), recorded for summary.json, and the file deleted so that it is fetched again."""
@@ -184,7 +187,7 @@ class _Fetcher:
         self._repair(wf, path, remote.etag, sha256, f"its content differs from the hub's ({size} bytes on disk)")
         return False
 
-    def _repair(self, wf: catalog.WeightFile, path: Path, expected: str, found: str, why: str) -> None:
+    def _repair(self, wf: WeightFile, path: Path, expected: str, found: str, why: str) -> None:
         """Say that `path` failed its check, record it for summary.json, and delete it so it is fetched again."""
         self.log(
             f"{wf.key}: sha256 check FAILED: expected {expected}, found {found} ({why}); {path} is deleted and "
@@ -195,7 +198,7 @@ class _Fetcher:
         self.manifest.forget(wf.key)
         hub.forget_local(self.s.models_dir / wf.repo_id, wf.filename)
 
-    def _rehash_ok(self, wf: catalog.WeightFile, path: Path) -> bool:
+    def _rehash_ok(self, wf: WeightFile, path: Path) -> bool:
         self.log(f"{wf.key}: hashing (--verify_weights)")
         sha256, _ = hashes(path)
         expected = self.manifest.get(wf.key).sha256
@@ -204,7 +207,7 @@ class _Fetcher:
         self._repair(wf, path, expected, sha256, "the file changed on disk since it was downloaded")
         return False
 
-    def _bytes_to_fetch(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> int:
+    def _bytes_to_fetch(self, wf: WeightFile, remote: hub.RemoteFile) -> int:
         local_dir = self.s.models_dir / wf.repo_id
         return max(0, remote.size - hub.partial_bytes(local_dir, wf.filename, remote.etag))
 
@@ -218,7 +221,7 @@ class _Fetcher:
                 f"{human_bytes(free)} free. Free space there, or pass --models_dir on a larger disk."
             )
 
-    def _fetch_verified(self, wf: catalog.WeightFile, remote: hub.RemoteFile) -> None:
+    def _fetch_verified(self, wf: WeightFile, remote: hub.RemoteFile) -> None:
         local_dir, revision = self.s.models_dir / wf.repo_id, self.s.revision_for(wf.repo_id)
         for attempt in (1, 2):
             # A retry after a mismatch starts clean (forget_local below) and may itself resume after a drop.
@@ -246,7 +249,7 @@ class _Fetcher:
             "another network.",
         )
 
-    def _fetch_tokenizer(self, tok: catalog.TokenizerRepo) -> None:
+    def _fetch_tokenizer(self, tok: TokenizerRepo) -> None:
         if not _missing_tokenizer_files(tok, self.cache) and not _corrupt_tokenizer_files(tok, self.cache):
             self.log(f"tokenizer {tok.repo_id}: in {self.cache}")
             return
@@ -293,7 +296,7 @@ class _Fetcher:
 
     # -- offline ------------------------------------------------------------------------------------------------
 
-    def check_offline(self, files: dict[str, catalog.WeightFile]) -> None:
+    def check_offline(self, files: dict[str, WeightFile]) -> None:
         """Every file present and matching: the manifest's quick check, or (never verified) a hash against what
         huggingface_hub recorded when it downloaded the file. Raises UserError listing what is missing."""
         flag = "--offline" if self.s.offline else "--skip_download"
@@ -306,7 +309,7 @@ class _Fetcher:
                 problem = self._verify_offline(wf, path)
                 if problem:
                     missing.append(f"{wf.component}: {path} ({problem})")
-        for tok in catalog.TOKENIZERS:
+        for tok in self.s.family.tokenizers:
             absent = _missing_tokenizer_files(tok, self.cache)
             if absent:
                 missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
@@ -321,11 +324,10 @@ class _Fetcher:
                 + "\n  ".join(missing)
                 + f"\nRun once without {flag} (with network) to fetch them."
             )
-        self.log(
-            f"{flag}: all {len(files) + len(catalog.TOKENIZERS)} model files present and checked; nothing downloaded"
-        )
+        count = len(files) + len(self.s.family.tokenizers)
+        self.log(f"{flag}: all {count} model files present and checked; nothing downloaded")
 
-    def _verify_offline(self, wf: catalog.WeightFile, path: Path) -> str | None:
+    def _verify_offline(self, wf: WeightFile, path: Path) -> str | None:
         """Hash the file and compare with the manifest, or with the ETag huggingface_hub stored beside it."""
         from huggingface_hub._local_folder import read_download_metadata
 

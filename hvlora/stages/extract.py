@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..core.context import RunContext
 from ..core.fsutil import link_or_copy
+from ..data.datasetconfig import CAPTION_EXTENSION
 from ..data.preflight import DataReport
-from ..families.hunyuan_video_1_5 import musubi
 
 NAME = "extract"
 TITLE = "extract data"
@@ -37,7 +37,7 @@ def run(ctx: RunContext) -> dict:
                 os.symlink(f.path, dst)  # nothing copied; the user's file is only read
             else:
                 link_or_copy(f.path, dst)
-            (folder / (Path(f.flat).stem + musubi.CAPTION_EXTENSION)).write_text(f.caption or "", encoding="utf-8")
+            (folder / (Path(f.flat).stem + CAPTION_EXTENSION)).write_text(f.caption or "", encoding="utf-8")
         log(
             f"{folder}: {len(block.files)} {block.kind}(s)"
             + (f", source_fps {block.source_fps}" if block.source_fps else "")

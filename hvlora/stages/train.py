@@ -1,4 +1,4 @@
-"""Stage 6: train the LoRA with `accelerate launch -m musubi_tuner.hv_1_5_train_network`, in segments that survive
+"""Stage 6: train the LoRA with `accelerate launch -m` the family's musubi train script, in segments that survive
 any interruption with true step counts.
 
 Pick the newest complete state (resume.py), train the remaining steps in a new segment folder with the whole run's
@@ -18,23 +18,24 @@ from ..core.context import RunContext
 from ..core.errors import Interrupted, StageFailed, UserError
 from ..core.fsutil import atomic_copy
 from ..core.runner import run_logged
-from ..families.hunyuan_video_1_5 import musubi
 from ..training import gpu, lorainfo, lorameta, progress, resume, sampling, watch
+from ..training.musubi import Command, TrainSegment, trained_lora
 
 NAME = "train"
 TITLE = "train LoRA"
 
 
-def command(ctx: RunContext, seg: musubi.TrainSegment | None = None) -> musubi.Command:
+def command(ctx: RunContext, seg: TrainSegment | None = None) -> Command:
     """The musubi command of a segment (the dry run shows the first one)."""
     seg = seg or segment_args(ctx, ctx.paths.segments / "00", ctx.paths.tensorboard / "segment-00", 0, None)
-    return musubi.train(ctx.settings, ctx.dataset_toml, ctx.weights, seg, ctx.plan.memory, ctx.plan.launch)
+    scripts = ctx.settings.family.scripts
+    return scripts.train(ctx.settings, ctx.dataset_toml, ctx.weights, seg, ctx.plan.memory, ctx.plan.launch)
 
 
-def segment_args(ctx: RunContext, out: Path, tb: Path, done: int, state: Path | None) -> musubi.TrainSegment:
+def segment_args(ctx: RunContext, out: Path, tb: Path, done: int, state: Path | None) -> TrainSegment:
     s, plan = ctx.settings, ctx.plan
     prompts = sampling.prompt_file(ctx) if sampling.enabled(s, plan) else None
-    return musubi.TrainSegment(
+    return TrainSegment(
         output_dir=out,
         logging_dir=tb,
         max_train_steps=plan.total_steps - done,
@@ -53,14 +54,14 @@ def segment_args(ctx: RunContext, out: Path, tb: Path, done: int, state: Path | 
 
 
 def metadata_flags(ctx: RunContext) -> dict[str, str]:
-    """musubi's --metadata_* from output_name, the trigger word and the task."""
+    """musubi's --metadata_* from output_name, the family, the trigger word and the task."""
     s = ctx.settings
     trigger = s.trigger_word.strip()
-    desc = f"HunyuanVideo 1.5 {s.task} LoRA" + (f"; trigger word: {trigger}" if trigger else "")
+    desc = f"{s.family.title} {s.task} LoRA" + (f"; trigger word: {trigger}" if trigger else "")
     return {
         "title": s.output_name,
         "description": desc,
-        "tags": ",".join(filter(None, ["hunyuan_video_1_5", s.task, trigger])),
+        "tags": ",".join(filter(None, [s.family.name, s.task, trigger])),
     }
 
 
@@ -201,7 +202,7 @@ def _final_lora(ctx: RunContext, done: int) -> Path:
     """RUN/checkpoints/NAME.safetensors. A run killed between its last state and its final file has a checkpoint of
     the same step (with a step save on it): that becomes the final file."""
     s, plan = ctx.settings, ctx.plan
-    lora = musubi.trained_lora(ctx.paths.checkpoints, s.output_name)
+    lora = trained_lora(ctx.paths.checkpoints, s.output_name)
     if lora.is_file() and lorameta.read_metadata(lora).get("ss_steps") == str(plan.total_steps):
         return lora
     same_step = ctx.paths.checkpoints / resume.lora_name(s.output_name, "step", plan.total_steps)

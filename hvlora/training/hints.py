@@ -15,12 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.config import MAX_BLOCKS_TO_SWAP
 from ..core.fsutil import free_bytes as disk_free
-from .presets import PRESETS, preset_for_vram
+from ..families import Family
 from .progress import NAN_STOP_MARK  # the line the NaN guard (watch.py) writes into the log
 
-SWAP_STEPS = (0, 20, 30, 40, MAX_BLOCKS_TO_SWAP)  # --blocks_to_swap ladder: each step saves VRAM, costs speed
 # accelerate's and torch elastic's report that the child failed: a wrapper, not a cause
 _LAUNCHER_ERRORS = frozenset({"CalledProcessError", "ChildFailedError"})
 _EXCEPTION_LINE = re.compile(r"^\s*(?:\[rank\d+\]:\s*)?(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*)(?::|$)")
@@ -31,13 +29,17 @@ _EXCEPTION_SUFFIXES = ("Error", "Exception", "Invalid")  # voluptuous (musubi's 
 class HintContext:
     """The settings of the failed stage that decide which fix to suggest.
 
-    stage: "cache_latents" | "cache_text_encoder_outputs" | "train" | "convert" | "download" ...;
-    vram_preset: the --vram preset in use (16, 24, 32, 48, 80) or None; folders: name -> folder, the candidates
-    for a full disk (names like "output_dir" are also the flags that move them); free_bytes: free space of a path
-    (injectable for tests); checkpoint_bytes: size of one checkpoint + training state, when known.
+    stage: "cache_latents" | "cache_text_encoder_outputs" | "train" | "convert" | "download" ...; family: the run's
+    model family (its presets, --blocks_to_swap ladder, bucket and frame steps, advice) and dit_variant its variant
+    (None: the family's memory model); vram_preset: the --vram preset in use (16, 24, 32, 48, 80) or None; folders:
+    name -> folder, the candidates for a full disk (names like "output_dir" are also the flags that move them);
+    free_bytes: free space of a path (injectable for tests); checkpoint_bytes: size of one checkpoint + training
+    state, when known.
     """
 
     stage: str
+    family: Family
+    dit_variant: str | None = None
     vram_preset: int | None = None
     fp8: bool = False
     blocks_to_swap: int = 0
@@ -50,6 +52,11 @@ class HintContext:
     folders: dict[str, Path] = field(default_factory=dict)
     free_bytes: Callable[[Path], int] = disk_free
     checkpoint_bytes: int | None = None
+
+    @property
+    def memory(self):
+        """The memory model (presets, swap ladder) of the run's family and variant."""
+        return self.family.memory_for(self.dit_variant)
 
 
 @dataclass(frozen=True)
@@ -129,35 +136,37 @@ def _fmt_bytes(n: int) -> str:
 def _smaller_preset(ctx: HintContext, total_gib: float | None) -> int | None:
     """The preset to try: the next one below the current, or the one this GPU fits if that is lower still; with no
     preset in use, the one this GPU fits (when the OOM message says its size)."""
-    fits = preset_for_vram(total_gib) if total_gib else None  # presets' rule for a GPU of this size
+    memory = ctx.memory
+    fits = memory.preset_for_vram(total_gib) if total_gib else None  # presets' rule for a GPU of this size
     if ctx.vram_preset is None:
         return fits
-    below = [p for p in PRESETS if p < ctx.vram_preset]
+    below = [p for p in memory.presets if p < ctx.vram_preset]
     candidates = [p for p in (max(below, default=None), fits) if p is not None and p < ctx.vram_preset]
     return min(candidates, default=None)
 
 
-def _more_swap(n: int) -> int | None:
-    return next((s for s in SWAP_STEPS if s > n), None)
+def _more_swap(ctx: HintContext) -> int | None:
+    """The next step of the family's --blocks_to_swap ladder (each step saves VRAM, costs speed)."""
+    return next((s for s in ctx.memory.swap_ladder if s > ctx.blocks_to_swap), None)
 
 
-def _less_swap(n: int) -> int | None:
-    return max((s for s in SWAP_STEPS if s < n), default=None)
+def _less_swap(ctx: HintContext) -> int | None:
+    return max((s for s in ctx.memory.swap_ladder if s < ctx.blocks_to_swap), default=None)
 
 
-def _smaller_resolution(w: int, h: int, area: float = 0.7) -> tuple[int, int] | None:
-    """About `area` times the pixels, same aspect, multiples of 16 (musubi's buckets); None below 256 px a side."""
+def _smaller_resolution(w: int, h: int, step: int, area: float = 0.7) -> tuple[int, int] | None:
+    """About `area` times the pixels, same aspect, multiples of `step` (musubi's buckets); None below 256 px a side."""
     s = math.sqrt(area)
-    nw, nh = (max(16, round(v * s / 16) * 16) for v in (w, h))
+    nw, nh = (max(step, round(v * s / step) * step) for v in (w, h))
     return (nw, nh) if min(nw, nh) >= 256 and (nw, nh) != (w, h) else None
 
 
-def _shorter_frames(frames: tuple[int, ...]) -> tuple[int, ...] | None:
-    """Drop the longest clip length; a single length > 1 becomes about half (kept 4n+1)."""
+def _shorter_frames(frames: tuple[int, ...], k: int) -> tuple[int, ...] | None:
+    """Drop the longest clip length; a single length > 1 becomes about half (kept k*n+1, k the VAE's frame step)."""
     if len(frames) > 1:
         return tuple(sorted(frames)[:-1])
     if frames and frames[0] > 1:
-        return ((frames[0] - 1) // 8 * 4 + 1,)
+        return ((frames[0] - 1) // (2 * k) * k + 1,)
     return None
 
 
@@ -224,16 +233,15 @@ def _others_on_gpu(sizes: re.Match | None, total: float | None) -> float | None:
 
 def _cache_latents_oom(ctx: HintContext) -> list[str]:
     todo = []
-    if ctx.vram_preset is None or ctx.vram_preset > PRESETS[0]:
-        todo.append("`--vram 16`: the VAE encodes with patch-wise convolution and smaller tiles while caching")
+    if ctx.vram_preset is None or ctx.vram_preset > ctx.memory.presets[0]:
+        todo.append(ctx.family.hints.latents_smallest_preset)
     todo += _size_knobs(ctx, "latent caching memory grows with frames x area")
     return todo
 
 
 def _text_encoder_oom(ctx: HintContext) -> list[str]:
-    if not ctx.fp8:
-        return ["`--fp8`: Qwen2.5-VL runs in fp8 while caching (musubi --fp8_vl), about half the memory"]
-    return ["close other programs that use the GPU (`nvidia-smi` lists them); Qwen2.5-VL already runs in fp8"]
+    advice = ctx.family.hints
+    return [advice.text_encoder_fp8_on if ctx.fp8 else advice.text_encoder_fp8]
 
 
 def _train_oom(ctx: HintContext, total: float | None) -> list[str]:
@@ -242,8 +250,8 @@ def _train_oom(ctx: HintContext, total: float | None) -> list[str]:
     if preset is not None:
         todo.append(f"`--vram {preset}`: the settings tuned for a {preset} GB GPU")
     if not ctx.fp8:
-        todo.append("`--fp8`: the DiT in fp8 (musubi --fp8_base --fp8_scaled), about half its memory")
-    swap = _more_swap(ctx.blocks_to_swap)
+        todo.append(ctx.family.hints.dit_fp8)
+    swap = _more_swap(ctx)
     if swap is not None:
         todo.append(
             f"`--blocks_to_swap {swap}` (now {ctx.blocks_to_swap}): keeps that many DiT blocks in CPU RAM; slower"
@@ -254,11 +262,11 @@ def _train_oom(ctx: HintContext, total: float | None) -> list[str]:
 
 def _size_knobs(ctx: HintContext, why: str) -> list[str]:
     todo = []
-    res = _smaller_resolution(*ctx.resolution)
+    res = _smaller_resolution(*ctx.resolution, ctx.family.frames.reso_step)
     if res:
         w, h = ctx.resolution
         todo.append(f"`--resolution {res[0]}x{res[1]}` (now {w}x{h}, about 0.7x the pixels): {why}")
-    frames = _shorter_frames(ctx.target_frames)
+    frames = _shorter_frames(ctx.target_frames, ctx.family.frames.frame_step)
     if frames:
         now = ",".join(map(str, ctx.target_frames))
         todo.append(f"`--target_frames {','.join(map(str, frames))}` (now {now}): shorter clips, {why}")
@@ -271,7 +279,7 @@ def _host_oom(_lines, ctx: HintContext) -> Advice:
         "(the kernel's OOM killer)"
     )
     todo = []
-    fewer = _less_swap(ctx.blocks_to_swap)
+    fewer = _less_swap(ctx)
     if fewer is not None:
         per = f", x{ctx.num_gpus} GPU processes" if ctx.num_gpus > 1 else ""
         todo.append(

@@ -3,7 +3,7 @@
 musubi writes its own `ss_*` keys (contract §6) with its segment-local step and epoch counts; here they are set to
 the run's true totals, and `hvlora.*` keys say what a user needs to use and reproduce the LoRA: the trigger word
 (also as `modelspec.trigger_phrase`, the SAI model-spec key ComfyUI's LoRA info shows), the base model (repo, file,
-sha256 from models/manifest.json), task, rank/alpha, resolution and frame settings, items per bucket, the data's
+sha256 from models/manifest.json), the model family, task, rank/alpha, resolution and frame settings, items per bucket, the data's
 fingerprint and this project's version. Read them with `safetensors.safe_open(path, "pt").metadata()`.
 """
 
@@ -15,14 +15,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.config import Settings
-from ..families.hunyuan_video_1_5 import catalog
 from ..weights.manifest import Manifest
 from . import lorameta
 
 
 def base_metadata(s: Settings, items_per_bucket: dict, data_fingerprint: str, models_dir: Path) -> dict[str, str]:
     """The keys every LoRA file of this run gets (besides the step counts)."""
-    dit = catalog.weights_for(s.task, s.dit_variant)["dit"]
+    dit = s.family.weights_for(s.task, s.dit_variant)["dit"]
     record = Manifest(models_dir).get(dit.key)
     md = {
         "modelspec.trigger_phrase": s.trigger_word.strip(),
@@ -31,6 +30,7 @@ def base_metadata(s: Settings, items_per_bucket: dict, data_fingerprint: str, mo
         "hvlora.base_model": f"{dit.repo_id}/{dit.filename}",
         "hvlora.base_model_sha256": record.sha256 if record else "",
         "hvlora.base_model_commit": record.commit if record else "",
+        "hvlora.model_family": s.model_family,
         "hvlora.task": s.task,
         "hvlora.dit_variant": s.dit_variant,
         "hvlora.rank": str(s.rank),

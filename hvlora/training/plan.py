@@ -1,6 +1,6 @@
 """The run's plan, computed once right after the data preflight and before anything is downloaded: the memory knobs
-(presets.py), the launch shape (GPUs, machines), the step counts, and the estimate of what it needs. The dry run,
-the cache check, resume and the train stage all read this one object, so they cannot disagree.
+(the family's presets, presets.py), the launch shape (GPUs, machines), the step counts, and the estimate of what it
+needs. The dry run, the cache check, resume and the train stage all read this one object, so they cannot disagree.
 
 Mirrors musubi's step arithmetic (training/trainer_base.py): the DataLoader yields one batch per dataset item
 (batch_size 1 per block), `len(dataloader) / num_processes / gradient_accumulation_steps` optimizer steps per epoch,
@@ -74,7 +74,7 @@ def make(
     items = sum(buckets.values())
     per_epoch = math.ceil(items * s.num_repeats / launch.num_processes) if items else 0
     total = s.max_train_steps if s.max_train_steps > 0 else s.epochs * per_epoch
-    largest = max(buckets, key=lambda b: presets.tokens(*b)) if buckets else None
+    largest = max(buckets, key=lambda b: s.family.memory_for(s.dit_variant).tokens(*b)) if buckets else None
     host = (gpu.host_available_bytes() if host_ram is None else host_ram) / presets.GIB
     plan = Plan(memory, launch, items, per_epoch, total, largest, used, host, notes=notes)
     return _with_estimate(s, plan)
@@ -89,20 +89,21 @@ def _gpus_used(s: Settings, gpus: list[gpu.GpuInfo]) -> list[gpu.GpuInfo]:
 
 def _memory(s: Settings, used: list[gpu.GpuInfo], notes: list[str]) -> presets.MemoryPlan:
     """The preset (--vram, or the smallest used GPU's memory for auto), then the knobs the user set win."""
+    model = s.family.memory_for(s.dit_variant)
     preset = None
     if s.vram != "auto":
         preset = int(s.vram)
     elif used:
         smallest = min(g.total_gib for g in used)
-        preset = presets.preset_for_vram(smallest)
-        warning = presets.preset_warning(smallest)
+        preset = model.preset_for_vram(smallest)
+        warning = model.preset_warning(smallest)
         if warning:
             notes.append(warning)
     elif s.device == "cuda":
         notes.append("no GPU seen (no NVIDIA driver here): no memory preset; pass --vram N to plan for an N GB GPU")
     user = {k: getattr(s, k) for k in presets.KNOBS if getattr(s, k) is not None}
     try:
-        return presets.resolve(preset, user)
+        return model.resolve(preset, user)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -122,14 +123,15 @@ def _launch(s: Settings, gpus: list[gpu.GpuInfo], notes: list[str]) -> Launch:
 def _with_estimate(s: Settings, plan: Plan) -> Plan:
     if plan.largest_bucket is None or s.device == "cpu":  # a CPU smoke run has no VRAM to plan
         return plan
-    est = presets.estimate(
+    model = s.family.memory_for(s.dit_variant)
+    est = model.estimate(
         plan.memory, plan.largest_bucket, s.rank, s.optimizer, plan.launch.gpus_here, sampling=False, task=s.task
     )
     warnings = []
     if plan.gpus:
-        warnings = presets.fits(est, min(g.total_gib for g in plan.gpus), plan.host_ram_gib or float("inf"))
+        warnings = model.fits(est, min(g.total_gib for g in plan.gpus), plan.host_ram_gib or float("inf"))
     elif plan.memory.preset is not None and plan.host_ram_gib:
-        warnings = presets.fits(est, float(plan.memory.preset), plan.host_ram_gib)
+        warnings = model.fits(est, float(plan.memory.preset), plan.host_ram_gib)
     return dataclasses.replace(plan, estimate=est, warnings=warnings)
 
 
@@ -156,7 +158,7 @@ def describe(s: Settings, plan: Plan) -> list[str]:
         e, (w, h, f) = plan.estimate, plan.largest_bucket
         lines.append(
             f"estimate (arithmetic, not measured): peak VRAM {e.peak_vram_gb:.1f} GB per GPU for the largest bucket "
-            f"{w}x{h}x{f} ({presets.tokens(w, h, f):,} tokens); host RAM {e.host_ram_gb:.1f} GB"
+            f"{w}x{h}x{f} ({s.family.memory_for(s.dit_variant).tokens(w, h, f):,} tokens); host RAM {e.host_ram_gb:.1f} GB"
             + (f" of {plan.host_ram_gib:.1f} GB available" if plan.host_ram_gib else "")
         )
     lines += [f"note: {n}" for n in plan.notes]

@@ -1,12 +1,13 @@
 """Samples during training: when, and from which prompts (musubi's prompt-file format, contract §7).
 
-Defaults that suit HV1.5 rather than musubi's generic ones (its sampler: 256x256, 1 frame, flow shift 14.5): flow
-shift 7.0 (`--fs`, HV1.5's inference default), 20 steps, guidance 6.0, a size that is the most common training
-bucket scaled to about 480p (multiples of 16), 1 frame for image-only data, else 25. With `--task i2v` every prompt
-gets `--i`, the first frame of a training video, which musubi requires. Without `--sample_prompts` the prompts are
-the trigger word and two of the dataset's captions (the log says which).
+The family's defaults rather than musubi's generic ones (its sampler: 256x256, 1 frame, flow shift 14.5; see
+SampleDefaults): its flow shift (`--fs`), steps, guidance, a size that is the most common training bucket scaled to
+the family's area (multiples of its bucket step), 1 frame for image-only data, else its video length. For a task
+that needs an init image (i2v) every prompt gets `--i`, the first frame of a training video, which musubi requires.
+Without `--sample_prompts` the prompts are the trigger word and two of the dataset's captions (the log says which).
 
-Sampling costs VRAM and time: with a memory preset of 24 GB or less it is off unless asked for (any sample flag).
+Sampling costs VRAM and time: with a memory preset at or below the family's threshold it is off unless asked for
+(any sample flag).
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from pathlib import Path
 from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.fsutil import atomic_write_text
-
-AREA_480P = 848 * 480
-STEPS, FLOW_SHIFT, GUIDANCE = 20, 7.0, 6.0
-VIDEO_FRAMES = 25
-SMALL_PRESET = 24
+from ..families import Family
 
 
 def asked(s: Settings) -> bool:
@@ -31,10 +28,11 @@ def asked(s: Settings) -> bool:
 
 
 def auto_on(s: Settings, plan) -> bool:
-    """Samples by default: only on a GPU with a preset above 24 GB (a big GPU) and no sample setting given (on
-    the CPU a sample of 20 steps takes about half an hour)."""
+    """Samples by default: only on a GPU with a preset above the family's threshold (a big GPU) and no sample setting
+    given (on the CPU a sample of 20 steps takes about half an hour)."""
     preset = plan.memory.preset
-    return s.device == "cuda" and s.sample_every_n_epochs is None and preset is not None and preset > SMALL_PRESET
+    small = s.family.samples.auto_above_preset
+    return s.device == "cuda" and s.sample_every_n_epochs is None and preset is not None and preset > small
 
 
 def enabled(s: Settings, plan) -> bool:
@@ -54,7 +52,7 @@ def every_n_epochs(s: Settings, plan) -> int:
 def describe(s: Settings, plan) -> str:
     """One line for the plan: when samples are made, or why not."""
     if not enabled(s, plan):
-        if plan.memory.preset is not None and plan.memory.preset <= SMALL_PRESET:
+        if plan.memory.preset is not None and plan.memory.preset <= s.family.samples.auto_above_preset:
             return (
                 f"samples: off (they need VRAM and time; with --vram {plan.memory.preset} ask for them with "
                 "--sample_every_n_epochs N or --sample_every_n_steps N)"
@@ -71,14 +69,16 @@ def describe(s: Settings, plan) -> str:
     return f"samples: {', '.join(when) or 'at the end of training'}, prompts from {source}, into RUN/samples/"
 
 
-def size(buckets: dict[tuple[int, int, int], int]) -> tuple[int, int]:
-    """The most common training bucket's aspect at about 480p, in multiples of 16."""
+def size(buckets: dict[tuple[int, int, int], int], family: Family) -> tuple[int, int]:
+    """The most common training bucket's aspect at about the family's sample area (never larger), in multiples of its
+    bucket step."""
+    area, step = family.samples.area, family.frames.reso_step
     counts = Counter({(w, h): 0 for w, h, _ in buckets})
     for (w, h, _), n in buckets.items():
         counts[(w, h)] += n
     w, h = counts.most_common(1)[0][0]
-    scale = min(1.0, math.sqrt(AREA_480P / (w * h)))
-    return max(16, int(w * scale) // 16 * 16), max(16, int(h * scale) // 16 * 16)
+    scale = min(1.0, math.sqrt(area / (w * h)))
+    return max(step, int(w * scale) // step * step), max(step, int(h * scale) // step * step)
 
 
 def default_prompts(ctx: RunContext) -> list[str]:
@@ -98,14 +98,15 @@ def prompt_file(ctx: RunContext) -> Path:
     s = ctx.settings
     if s.sample_prompts is not None:
         return s.sample_prompts
-    buckets = ctx.data.buckets()
-    w, h = size(buckets)
+    d = s.family.samples
+    w, h = size(ctx.data.buckets(), s.family)
     has_video = any(f.kind == "video" for f in ctx.data.planned)
-    frames = min(VIDEO_FRAMES, max(s.target_frames)) if has_video else 1
-    image = _first_frame(ctx) if s.task == "i2v" else None
+    frames = min(d.video_frames, max(s.target_frames)) if has_video else 1
+    image = _first_frame(ctx) if s.task in d.image_tasks else None
+    shift = f" --fs {d.flow_shift}" if d.flow_shift is not None else ""
     lines = []
     for i, prompt in enumerate(default_prompts(ctx)):
-        line = f"{prompt} --w {w} --h {h} --f {frames} --s {STEPS} --fs {FLOW_SHIFT} --l {GUIDANCE} --d {s.seed + i}"
+        line = f"{prompt} --w {w} --h {h} --f {frames} --s {d.steps}{shift} --l {d.guidance} --d {s.seed + i}"
         if image is not None:
             line += f" --i {image}"
         lines.append(line)

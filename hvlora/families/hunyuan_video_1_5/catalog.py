@@ -1,4 +1,4 @@
-"""Every model file the trainer can use: the single source of truth for downloads, checks and musubi's flags.
+"""Every model file HunyuanVideo 1.5 training uses: the single source of truth for its downloads, checks and flags.
 
 Sources: the contract with musubi-tuner v0.3.4 (shared/musubi-hv15.md §1-2). musubi loads the weights from single
 files given by flag; it loads two tokenizers by repo id at run time (`Qwen/Qwen-Image` subfolder `tokenizer`, in
@@ -12,14 +12,13 @@ architecture, which musubi loads strictly. The distilled variants may carry embe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from ...core.errors import ConfigError
+from ...weights.files import TokenizerRepo, WeightFile
 
 HV15_REPO = "tencent/HunyuanVideo-1.5"
 COMFY_REPO = "Comfy-Org/HunyuanVideo_1.5_repackaged"
-DIT_VARIANTS = ("720p", "480p")
+TASKS = ("t2v", "i2v")
+DIT_VARIANTS = ("720p", "480p")  # the first is the default
 DIT_BYTES = 16_653_416_520  # 8.33B parameters in bf16 (+ header); same for every base variant
 # Subfolders of the official repo that musubi cannot train on, with the reason told to the user.
 REFUSED_VARIANTS = {
@@ -30,41 +29,6 @@ REFUSED_VARIANTS = {
     "720p_sr_distilled": "a super-resolution model, a different network",
     "1080p_sr_distilled": "a super-resolution model, a different network",
 }
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file: `component` (dit, vae, text_encoder, byt5, image_encoder), where it lives on the hub, the tasks
-    that need it, the musubi flag that takes its path, its size in bytes when known, and the format musubi expects."""
-
-    component: str
-    repo_id: str
-    filename: str
-    tasks: tuple[str, ...]
-    flag: str
-    size: int | None
-    format: str
-    variant: str | None = None  # DiTs: 720p or 480p
-
-    @property
-    def key(self) -> str:
-        """'<repo_id>/<filename>': how the manifest and messages name the file."""
-        return f"{self.repo_id}/{self.filename}"
-
-    def local_path(self, models_dir: Path) -> Path:
-        """Where it is stored: MODELS_DIR/<repo_id>/<filename> (huggingface_hub's local_dir layout)."""
-        return models_dir / self.repo_id / self.filename
-
-
-@dataclass(frozen=True)
-class TokenizerRepo:
-    """A tokenizer musubi loads with `from_pretrained(repo_id)`: `allow_patterns` are fetched into the HF cache;
-    `required_files` are what must be there for an offline load."""
-
-    repo_id: str
-    allow_patterns: tuple[str, ...]
-    required_files: tuple[str, ...]
-    component: str = "tokenizer"
 
 
 def _dit(variant: str, task: str) -> WeightFile:
@@ -81,7 +45,7 @@ def _dit(variant: str, task: str) -> WeightFile:
 
 
 WEIGHTS: tuple[WeightFile, ...] = (
-    *(_dit(variant, task) for variant in DIT_VARIANTS for task in ("t2v", "i2v")),
+    *(_dit(variant, task) for variant in DIT_VARIANTS for task in TASKS),
     WeightFile(
         "vae",
         HV15_REPO,
@@ -144,7 +108,7 @@ def check_variant(variant: str) -> None:
 def weights_for(task: str, variant: str = "720p") -> dict[str, WeightFile]:
     """component -> WeightFile for `task` ('t2v' or 'i2v') and DiT `variant`. Raises KeyError for an unknown task
     and ConfigError for a variant musubi cannot train."""
-    if task not in ("t2v", "i2v"):
+    if task not in TASKS:
         raise KeyError(task)
     check_variant(variant)
     return {w.component: w for w in WEIGHTS if task in w.tasks and w.variant in (None, variant)}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import LoraCheckError
+
 NUM_BLOCKS = 54
 HIDDEN = 2048
 STREAMS = ("img", "txt")
@@ -36,10 +38,6 @@ COMFY_MODULES = {
     "mod_lin": (HIDDEN, 6 * HIDDEN),
 }
 SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
-
-
-class LoraCheckError(Exception):
-    """A LoRA file is incomplete or malformed; the message lists what is missing or wrong."""
 
 
 def module_names(layout: dict[str, tuple[int, int]]) -> list[str]:
