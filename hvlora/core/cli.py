@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{opt.help} (default: {default})"
         if opt.parse is config._as_bool:
             p.add_argument("--" + opt.name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif opt.repeat:
+            p.add_argument("--" + opt.name, action="append", metavar=opt.metavar, help=help_text)
         else:
             p.add_argument(
                 "--" + opt.name, choices=opt.choices, metavar=None if opt.choices else opt.metavar, help=help_text
@@ -66,6 +68,13 @@ def _describe_default(opt: config.Option) -> str:
             "network_alpha": "= rank",
             "sample_prompts": "made from the data",
             "sample_every_n_epochs": "auto",
+            "seeds": "--seed",
+            "video_size": "from the run",
+            "video_length": "from the run",
+            "infer_steps": "the model's",
+            "guidance_scale": "the model's",
+            "flow_shift": "the model's",
+            "lora": "the run's final LoRA",
         }.get(opt.name, "set by --vram" if opt.name in MEMORY_KNOBS else "unset")
     if isinstance(d, bool):
         return "on" if d else "off"
@@ -74,7 +83,7 @@ def _describe_default(opt: config.Option) -> str:
     if opt.parse is config.parse_revision:
         return config.format_revision(d)
     if isinstance(d, tuple):
-        return ",".join(map(str, d))
+        return ",".join(map(str, d)) or "none"
     return str(d) if d != "" else '""'
 
 

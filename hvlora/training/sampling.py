@@ -83,14 +83,21 @@ def size(buckets: dict[tuple[int, int, int], int]) -> tuple[int, int]:
 
 def default_prompts(ctx: RunContext) -> list[str]:
     """The trigger word and the first two distinct captions of the planned files (by name)."""
-    trigger = ctx.settings.trigger_word.strip()
-    captions = []
-    for f in sorted(ctx.data.planned, key=lambda r: r.name):
-        if f.caption and f.caption not in captions and f.caption != trigger:
-            captions.append(f.caption)
-        if len(captions) == 2:
+    planned = sorted(ctx.data.planned, key=lambda r: r.name)
+    return prompts_from(ctx.settings.trigger_word, [f.caption for f in planned])
+
+
+def prompts_from(trigger_word: str, captions: list[str | None]) -> list[str]:
+    """The trigger word and the first two distinct captions (in the given order; empty ones and the bare trigger
+    word skipped), or ["a video"] when there is nothing. --generate uses the same rule on a finished run."""
+    trigger = trigger_word.strip()
+    chosen: list[str] = []
+    for caption in captions:
+        if caption and caption not in chosen and caption != trigger:
+            chosen.append(caption)
+        if len(chosen) == 2:
             break
-    return ([trigger] if trigger else []) + captions or ["a video"]
+    return ([trigger] if trigger else []) + chosen or ["a video"]
 
 
 def prompt_file(ctx: RunContext) -> Path:
@@ -118,12 +125,16 @@ def prompt_file(ctx: RunContext) -> Path:
 
 def _first_frame(ctx: RunContext) -> Path:
     """The first frame of the first training video as a PNG (musubi's i2v sampling needs an image per prompt)."""
+    video = next(f for f in sorted(ctx.data.planned, key=lambda r: r.name) if f.kind == "video")
+    return save_first_frame(video.path, ctx.paths.samples / "inputs" / (Path(video.flat).stem + "_first.png"))
+
+
+def save_first_frame(media: Path, out: Path) -> Path:
+    """The first frame of a video (or an image) decoded with PyAV, saved as the PNG `out`; returns `out`."""
     import av
 
-    video = next(f for f in sorted(ctx.data.planned, key=lambda r: r.name) if f.kind == "video")
-    out = ctx.paths.samples / "inputs" / (Path(video.flat).stem + "_first.png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(video.path)) as container:
+    with av.open(str(media)) as container:
         frame = next(container.decode(video=0))
         frame.to_image().save(out)
     return out
