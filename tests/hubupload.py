@@ -19,12 +19,14 @@ _fetch_upload_modes / _upload_lfs_files / _prepare_commit_payload, lfs.py post_l
       them: this is what makes a second upload send only what is missing); others get an upload action (a single
       PUT, or with `multipart_chunk` set and a larger object, one PUT per part + a completion POST) and a verify
       action.
-  PUT  /lfs/{oid}, /lfs/{oid}/part/{n}   the bytes (Content-Length or chunked); a whole object is kept only when
-      its sha256 is the oid. POST /lfs/{oid} completes a multipart upload; POST /lfs/{oid}/verify checks it.
+  PUT  /lfs/{repo}/{oid}, .../{oid}/part/{n}   the bytes (Content-Length or chunked); a whole object is kept (for
+      that repo, as the hub's LFS storage) only when its sha256 is the oid. POST /lfs/{repo}/{oid} completes a
+      multipart upload; POST /lfs/{repo}/{oid}/verify checks it.
   POST /api/models/{repo}/commit/{rev}   NDJSON: header, file (base64), lfsFile (the object must be held: 400 if
       not), deletedFile; the new files become downloadable through the GET endpoints of FakeHub.
 Write requests need `Authorization: Bearer <token of the repo's owner>`. Every upload PUT is recorded in
-`hub.lfs_puts` (oid, bytes received, whether the object was complete), every commit in `hub.commits[repo]`.
+`hub.lfs_puts` (repo, oid, part, bytes received, whether the body was complete; `hub.progress` is notified), every
+commit in `hub.commits[repo]`.
 
 Knob: `hold_upload_after_bytes=N` holds the first PUT of each object longer than N after reading N bytes: sets
 `hub.holding`, waits for `hub.release` (a test kills the client meanwhile; the object is then not kept).
@@ -50,9 +52,10 @@ LFS_SIZE = 10 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Put:
-    """One upload PUT as the server saw it: the object, the part (0 for a single PUT), bytes read, and whether the
-    whole body arrived."""
+    """One upload PUT as the server saw it: the repo and object, the part (0 for a single PUT), bytes read, and
+    whether the whole body arrived."""
 
+    repo: str
     oid: str
     part: int
     received: int
@@ -76,11 +79,12 @@ class UploadHub(FakeHub):
         self.multipart_chunk = multipart_chunk
         self.hold_upload_after_bytes = hold_upload_after_bytes
         self.created: dict[str, dict] = {}  # repo -> {"private", "owner"}
-        self.objects: dict[str, bytes] = {}  # LFS objects held, by sha256
+        self.objects: dict[tuple[str, str], bytes] = {}  # LFS objects held: (repo, sha256) -> bytes
         self.lfs_puts: list[Put] = []
+        self.progress = threading.Condition()  # notified after every recorded PUT (wait_for a state, no sleeping)
         self.commits: dict[str, list[dict]] = {}
-        self._parts: dict[str, dict[int, bytes]] = {}
-        self._held_uploads: set[str] = set()
+        self._parts: dict[tuple[str, str], dict[int, bytes]] = {}
+        self._held_uploads: set[tuple[str, str]] = set()
         self._commit_lock = threading.Lock()
 
     def files(self, repo_id: str) -> dict[str, bytes]:
@@ -114,9 +118,9 @@ class _UploadHandler(_Handler):
             if self.hub.fail_all:
                 self._error(500, None, "Internal Error")
             elif method == "PUT" and parts[0] == "lfs":
-                self._put(parts[1], int(parts[3]) if len(parts) == 4 else 0)
+                self._put("/".join(parts[1:3]), parts[3], int(parts[5]) if len(parts) == 6 else 0)
             elif parts[0] == "lfs":
-                self._lfs_post(parts[1], verify=len(parts) == 3)
+                self._lfs_post("/".join(parts[1:3]), parts[3], verify=len(parts) == 5)
             elif parts[:3] == ["api", "repos", "create"]:
                 self._create(self._json())
             elif parts[:2] == ["api", "validate-yaml"]:
@@ -128,7 +132,7 @@ class _UploadHandler(_Handler):
             elif len(parts) >= 5 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"]:
                 repo = f"{parts[0]}/{parts[1][:-4]}"
                 if self._may_write(repo):
-                    self._batch(self._json())
+                    self._batch(repo, self._json())
             else:
                 self._error(404, None, "Not Found")
         except (BrokenPipeError, ConnectionResetError):
@@ -229,28 +233,29 @@ class _UploadHandler(_Handler):
             )
         self._send_json(200, {"files": files, "commitOid": self.hub.head(repo)})
 
-    def _batch(self, body: dict) -> None:
+    def _batch(self, repo: str, body: dict) -> None:
         hub, objects = self.hub, []
         chunk = hub.multipart_chunk
         for o in body.get("objects", []):
             oid, size = o["oid"], o["size"]
             entry = {"oid": oid, "size": size, "authenticated": True}
-            if oid not in hub.objects:  # held objects get no actions: the client skips them
-                upload = {"href": f"{hub.url}/lfs/{oid}"}
+            if (repo, oid) not in hub.objects:  # held objects get no actions: the client skips them
+                href = f"{hub.url}/lfs/{repo}/{oid}"
+                upload = {"href": href}
                 if chunk and size > chunk:
                     parts = math.ceil(size / chunk)
                     upload["header"] = {"chunk_size": str(chunk)}
-                    upload["header"].update({f"{n:05d}": f"{hub.url}/lfs/{oid}/part/{n}" for n in range(1, parts + 1)})
-                entry["actions"] = {"upload": upload, "verify": {"href": f"{hub.url}/lfs/{oid}/verify"}}
+                    upload["header"].update({f"{n:05d}": f"{href}/part/{n}" for n in range(1, parts + 1)})
+                entry["actions"] = {"upload": upload, "verify": {"href": f"{href}/verify"}}
             objects.append(entry)
         self._send_json(200, {"transfer": "multipart" if chunk else "basic", "objects": objects})
 
-    def _put(self, oid: str, part: int) -> None:
+    def _put(self, repo: str, oid: str, part: int) -> None:
         hub = self.hub
         expected = int(self.headers.get("Content-Length") or -1)
         hold = hub.hold_upload_after_bytes
-        if hold is not None and oid not in hub._held_uploads and (expected < 0 or expected > hold):
-            hub._held_uploads.add(oid)
+        if hold is not None and (repo, oid) not in hub._held_uploads and (expected < 0 or expected > hold):
+            hub._held_uploads.add((repo, oid))
             first = self._body(limit=hold)
             hub.holding.set()
             hub.release.wait(timeout=60)
@@ -258,18 +263,20 @@ class _UploadHandler(_Handler):
         else:
             data = self._body()
         complete = expected < 0 or len(data) == expected
-        hub.lfs_puts.append(Put(oid, part, len(data), complete))
+        with hub.progress:
+            hub.lfs_puts.append(Put(repo, oid, part, len(data), complete))
+            hub.progress.notify_all()
         if not complete:
             self._record(0)
             return  # the client went away mid-body: nothing is kept
         if part:
-            hub._parts.setdefault(oid, {})[part] = data
+            hub._parts.setdefault((repo, oid), {})[part] = data
             self.send_response(200)
             self.send_header("ETag", f'"etag-{oid[:8]}-{part}"')
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self._keep(oid, data)
+        self._keep(repo, oid, data)
 
     def _rest(self, remaining: int | None) -> bytes:
         try:
@@ -277,27 +284,28 @@ class _UploadHandler(_Handler):
         except OSError:
             return b""
 
-    def _keep(self, oid: str, data: bytes) -> None:
+    def _keep(self, repo: str, oid: str, data: bytes) -> None:
         if hashlib.sha256(data).hexdigest() != oid:
             self._error(400, None, f"content does not match oid {oid}")
             return
-        self.hub.objects[oid] = data
+        self.hub.objects[(repo, oid)] = data
         self._send_json(200, {})
 
-    def _lfs_post(self, oid: str, verify: bool) -> None:
+    def _lfs_post(self, repo: str, oid: str, verify: bool) -> None:
         hub = self.hub
         if verify:
             body = self._json()
-            ok = hub.objects.get(oid) is not None and len(hub.objects[oid]) == body.get("size")
+            held = hub.objects.get((repo, oid))
+            ok = held is not None and len(held) == body.get("size")
             self._send_json(200 if ok else 404, {"ok": ok})
             return
         body = self._json()  # multipart completion: {"oid", "parts": [{"partNumber", "etag"}]}
-        parts = hub._parts.pop(oid, {})
+        parts = hub._parts.pop((repo, oid), {})
         numbers = [p["partNumber"] for p in body.get("parts", [])]
         if sorted(numbers) != sorted(parts):
             self._error(400, None, f"parts {numbers} do not match the uploaded parts {sorted(parts)}")
             return
-        self._keep(oid, b"".join(parts[n] for n in sorted(parts)))
+        self._keep(repo, oid, b"".join(parts[n] for n in sorted(parts)))
 
     def _commit(self, repo: str) -> None:
         hub = self.hub
@@ -312,10 +320,10 @@ class _UploadHandler(_Handler):
                 elif key == "file":
                     files[value["path"]] = base64.b64decode(value["content"])
                 elif key == "lfsFile":
-                    if value["oid"] not in hub.objects:
+                    if (repo, value["oid"]) not in hub.objects:
                         self._error(400, None, f"LFS object {value['oid']} of {value['path']} was not uploaded")
                         return
-                    files[value["path"]] = hub.objects[value["oid"]]
+                    files[value["path"]] = hub.objects[(repo, value["oid"])]
                 elif key in ("deletedFile", "deletedFolder"):
                     files = {p: d for p, d in files.items() if p != value["path"] and not p.startswith(value["path"])}
             digest = hashlib.sha1(json.dumps(sorted((p, _oid(p, d)) for p, d in files.items())).encode())

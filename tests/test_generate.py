@@ -326,6 +326,7 @@ def test_generate_settings_parse(make_settings):
         None,
     )
     assert "hub_public" not in s.to_toml_dict() and "infer_steps" not in s.to_toml_dict()  # unset: not written
+    assert make_settings("--seeds", "3").seeds == (3,)  # a TOML key: may stay set for training commands
 
 
 # --- pictures -----------------------------------------------------------------------------------------------------

@@ -923,7 +923,7 @@ def _after_training_problems(s: Settings) -> list[str]:
         v = getattr(s, name)
         if v is not None and not (math.isfinite(v) and lo <= v <= hi):
             out.append(f"{name}: {v} must be a number in {lo:g}..{hi:g}")
-    for name in ("lora", "prompt", "seeds"):
+    for name in ("lora", "prompt"):  # command-line only; the TOML keys (seeds, video_size, ...) may stay set
         if getattr(s, name) and not s.generate:
             out.append(f"{name} is a --generate setting: add --generate (samples during training use --sample_prompts)")
     if any("\n" in p or "\r" in p or not p.strip() for p in s.prompt):
@@ -1010,6 +1010,12 @@ def _toml_example(opt: Option) -> str:
         "main_process_ip": '"10.0.0.1"',
         "sample_prompts": '"prompts.txt"',
         "sample_every_n_epochs": "1",
+        "seeds": '"42,7"',
+        "video_size": '"848x480"',
+        "video_length": "25",
+        "infer_steps": "20",
+        "guidance_scale": "6.0",
+        "flow_shift": "7.0",
     }
     return examples.get(opt.name, '""')
 

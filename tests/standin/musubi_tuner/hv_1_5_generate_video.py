@@ -21,7 +21,8 @@ Mirrors hv_1_5_generate_video.py:
   `--video_length` has no default (None fails with TypeError, as in musubi); a tqdm bar "Denoising steps";
 - then every latent is decoded in prompt order and saved by save_video as `{save_path}/{time_flag}_{seed}.mp4`
   (time_flag: `%Y%m%d-%H%M%S-%f` cut to milliseconds; 1 + 4 x ((F - 1) // 4) frames of HEIGHT x WIDTH, h264 yuv420p,
-  `--fps`), logging `Video saved to: PATH`; finally "Done!".
+  `--fps`), logging `Video saved to: PATH`; finally "Done!". A single `--prompt` (no `--from_file`) goes through
+  save_output, which hands save_video an empty base name: its file is `{time_flag}_{seed}_.mp4`.
 `--latent_path` and `--interactive` are not imitated (the project never uses them).
 
 The pixels: 8x8-pixel blocks of deterministic noise per (prompt, seed, size, frames, steps, guidance, flow shift,
@@ -177,15 +178,16 @@ def get_time_flag() -> str:
     return datetime.datetime.fromtimestamp(time.time()).strftime("%Y%m%d-%H%M%S-%f")[:-3]
 
 
-def save_video(video: np.ndarray, args) -> str:
+def save_video(video: np.ndarray, args, original_base_name: str | None = None) -> str:
     os.makedirs(args.save_path, exist_ok=True)
-    path = f"{args.save_path}/{get_time_flag()}_{args.seed}.mp4"
+    original_name = "" if original_base_name is None else f"_{original_base_name}"
+    path = f"{args.save_path}/{get_time_flag()}_{args.seed}{original_name}.mp4"
     write_mp4(path, video, fps=args.fps)
     logger.info(f"Video saved to: {path}")
     return path
 
 
-def process_batch_prompts(prompts: list[dict], args, device: torch.device) -> None:
+def process_batch_prompts(prompts: list[dict], args, device: torch.device, base_name: str | None = None) -> None:
     if not prompts:
         logger.warning("No valid prompts found")
         return
@@ -214,7 +216,7 @@ def process_batch_prompts(prompts: list[dict], args, device: torch.device) -> No
     _common.require_weight_file(args.vae)
     for i, (video, prompt_args) in enumerate(videos):
         logger.info(f"Decoding output {i + 1}/{len(videos)}")
-        save_video(video, prompt_args)
+        save_video(video, prompt_args, base_name)
 
 
 def main() -> None:
@@ -236,7 +238,7 @@ def main() -> None:
             prompts.append(data)
         process_batch_prompts(prompts, args, device)
     else:
-        process_batch_prompts([{"prompt": args.prompt}], args, device)
+        process_batch_prompts([{"prompt": args.prompt}], args, device, base_name="")  # save_output's "" name
     logger.info("Done!")
 
 
