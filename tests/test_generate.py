@@ -159,6 +159,7 @@ def test_default_shape_is_the_samples_choice():
 
 
 def _lora(path: Path, names: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     sd = {}
     for n in names:
         sd[f"{n}.lora_down.weight"] = torch.zeros(4, 2048)
@@ -226,7 +227,10 @@ def test_default_prompts_are_the_samples_trigger_and_captions(make_settings, tmp
         ("ohwx, a cat", "caption"),  # a leading '#' would make musubi skip the line as a comment
         ("ohwx, a dog - on grass", "caption"),  # one line, and " --" would start an option
     ]
-    assert prompts.gather(make_settings("--generate"), _trained(None))[0].source == "fallback"
+    assert [(p.text, p.source) for p in prompts.gather(make_settings("--generate"), _trained(None))] == [
+        ("ohwx", "trigger")
+    ]
+    assert prompts.gather(make_settings("--generate"), _trained(None, trigger=""))[0].source == "fallback"
 
 
 def test_prompt_flags_and_files(make_settings, tmp_path):
@@ -395,3 +399,55 @@ def test_standin_generator_renders_base_and_lora_deterministically(make_settings
         assert video.name.endswith("_5.mp4") and outs[name][0].shape == (64, 96, 3)
     assert np.array_equal(outs["base"][2], outs["again"][2])  # same seed and settings: the same video
     assert np.abs(outs["lora"][2].astype(int) - outs["base"][2].astype(int)).mean() > 20  # the LoRA shows
+
+
+# --- i2v: one first frame for both runs ---------------------------------------------------------------------------
+
+
+def test_i2v_comparison_starts_both_runs_from_the_first_training_frame(make_settings, tmp_path):
+    """prepare() on an i2v run folder: the first frame of its first training video (decoded with PyAV) is saved
+    once, every prompt line carries it, and both generator commands get it as --image_path."""
+    from hvlora.compare import generate as compare
+
+    s = make_settings("--generate", "--prompt", "ohwx turns", "--seeds", "1,2", "--video_size", "64x64")
+    run = s.output_dir / "runs" / "lora-20260101-000000"
+    video = make_video(run / "dataset" / "videos_24fps" / "clips__walk.mp4", frames=9, width=96, height=64)
+    _report(run, [{"file": "clips/walk.mp4", "kind": "video", "status": "ok", "block": "videos_24fps",
+                   "dataset_name": "clips__walk.mp4", "caption": "ohwx walks"}])  # fmt: skip
+    (run / "run.json").write_text("{}")
+    (run / "config.toml").write_text('output_name = "lora"\ntask = "i2v"\n')
+    (run / "summary.json").write_text(json.dumps({"status": "succeeded"}))
+    lora = _lora(run / "checkpoints" / "lora.safetensors", comfyui.module_names(comfyui.MUSUBI_MODULES)[:2])
+    sd = load_file(lora)
+    save_file(sd, lora, metadata={"hvlora.task": "i2v", "hvlora.trigger_word": "ohwx"})
+    plan = compare.prepare(s)
+    assert plan.task == "i2v" and plan.image.parent == plan.folder / "inputs"
+    first, _ = compose.read_frames(video)
+    assert np.abs(np.asarray(Image.open(plan.image).convert("RGB"), dtype=int) - first[0]).mean() < 1
+    lines = (plan.folder / "prompts.txt").read_text().splitlines()[1:]
+    assert lines == [f"ohwx turns --d 1 --i {plan.image}", f"ohwx turns --d 2 --i {plan.image}"]
+    for lo in (None, lora):
+        j = GenerateJob(
+            "i2v", s.device, plan.folder / "prompts.txt", plan.folder / "x", plan.inference, plan.image, plan.memory
+        )
+        a = parsed(gen.command(j, files(s, "i2v"), lo))
+        assert a.image_path == str(plan.image) and "720p_i2v" in a.dit
+    (run / "dataset_report.json").write_text(json.dumps({"files": []}))
+    with pytest.raises(UserError, match="i2v LoRA needs a first frame"):
+        compare.prepare(s)
+
+
+def test_a_generator_that_cannot_import_without_cuda_says_so(tmp_path):
+    from hvlora.compare.generate import _why
+
+    log = tmp_path / "generate_base.log"
+    log.write_text(
+        '  File "musubi_tuner/wan/modules/t5.py", line 457, in T5EncoderModel\n'
+        "    device=torch.cuda.current_device(),\nRuntimeError: Found no NVIDIA driver on your system.\n"
+        "AssertionError: Torch not compiled with CUDA enabled\n"
+    )
+    assert "cannot start without a CUDA GPU, even with --device cpu" in _why(gen, log, "exit 1")
+    log.write_text("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    assert "--blocks_to_swap" in _why(gen, log, "exit 1")
+    log.write_text("RuntimeError: boom\n")
+    assert _why(gen, log, "exit 1") == "exit 1"

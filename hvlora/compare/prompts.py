@@ -3,7 +3,8 @@
 Where prompts come from, first match: `--prompt` (repeatable), `--sample_prompts FILE`, the prompt file the run's
 samples used (its config.toml `sample_prompts`), else the run's own sample prompts: the trigger word and the first
 two distinct captions of its data (training/sampling.py's rule), else "a video". Each prompt is rendered once per
-seed (`--seeds`, else `--seed`); a prompt file line with its own `--d SEED` keeps that seed only.
+seed (`--seeds`, else `--seed`); a prompt file line with its own `--d SEED` keeps that seed only. A LoRA file
+outside any run folder has no captions: its trigger word (from its metadata) is the prompt.
 
 The file format (hv_1_5_generate_video.parse_prompt_line): the prompt, then options each after " --"
 (`--d SEED`, `--i IMAGE`, `--w --h --f --s --g/--l --fs --n`); a line starting with '#' is a comment. A line of a
@@ -66,10 +67,9 @@ def gather(s: Settings, trained: locate.Trained) -> list[Prompt]:
     user_file = s.sample_prompts or _run_prompt_file(trained)
     if user_file is not None:
         return read_prompt_file(user_file)
-    if trained.run_dir is None:
-        return [Prompt(sampling.prompts_from("", [])[0], source="fallback")]
     trigger = str(trained.value("trigger_word", "")).strip()
-    captions = [_safe(f["caption"]) for f in locate.trained_files(trained.run_dir) if f.get("caption")]
+    entries = locate.trained_files(trained.run_dir) if trained.run_dir else []  # a file alone: its trigger word
+    captions = [_safe(f["caption"]) for f in entries if f.get("caption")]
     chosen = sampling.prompts_from(trigger, list(captions))
     return [Prompt(p, source=_source(p, trigger, set(captions))) for p in chosen]
 

@@ -52,10 +52,10 @@ _NEEDS_CUDA = ("current_device", "Torch not compiled with CUDA enabled", "No CUD
 
 KNOBS = ("fp8", "blocks_to_swap", "text_encoder_cpu", "vae_sample_size", "vae_enable_patch_conv")
 # Preset (nominal GB) -> knobs for inference. Figures from estimate() at 848x480x25 with several prompts (GiB):
-# 80/48 keep the bf16 DiT and Qwen2.5-VL on the GPU (~34 while denoising: musubi keeps the text encoder loaded);
+# 80/48 keep the bf16 DiT and Qwen2.5-VL on the GPU (33.7 while denoising: musubi keeps the text encoder loaded);
 # 32 keeps the bf16 DiT (no fp8 rounding in a comparison meant to show the LoRA) and encodes the prompts on the CPU
-# (~18.6; the generator has no fp8 text encoder, and Qwen beside the DiT would need ~34); 24 adds an fp8 DiT
-# (~11.5); 16 also tiles the VAE at 128 with patch conv. Block swap is not in the table: plan_memory() adds the
+# (18.3; the generator has no fp8 text encoder, and Qwen beside the DiT would need 33.7); 24 adds an fp8 DiT
+# (10.9); 16 also tiles the VAE at 128 with patch conv. Block swap is not in the table: plan_memory() adds the
 # fewest blocks that bring denoising under 90% of the card when it does not fit (e.g. 1280x720x121 on 16).
 PRESET_TABLE: dict[int, dict[str, object]] = {
     80: {"fp8": False, "text_encoder_cpu": False, "vae_sample_size": 256},
@@ -191,10 +191,9 @@ def estimate(m: InferenceMemory, shape: tuple[int, int, int], task: str, batch: 
     video_length), batch 1, CFG passes one after the other: "encoding the prompts" (Qwen2.5-VL bf16 + byT5 on the
     GPU, unless text_encoder_cpu; for i2v also the VAE and SigLIP), "denoising" (the DiT's resident weights + two
     in-flight blocks when swapping + one forward's activations + allocator slack; with `batch` (--from_file) also
-    the text encoders musubi keeps loaded), "decoding" (the VAE and its tiled activations). Host RAM: the process
-    base + Qwen2.5-VL, read into RAM first (kept there with text_encoder_cpu in batch mode), + the DiT when it is
-    loaded on the host (block swap) or runs there (text_encoder_cpu marks nothing on a CPU run: see host_ram()).
-    Constants from presets.py (musubi's model sizes). Raises ValueError for bad sizes."""
+    the text encoders musubi keeps loaded), "decoding" (the VAE and its tiled activations; presets.
+    vae_activation_bytes reads the same two VAE knobs from this plan). Host RAM: host_ram() on a GPU. Constants from
+    presets.py (musubi's model sizes). Raises ValueError for bad sizes."""
     width, height, frames = shape
     img = presets.tokens(width, height, frames)
     seq = img + presets.DEFAULT_TEXT_TOKENS + (presets.SIGLIP_TOKENS if task == "i2v" else 0)
