@@ -451,3 +451,25 @@ def test_a_generator_that_cannot_import_without_cuda_says_so(tmp_path):
     assert "--blocks_to_swap" in _why(gen, log, "exit 1")
     log.write_text("RuntimeError: boom\n")
     assert _why(gen, log, "exit 1") == "exit 1"
+
+
+def test_generator_parser_is_musubis_own(monkeypatch):
+    """The captured hv_1_5_generate_video parser has the flags the project uses with musubi's types, and the
+    stand-in makes musubi's post-parse checks."""
+    from musubi_tuner import hv_1_5_generate_video as standin
+
+    opts = _flags.option_strings(gen.GENERATE)
+    used = {"--video_size", "--video_length", "--infer_steps", "--guidance_scale", "--flow_shift", "--lora_weight",
+            "--lora_multiplier", "--cpu_noise", "--from_file", "--save_path", "--fp8", "--fp8_scaled", "--seed",
+            "--blocks_to_swap", "--text_encoder_cpu", "--vae_sample_size", "--vae_enable_patch_conv", "--fps"}  # fmt: skip
+    assert used <= opts and "--fp8_vl" not in opts and "--sample_prompts" not in opts
+    spec = {a["dest"]: a for a in _flags.module_spec(gen.GENERATE)["actions"]}
+    assert (spec["video_size"]["nargs"], spec["video_size"]["default"]) == (2, [256, 256])
+    assert spec["video_length"]["default"] is None and spec["infer_steps"]["default"] == 50
+    assert spec["save_path"]["required"] and spec["lora_weight"]["nargs"] == "*"
+    monkeypatch.setattr(sys, "argv", ["x", "--save_path", "out"])
+    with pytest.raises(ValueError, match="Either --prompt, --from_file"):
+        standin.parse_args()
+    monkeypatch.setattr(sys, "argv", ["x", "--save_path", "out", "--from_file", "p.txt", "--interactive"])
+    with pytest.raises(ValueError, match="Cannot use both --from_file and --interactive"):
+        standin.parse_args()

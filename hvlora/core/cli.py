@@ -24,7 +24,9 @@ Train a HunyuanVideo 1.5 LoRA from a ZIP of images and videos with .txt captions
 Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi dataset TOML, [4/7] cache latents,
 [5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format.
 Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui.safetensors,
-plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and summary.json."""
+plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and summary.json.
+After training: --generate renders the base model and the LoRA side by side (RUN/compare/); --push_to_hub REPO_ID
+uploads the run with a model card to the Hugging Face Hub (private unless --hub_public; needs HF_TOKEN)."""
 
 EPILOG = """\
 Settings come from built-in defaults, then the --config file (default: train.toml beside train_local.py), then

@@ -46,9 +46,10 @@ STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, tr
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
 
 
-def run(settings: Settings) -> RunContext:
-    """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed, Interrupted or
-    InternalError (an unexpected exception: its traceback is in the run folder's logs/internal_error.log)."""
+def run(settings: Settings) -> RunContext | None:
+    """Run the whole pipeline, the dry run or the data check (their RunContext), or --generate / an upload alone
+    (None). Raises UserError, StageFailed, Interrupted or InternalError (an unexpected exception: its traceback is
+    in the run folder's logs/internal_error.log)."""
     with _sigterm_raises():
         return _run(settings)
 
