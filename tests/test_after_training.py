@@ -95,8 +95,9 @@ def test_model_card_fields_and_no_private_data(ws, tmp_path):
     text = card.text
     for expected in ("`ohwx`", "| rank / alpha | 4 / 4 |", "| steps | 2 |", "| learning rate | 0.0001 |",
                      "| LR schedule | constant |", "| resolution | 64x64 |", "| frames per clip | 1,5 |",
-                     "| data fingerprint |", "items per bucket", "lora_comfyui.safetensors", "--lora_weight lora.safetensors",
-                     "![training loss](loss.png)", "Tencent Hunyuan Community License"):  # fmt: skip
+                     "| data fingerprint |", "items per bucket", "lora_comfyui.safetensors",
+                     "--lora_weight lora.safetensors", "![training loss](loss.png)",
+                     "Tencent Hunyuan Community License"):  # fmt: skip
         assert expected in text, expected
     for path, data in files.items():
         assert TOKEN.encode() not in data, path

@@ -461,7 +461,8 @@ def test_generator_parser_is_musubis_own(monkeypatch):
     opts = _flags.option_strings(gen.GENERATE)
     used = {"--video_size", "--video_length", "--infer_steps", "--guidance_scale", "--flow_shift", "--lora_weight",
             "--lora_multiplier", "--cpu_noise", "--from_file", "--save_path", "--fp8", "--fp8_scaled", "--seed",
-            "--blocks_to_swap", "--text_encoder_cpu", "--vae_sample_size", "--vae_enable_patch_conv", "--fps"}  # fmt: skip
+            "--blocks_to_swap", "--text_encoder_cpu", "--vae_sample_size", "--vae_enable_patch_conv",
+            "--fps"}  # fmt: skip
     assert used <= opts and "--fp8_vl" not in opts and "--sample_prompts" not in opts
     spec = {a["dest"]: a for a in _flags.module_spec(gen.GENERATE)["actions"]}
     assert (spec["video_size"]["nargs"], spec["video_size"]["default"]) == (2, [256, 256])

@@ -66,8 +66,8 @@ class Plan:
 
 
 def run(s: Settings) -> Plan:
-    """Make the comparison (in plan.folder); returns its plan. Raises UserError (before any model loads), StageFailed (after its
-    report was printed), Interrupted, or InternalError."""
+    """Make the comparison (in plan.folder); returns its plan. Raises UserError (before any model loads),
+    StageFailed (after its report was printed), Interrupted, or InternalError."""
     plan = prepare(s)
     print("\n[plan] generate", flush=True)
     for line in plan.lines:

@@ -290,10 +290,10 @@ def _host_warning(needed: float, available: float | None, batch: bool) -> list[s
 
 def command(job: GenerateJob, files: Mapping[str, Path], lora: Path | None) -> Command:
     """`python -m musubi_tuner.hv_1_5_generate_video ...` for one run: both runs get the same weights, prompts
-    (`--from_file`, or `--prompt --seed` for a single plain prompt), size (`--video_size HEIGHT WIDTH`), length, steps, guidance, flow shift, `--cpu_noise` and memory flags; only
-    the LoRA run gets `--lora_weight FILE --lora_multiplier M`. i2v: `--image_encoder` and `--image_path` (the
-    first frame; every prompt line carries it too). On the CPU the VAE runs in bfloat16 (musubi's float16 default is
-    15-80x slower there)."""
+    (`--from_file`, or `--prompt --seed` for a single plain prompt), size (`--video_size HEIGHT WIDTH`), length,
+    steps, guidance, flow shift, `--cpu_noise` and memory flags; only the LoRA run gets `--lora_weight FILE
+    --lora_multiplier M`. i2v: `--image_encoder` and `--image_path` (the first frame; every prompt line carries it
+    too). On the CPU the VAE runs in bfloat16 (musubi's float16 default is 15-80x slower there)."""
     inf, m = job.inference, job.memory
     argv = ["--dit", str(files["dit"]), "--vae", str(files["vae"]), "--text_encoder", str(files["text_encoder"])]
     argv += ["--byt5", str(files["byt5"])]
