@@ -209,6 +209,21 @@ def test_not_all_lora_keys_used_fails_the_comparison(ws, monkeypatch, capsys):
     assert not (folder / "compare.json").exists()
 
 
+def test_a_failed_generator_run_reports_its_log_and_stops(ws):
+    before = len(gen_calls(ws))
+    r = ws.train(
+        "--device", "cpu", "--generate", "--prompt", "ohwx", "--video_size", "64x64", "--infer_steps", "1",
+        env={"STANDIN_FAIL": "hv_1_5_generate_video"},
+    )  # fmt: skip
+    assert r.returncode == 1
+    assert "generate_base FAILED" in r.stderr and "logs/generate_base.log" in r.stderr
+    assert "simulated failure of hv_1_5_generate_video" in r.stderr  # the log's tail
+    assert len(gen_calls(ws)) == before + 1  # the LoRA run never started
+    folder = max((ws.run / "compare").iterdir(), key=lambda p: p.stat().st_mtime)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["stages"][-1]["name"] == "generate_base"
+
+
 # --- push after the fact ----------------------------------------------------------------------------------------------
 
 
