@@ -224,6 +224,27 @@ def test_a_failed_generator_run_reports_its_log_and_stops(ws):
     assert summary["status"] == "failed" and summary["stages"][-1]["name"] == "generate_base"
 
 
+def test_ctrl_c_stops_the_generator_and_leaves_the_run_as_it_was(ws, tmp_path):
+    pidfile = tmp_path / "pids"
+    env = ws.env(STANDIN_BLOCK="hv_1_5_generate_video", STANDIN_PIDFILE=str(pidfile))
+    argv = ws.argv("--device", "cpu", "--generate", "--prompt", "ohwx", "--video_size", "64x64", "--infer_steps", "1")
+    summary_before = (ws.run / "summary.json").read_bytes()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # wait until musubi's stand-in renders (blocked), then press "Ctrl-C"
+        if "standin: waiting for a signal" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Stopped (SIGINT)" in err and "training run is unchanged" in err
+    for pid in map(int, pidfile.read_text().split()):  # the generator and its worker are gone (or zombies)
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z"
+    folder = max((ws.run / "compare").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+    assert (ws.run / "summary.json").read_bytes() == summary_before
+
+
 # --- push after the fact ----------------------------------------------------------------------------------------------
 
 
