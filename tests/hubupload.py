@@ -10,8 +10,8 @@ Endpoints (huggingface_hub 0.34.3: hf_api.py create_repo / _validate_yaml / crea
 _fetch_upload_modes / _upload_lfs_files / _prepare_commit_payload, lfs.py post_lfs_batch_info / lfs_upload):
   POST /api/repos/create                 {name, organization, private, type}: 200 {"url"}; 409 (with "url") when
       it exists; 401 without a token of `users` (token -> user name), 403 for another user's namespace.
-  POST /api/validate-yaml                {content}: the README's front matter parsed with yaml.safe_load; 400 with
-      {"errors": [...]} when it does not parse.
+  POST /api/validate-yaml                {content}: the README parsed by huggingface_hub's RepoCard (its YAML front
+      matter); 400 with {"errors": [...]} when it does not parse.
   POST /api/models/{repo}/preupload/{rev}  {files: [{path, sample, size}]}: uploadMode "lfs" for *.safetensors,
       *.mp4, *.png and files over 10 MB (as .gitattributes and the real hub decide), else "regular"; `oid` of the
       file now at that path (sha256 for LFS, git blob sha1 otherwise), so unchanged files are left out of a commit.
@@ -43,7 +43,6 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-import yaml
 from hubserver import FakeHub, Request, _Handler
 
 UPLOAD_LFS_PATTERNS = ("*.safetensors", "*.mp4", "*.png")
@@ -208,11 +207,11 @@ class _UploadHandler(_Handler):
         self._send_json(200, {"url": url, "name": repo})
 
     def _validate_yaml(self, body: dict) -> None:
-        content = body.get("content", "")
+        from huggingface_hub import RepoCard
+
         try:
-            if content.startswith("---"):
-                yaml.safe_load(content.split("---", 2)[1])
-        except (yaml.YAMLError, IndexError) as e:
+            RepoCard(body.get("content", ""))
+        except Exception as e:  # noqa: BLE001 - yaml's errors or a ValueError: the hub answers 400 for any
             self._send_json(400, {"errors": [{"message": str(e)}], "warnings": []})
             return
         self._send_json(200, {"errors": [], "warnings": []})
