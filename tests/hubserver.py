@@ -84,6 +84,7 @@ class FakeHub:
         self._corrupt: dict[tuple[str, str], int] = {}  # file -> GETs still to answer with wrong bytes
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.heads: dict[str, str] = {}  # repo -> commit after an upload (hubupload.py); else commit(repo)
 
     @staticmethod
     def commit(repo_id: str) -> str:
@@ -97,6 +98,10 @@ class FakeHub:
             return hashlib.sha256(content).hexdigest()
         return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
+    def head(self, repo_id: str) -> str:
+        """The repo's current commit: its newest uploaded commit, else the fixed one."""
+        return self.heads.get(repo_id) or self.commit(repo_id)
+
     @property
     def url(self) -> str:
         assert self._server is not None, "FakeHub is not started"
@@ -105,7 +110,7 @@ class FakeHub:
     def start(self) -> FakeHub:
         hub = self
 
-        class Handler(_Handler):
+        class Handler(self.handler_class):
             pass
 
         Handler.hub = hub
@@ -214,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f"Access to model {repo} is restricted. You must have access to "
                 "it and be authenticated to access it. Please log in.",
             )
-        if rev is not None and rev not in ("main", hub.commit(repo)):
+        if rev is not None and rev not in ("main", hub.commit(repo), hub.head(repo)):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
         return None
 
@@ -241,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             return err, 0
         content = hub.repos[repo].get(name)
         if content is None:
-            return self._error(404, "EntryNotFound", f"{name} does not exist", hub.commit(repo)), 0
+            return self._error(404, "EntryNotFound", f"{name} does not exist", hub.head(repo)), 0
         size, start, end, status = len(content), 0, len(content) - 1, 200
         rng = self.headers.get("Range")
         if rng and not head:
@@ -259,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
         etag = hub.etag(name, content)
         self.send_response(status)
-        self.send_header("X-Repo-Commit", hub.commit(repo))
+        self.send_header("X-Repo-Commit", hub.head(repo))
         self.send_header("ETag", f'"{etag}"')
         if len(etag) == 64:  # LFS-like: the real hub answers with the linked (LFS object) etag and size
             self.send_header("X-Linked-Etag", f'"{etag}"')
@@ -337,7 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = {
                 "id": repo,
                 "modelId": repo,
-                "sha": hub.commit(repo),
+                "sha": hub.head(repo),
                 "private": repo in hub.private,
                 "gated": "manual" if repo in hub.gated else False,
                 "siblings": [entry(p, False) for p in sorted(files)],
@@ -350,3 +355,6 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(data)
         return 200, 0 if head else len(data)
+
+
+FakeHub.handler_class = _Handler  # the upload side (hubupload.UploadHub) extends it

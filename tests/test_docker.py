@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hvlora import MUSUBI_COMMIT
+from hvlora.core.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -46,9 +47,11 @@ def services():
 
 
 def test_services(services):
-    assert set(services) == {"train", "test", "shell"}
+    assert set(services) == {"train", "test", "generate", "shell"}
     assert services["train"]["entrypoint"] == ["python", "/app/train_local.py"]
     assert services["test"]["entrypoint"] == ["python", "/app/train_local.py", "--epochs", "1"]
+    assert services["generate"]["entrypoint"] == ["python", "/app/train_local.py", "--generate"]
+    assert build_parser().parse_args(services["generate"]["entrypoint"][2:]).generate is True  # a real flag
     assert services["shell"]["entrypoint"] == ["bash"]
     for s in services.values():
         assert not s.get("command")  # extra flags of `docker compose run train --rank 16` are passed through

@@ -83,6 +83,9 @@ def test_every_family_answers_every_question(name):
     assert f.converter is None or isinstance(f.converter, Converter)
     assert set(f.help) <= option_names and set(f.defaults) <= option_names and set(f.variant_memory) <= set(f.variants)
     assert all(config.OPTION_BY_NAME[k].family_default for k in f.defaults)
+    for part, protocol in ((f.generator, families.Generator), (f.card, families.HubCard)):  # --generate, --push_to_hub
+        wanted = {n for n in dir(protocol) if not n.startswith("_")} | set(protocol.__annotations__)
+        assert part is None or not [n for n in wanted if not hasattr(part, n)], (name, protocol.__name__)
 
 
 @pytest.mark.parametrize(

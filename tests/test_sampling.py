@@ -63,8 +63,11 @@ def test_prompts_from_the_data_with_hv15_defaults(make_settings, make_ctx, tmp_p
     p = prompts[0]
     assert (p["sample_steps"], p["discrete_flow_shift"], p["cfg_scale"]) == (20, 7.0, 6.0)
     assert p["frame_count"] == 5 and p["width"] % 16 == 0 and p["height"] % 16 == 0  # videos: 25 or the longest
-    assert (p["width"], p["height"]) == sampling.size(ctx.data.buckets(), FAMILY)
-    assert sampling.size({(960, 544, 1): 3, (544, 960, 1): 1}, FAMILY) == (832, 480)  # the common bucket, about 480p
+    assert (p["width"], p["height"]) == sampling.size(ctx.data.buckets(), FAMILY.samples.area, FAMILY.frames.reso_step)
+    assert sampling.size({(960, 544, 1): 3, (544, 960, 1): 1}, FAMILY.samples.area, FAMILY.frames.reso_step) == (
+        832,
+        480,
+    )  # the common bucket, about 480p
 
 
 def test_image_only_data_samples_one_frame_and_i2v_gets_the_first_frame(make_settings, make_ctx, tmp_path):

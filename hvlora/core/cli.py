@@ -28,7 +28,9 @@ Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi da
 [5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format (families with a checked
 conversion). Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui
 .safetensors, plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and
-summary.json."""
+summary.json.
+After training: --generate renders the base model and the LoRA side by side (RUN/compare/); --push_to_hub REPO_ID
+uploads the run with a model card to the Hugging Face Hub (private unless --hub_public; needs HF_TOKEN)."""
 
 EPILOG = f"""\
 Settings come from built-in defaults, then the --config file (default: train.toml beside train_local.py), then
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{config.help_text(opt)} (default: {default})"
         if opt.parse is config._as_bool:
             p.add_argument("--" + opt.name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif opt.repeat:
+            p.add_argument("--" + opt.name, action="append", metavar=opt.metavar, help=help_text)
         else:
             choices = opt.allowed()
             p.add_argument(
@@ -74,6 +78,13 @@ def _describe_default(opt: config.Option) -> str:
             "network_alpha": "= rank",
             "sample_prompts": "made from the data",
             "sample_every_n_epochs": "auto",
+            "seeds": "--seed",
+            "video_size": "from the run",
+            "video_length": "from the run",
+            "infer_steps": "the model's",
+            "guidance_scale": "the model's",
+            "flow_shift": "the model's",
+            "lora": "the run's final LoRA",
         }.get(opt.name, "set by --vram" if opt.name in MEMORY_KNOBS else "unset")
     if isinstance(d, bool):
         return "on" if d else "off"
@@ -82,7 +93,7 @@ def _describe_default(opt: config.Option) -> str:
     if opt.parse is config.parse_revision:
         return config.format_revision(d)
     if isinstance(d, tuple):
-        return ",".join(map(str, d))
+        return ",".join(map(str, d)) or "none"
     return str(d) if d != "" else '""'
 
 

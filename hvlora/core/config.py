@@ -105,6 +105,23 @@ def parse_revision(value: Any) -> dict[str, str]:
     return out
 
 
+def parse_seeds(value: Any) -> tuple[int, ...]:
+    """'42,7' or [42, 7] -> (42, 7): seeds in order, without repeats, each 0..2^32-1. Raises ValueError."""
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else None
+    if not parts:
+        raise ValueError(f"{value!r} is not a comma-separated list of seeds, e.g. 42,7")
+    seeds = [_as_int(p) for p in parts]
+    if not all(0 <= x < 2**32 for x in seeds):
+        raise ValueError(f"{value!r}: each seed must be 0..{2**32 - 1}")
+    return tuple(dict.fromkeys(seeds))
+
+
+def _as_prompts(v: Any) -> tuple[str, ...]:
+    """Repeated --prompt values (argparse's list) -> a tuple of prompts."""
+    values = v if isinstance(v, (list, tuple)) else [v]
+    return tuple(_as_str(x) for x in values)
+
+
 def _as_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -162,6 +179,7 @@ class Option:
     is_path: bool = False
     toml: bool = True  # False: command line only (e.g. dry_run is an action, not a setting to keep in a file)
     family_default: bool = False
+    repeat: bool = False  # the flag may be given several times (argparse "append"); parse gets the list
 
     def allowed(self) -> tuple | None:
         """The allowed values (None: any the parser accepts)."""
@@ -531,6 +549,90 @@ OPTIONS: tuple[Option, ...] = (
         is_path=True,
         toml=False,
     ),
+    # After training: see what the LoRA does (--generate) and share it (--push_to_hub). The inference settings use
+    # musubi's hv_1_5_generate_video names; unset ones come from the run and the model family (README: Try your LoRA).
+    Option(
+        "generate",
+        _as_bool,
+        False,
+        "Render every prompt with the base model and with the LoRA of a finished run (same seed and settings), "
+        "side by side, into RUN/compare/. Trains nothing.",
+        toml=False,
+    ),
+    Option(
+        "lora",
+        _as_str,
+        None,
+        "--generate: the musubi-format LoRA file to compare (a checkpoint, or a file from elsewhere) instead of a "
+        "run's final LoRA.",
+        metavar="FILE",
+        is_path=True,
+        toml=False,
+    ),
+    Option(
+        "prompt",
+        _as_prompts,
+        (),
+        "--generate: a prompt (repeat the flag for several). Unset: --sample_prompts, else the run's sample prompts "
+        "(the trigger word and two captions of its data).",
+        metavar="TEXT",
+        toml=False,
+        repeat=True,
+    ),
+    Option(
+        "seeds",
+        parse_seeds,
+        None,
+        "--generate: seeds, comma-separated; every prompt is rendered once per seed. Unset: --seed.",
+        metavar="N,N",
+    ),
+    Option(
+        "video_size",
+        parse_resolution,
+        None,
+        "--generate: WIDTHxHEIGHT (multiples of 16). Unset: the run's most common bucket at about 480p.",
+        metavar="WxH",
+    ),
+    Option(
+        "video_length",
+        _as_int,
+        None,
+        "--generate: frames per video, 4n+1. Unset: 1 for image-only data, else up to 25 (as the samples).",
+        metavar="N",
+    ),
+    Option("infer_steps", _as_int, None, "--generate: denoising steps. Unset: the model's default.", metavar="N"),
+    Option(
+        "guidance_scale",
+        _as_float,
+        None,
+        "--generate: classifier-free guidance. Unset: the model's default.",
+        metavar="G",
+    ),
+    Option("flow_shift", _as_float, None, "--generate: flow-matching shift. Unset: the model's default.", metavar="S"),
+    Option("lora_multiplier", _as_float, 1.0, "--generate: strength of the LoRA in its run.", metavar="M"),
+    Option(
+        "push_to_hub",
+        _as_str,
+        None,
+        "Upload the LoRA files, loss.png, the comparison and a model card to this Hugging Face repo (created if "
+        "missing; needs HF_TOKEN) after training, after --generate, or for the finished run given by --resume.",
+        metavar="REPO_ID",
+        toml=False,
+    ),
+    Option(
+        "hub_public",
+        _as_bool,
+        False,
+        "--push_to_hub: create the repo public (default: private).",
+        toml=False,
+    ),
+    Option(
+        "hub_include_captions",
+        _as_bool,
+        False,
+        "--push_to_hub: also upload the training captions (and a comparison whose prompts are captions).",
+        toml=False,
+    ),
 )
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 COMMAND_LINE_ONLY = tuple(o.name for o in OPTIONS if not o.toml)  # actions of one command, not keys of train.toml
@@ -604,6 +706,19 @@ class Settings:
     dry_run: bool
     new_run: bool
     resume: Path | None
+    generate: bool
+    lora: Path | None
+    prompt: tuple[str, ...]
+    seeds: tuple[int, ...] | None
+    video_size: tuple[int, int] | None
+    video_length: int | None
+    infer_steps: int | None
+    guidance_scale: float | None
+    flow_shift: float | None
+    lora_multiplier: float
+    push_to_hub: str | None
+    hub_public: bool
+    hub_include_captions: bool
 
     @property
     def family(self) -> families.Family:
@@ -798,7 +913,8 @@ def validate(s: Settings) -> None:
     if s.input_zip is not None and s.input_dir is not None:
         p.append("input_zip and input_dir: give one of them, not both")
     p += _trigger_problems(s)
-    actions = [a for a in ("check_data", "dry_run", "download_only") if getattr(s, a)]
+    p += _after_training_problems(s)
+    actions = [a for a in ("check_data", "dry_run", "download_only", "generate") if getattr(s, a)]
     if len(actions) > 1:
         p.append(f"{' and '.join(actions)} together: choose one")
     if s.offline and s.download_only:
@@ -880,6 +996,39 @@ def _frames_problems(target_frames: tuple[int, ...], k: int) -> list[str]:
     return out
 
 
+def _after_training_problems(s: Settings) -> list[str]:
+    """--generate's inference settings and --push_to_hub's combinations."""
+    out = []
+    if s.video_size is not None:
+        w, h = s.video_size
+        if not (64 <= w <= MAX_RESOLUTION and 64 <= h <= MAX_RESOLUTION) or w % 16 or h % 16:
+            out.append(f"video_size: {w}x{h} must be multiples of 16 from 64 to {MAX_RESOLUTION}, e.g. 848x480")
+    if s.video_length is not None and not (1 <= s.video_length <= MAX_TARGET_FRAMES and s.video_length % 4 == 1):
+        out.append(f"video_length: {s.video_length} must be 4n+1 frames, 1..{MAX_TARGET_FRAMES} (e.g. 25)")
+    if s.infer_steps is not None and not 1 <= s.infer_steps <= 1000:
+        out.append(f"infer_steps: {s.infer_steps} is outside 1..1000")
+    for name, lo, hi in (("guidance_scale", 0.0, 100.0), ("flow_shift", 0.0, 100.0), ("lora_multiplier", -10, 10)):
+        v = getattr(s, name)
+        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+            out.append(f"{name}: {v} must be a number in {lo:g}..{hi:g}")
+    for name in ("lora", "prompt"):  # command-line only; the TOML keys (seeds, video_size, ...) may stay set
+        if getattr(s, name) and not s.generate:
+            out.append(f"{name} is a --generate setting: add --generate (samples during training use --sample_prompts)")
+    if any("\n" in p or "\r" in p or not p.strip() for p in s.prompt):
+        out.append("prompt: each --prompt must be one non-empty line")
+    if s.push_to_hub is not None:
+        if not re.fullmatch(r"(?:[\w.-]{1,96}/)?[\w.-]{1,96}", s.push_to_hub) or ".." in s.push_to_hub:
+            out.append(f"push_to_hub: {s.push_to_hub!r} is not a repo id (NAME or NAMESPACE/NAME)")
+        busy = [a for a in ("check_data", "dry_run", "download_only") if getattr(s, a)]
+        if busy:
+            out.append(f"push_to_hub and {busy[0]} together: a {busy[0]} run has no LoRA to upload")
+        if s.lora is not None:
+            out.append(
+                "push_to_hub uploads a run's final LoRA: use --resume RUN_DIR (or the run's --output_name), not --lora"
+            )
+    return out
+
+
 def _trigger_problems(s: Settings) -> list[str]:
     out = []
     if s.missing_caption == "trigger" and not s.trigger_word.strip():
@@ -905,6 +1054,11 @@ def warnings_for(s: Settings) -> list[str]:
             f"{s.alpha / s.rank:.3g}, which acts like a {s.alpha / s.rank:.3g}x higher learning rate and often "
             f"diverges; alpha = rank (scale 1, the default) or rank/2 are the usual choices"
         )
+    w += [
+        f"{name} only matters with --push_to_hub"
+        for name in ("hub_public", "hub_include_captions")
+        if getattr(s, name) and not s.push_to_hub
+    ]
     if s.max_train_steps > 0 and s.epochs != OPTION_BY_NAME["epochs"].default:
         w.append(f"max_train_steps {s.max_train_steps} is set, so epochs {s.epochs} is ignored")
     if s.save_every_n_epochs == 0 and s.save_every_n_steps == 0:
@@ -960,6 +1114,12 @@ def _toml_example(opt: Option) -> str:
         "main_process_ip": '"10.0.0.1"',
         "sample_prompts": '"prompts.txt"',
         "sample_every_n_epochs": "1",
+        "seeds": '"42,7"',
+        "video_size": '"848x480"',
+        "video_length": "25",
+        "infer_steps": "20",
+        "guidance_scale": "6.0",
+        "flow_shift": "7.0",
     }
     return examples.get(opt.name, '""')
 

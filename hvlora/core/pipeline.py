@@ -4,6 +4,8 @@ Order: environment check (musubi installed, GPU visible: seconds) -> data prefli
 exact items musubi will cache planned: before any download) -> [1/7] download -> [2/7] extract -> [3/7] dataset
 TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -> [7/7] convert.
 `--dry_run` runs the preflight and stages 2 and 3, then writes plan.json; `--check_data` runs only the preflight.
+After training: `--generate` compares base model and LoRA of a finished run (compare/) and trains nothing;
+`--push_to_hub` uploads the run once it has finished (share/), also on its own for a finished `--resume` run.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from pathlib import Path
 import tomli_w
 
 from ..cache import caches, cachestore
+from ..compare import generate as compare
+from ..compare import locate
 from ..data import preflight
 from ..data import report as data_report
+from ..share import push
 from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
 from ..training import hints, plan, sampling
 from ..training.musubi import launcher
@@ -41,14 +46,21 @@ STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, tr
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
 
 
-def run(settings: Settings) -> RunContext:
-    """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed, Interrupted or
-    InternalError (an unexpected exception: its traceback is in the run folder's logs/internal_error.log)."""
+def run(settings: Settings) -> RunContext | None:
+    """Run the whole pipeline, the dry run or the data check (their RunContext), or --generate / an upload alone
+    (None). Raises UserError, StageFailed, Interrupted or InternalError (an unexpected exception: its traceback is
+    in the run folder's logs/internal_error.log)."""
     with _sigterm_raises():
         return _run(settings)
 
 
-def _run(settings: Settings) -> RunContext:
+def _run(settings: Settings) -> RunContext | None:
+    if settings.generate:
+        return _generate(settings)
+    if settings.push_to_hub and settings.resume is not None and locate.status(settings.resume) == "succeeded":
+        print(f"{settings.resume.name} has finished: uploading it as it is (nothing is trained)", flush=True)
+        push.push(settings, settings.resume)
+        return None
     training = not (settings.dry_run or settings.check_data or settings.download_only)
     if training:
         check_environment(settings)
@@ -93,6 +105,11 @@ def _run(settings: Settings) -> RunContext:
             _record_preflight(ctx, report, wall)
             dry_run(ctx)
         return _finish(ctx)
+    unfinished_upload = push.pending_run(settings, ident)
+    if unfinished_upload is not None:
+        print(f"{unfinished_upload.name} has finished training but not its upload: resuming the upload", flush=True)
+        push.push(settings, unfinished_upload)
+        return None
     choice = runs.choose(settings, ident)
     for message in choice.messages:
         print(message, flush=True)
@@ -102,12 +119,26 @@ def _run(settings: Settings) -> RunContext:
         ctx = _open_run(settings, lock.run_dir, plan=the_plan, caches=the_caches)
         with _guard(ctx):
             runs.record(ctx.paths.root, ident, settings, the_plan)
+            if settings.push_to_hub:  # so that the same command resumes an upload cut after training
+                push.mark(ctx.paths.root, settings.push_to_hub, "pending")
             ctx.summary.put("run_identity", ident["data"])
             _record_preflight(ctx, report, wall)
             for i, stage in enumerate(STAGES, 1):
                 _run_stage(ctx, i, stage)
             _report_success(ctx)
-        return _finish(ctx)
+        result = _finish(ctx)
+    if settings.push_to_hub:  # after the run is recorded as trained: a failed upload does not fail the training
+        push.push(settings, result.paths.root)
+    return result
+
+
+def _generate(settings: Settings) -> None:
+    """--generate (then --push_to_hub of that run, if asked)."""
+    check_environment(settings)
+    check_folders(settings)
+    plan = compare.run(settings)
+    if settings.push_to_hub and plan.trained.run_dir is not None:
+        push.push(settings, plan.trained.run_dir)
 
 
 def _describe_choice(choice: runs.Choice) -> None:

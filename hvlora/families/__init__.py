@@ -111,6 +111,54 @@ class Converter:
     verify: Callable[[Path, Path], dict]
 
 
+class Generator(Protocol):
+    """A family's musubi video generator, for `--generate` (compare/): a module such as
+    `families/hunyuan_video_1_5/generate.py`. Inference defaults INFER_STEPS, GUIDANCE_SCALE, FLOW_SHIFT;
+    `check_lora(path) -> modules` (raises UserError for a file the generator would not fully apply);
+    `default_shape(buckets) -> (width, height, frames)`; `plan_memory(s, gpu_total, shape, task, several)` and
+    `estimate(memory, shape, task, several)` and `describe(...) -> lines`; `command(job, files, lora) -> Command`;
+    and readers of its log: `saved_videos(text)`, `unused_keys_line(text)`, `needs_cuda(text)`."""
+
+    INFER_STEPS: int
+    GUIDANCE_SCALE: float
+    FLOW_SHIFT: float
+
+    def check_lora(self, path: Path) -> int: ...
+
+    def default_shape(self, buckets: Mapping[tuple[int, int, int], int]) -> tuple[int, int, int]: ...
+
+    def plan_memory(
+        self, s: Settings, gpu_total: float | None, shape: tuple[int, int, int], task: str, batch: bool
+    ): ...
+
+    def estimate(self, m: Any, shape: tuple[int, int, int], task: str, batch: bool = True): ...
+
+    def describe(self, *args: Any) -> list[str]: ...
+
+    def command(self, job: Any, files: Mapping[str, Path], lora: Path | None) -> Command: ...
+
+    def saved_videos(self, log_text: str) -> list[Path]: ...
+
+    def unused_keys_line(self, log_text: str) -> str | None: ...
+
+    def needs_cuda(self, log_text: str) -> bool: ...
+
+
+class HubCard(Protocol):
+    """A family's facts for a Hugging Face model card (share/card.py), a module such as
+    `families/hunyuan_video_1_5/card.py`: MODEL_NAME; `card_data(task)` (ModelCardData fields: base_model,
+    base_model_relation, license, license_name/link, pipeline_tag, tags); `usage(name, trigger, task, dit_file)`
+    (markdown: how to use the files); `license_note()`."""
+
+    MODEL_NAME: str
+
+    def card_data(self, task: str) -> dict[str, object]: ...
+
+    def usage(self, name: str, trigger: str, task: str, dit_file: str) -> str: ...
+
+    def license_note(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Family:
     """Everything that differs between model families; each field is answered by the family's own folder.
@@ -130,6 +178,8 @@ class Family:
     - still_images_refused: task -> (why, fix) when musubi cannot train still images with it (they are left out).
     - samples: sample defaults; hints: failure advice; converter: its LoRA conversion, or None (the musubi file only).
     - help: option name -> the family's sentence added to that option's --help and train.toml comment.
+    - generator: its musubi video generator for --generate (Generator), or None; card: its model-card facts for
+      --push_to_hub (HubCard), or None.
     """
 
     name: str
@@ -151,6 +201,8 @@ class Family:
     still_images_refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     help: Mapping[str, str] = field(default_factory=dict)
     variant_memory: Mapping[str, MemoryModel] = field(default_factory=dict)
+    generator: Generator | None = None
+    card: HubCard | None = None
 
     def memory_for(self, variant: str | None) -> MemoryModel:
         """The memory model of a DiT variant: its own in variant_memory (e.g. a 2B and a 19B model of one family),

@@ -121,12 +121,12 @@ def train(
     remaining steps) with the schedule of the whole run (lr_schedule). `sample_models` (the files the script needs to
     make samples) follow the sample prompts (the family gives them only when the segment has prompts)."""
     argv = [*model, "--dataset_config", str(dataset_config), "--sdpa", "--mixed_precision", "bf16"]
-    argv += ["--optimizer_type", OPTIMIZER_TYPES[s.optimizer], "--learning_rate", _num(s.learning_rate)]
+    argv += ["--optimizer_type", OPTIMIZER_TYPES[s.optimizer], "--learning_rate", cli_number(s.learning_rate)]
     if s.optimizer == "AdaFactor":
         argv += ["--optimizer_args", *ADAFACTOR_ARGS]
     argv += lr_schedule(s.lr_scheduler, s.lr_warmup_steps, seg.total_steps, launch.num_processes)
     argv += ["--gradient_checkpointing", "--network_module", network_module]
-    argv += ["--network_dim", str(s.rank), "--network_alpha", _num(s.alpha)]
+    argv += ["--network_dim", str(s.rank), "--network_alpha", cli_number(s.alpha)]
     argv += ["--max_train_steps", str(seg.max_train_steps), "--seed", str(s.seed)]
     argv += _saving(seg) + ["--save_precision", s.save_precision]
     argv += ["--output_dir", str(seg.output_dir), "--output_name", s.output_name, "--logging_dir", str(seg.logging_dir)]
@@ -204,6 +204,6 @@ def trained_lora(output_dir: Path, output_name: str) -> Path:
     return output_dir / f"{output_name}.safetensors"
 
 
-def _num(x: float) -> str:
+def cli_number(x: float) -> str:
     """A number as musubi's argparse reads it: 32.0 -> '32', 1e-4 -> '0.0001'."""
     return f"{x:g}" if float(x).is_integer() else repr(float(x))

@@ -173,14 +173,14 @@ def contact_sheet(samples: Iterable[tuple[int, int, Path]], path: Path, thumb: i
     width, height = sheet_size(len(steps), len(prompts), thumb)
     sheet = Image.new("RGB", (width, height), SHEET_BG)
     draw = ImageDraw.Draw(sheet)
-    font = _font(14)
+    font = label_font(14)
     cell = thumb + SHEET_PAD
     for c, idx in enumerate(prompts):
         x = SHEET_LABEL_W + c * cell + SHEET_PAD
-        _text(draw, (x + thumb // 2, SHEET_LABEL_H // 2), f"prompt {idx}", font, "mm")
+        draw_label(draw, (x + thumb // 2, SHEET_LABEL_H // 2), f"prompt {idx}", font, "mm")
     for r, step in enumerate(steps):
         y = SHEET_LABEL_H + r * cell + SHEET_PAD
-        _text(draw, (SHEET_PAD, y + thumb // 2), f"step {step}", font, "lm")
+        draw_label(draw, (SHEET_PAD, y + thumb // 2), f"step {step}", font, "lm")
         for c, idx in enumerate(prompts):
             x = SHEET_LABEL_W + c * cell + SHEET_PAD
             picture = _thumbnail(cells.get((step, idx)), thumb)
@@ -189,18 +189,20 @@ def contact_sheet(samples: Iterable[tuple[int, int, Path]], path: Path, thumb: i
             else:
                 sheet.paste(picture, (x + (thumb - picture.width) // 2, y + (thumb - picture.height) // 2))
     if not steps:
-        _text(draw, (SHEET_PAD, SHEET_PAD), "no samples yet", font, "la")
+        draw_label(draw, (SHEET_PAD, SHEET_PAD), "no samples yet", font, "la")
     return _write_atomic(Path(path), lambda f: sheet.save(f, format="PNG"))
 
 
-def _font(size: int):
+def label_font(size: int):
+    """Pillow's default font at `size` px (a scalable one since Pillow 10.1; the fixed bitmap font before)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
         return ImageFont.load_default()
 
 
-def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font, anchor: str) -> None:
+def draw_label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font, anchor: str) -> None:
+    """White `text` at `xy` with Pillow's `anchor` ("mm": centred, "la": left/top, ...; ignored by bitmap fonts)."""
     try:
         draw.text(xy, text, fill="white", font=font, anchor=anchor)
     except ValueError:  # a bitmap font has no anchors

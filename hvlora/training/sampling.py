@@ -19,7 +19,6 @@ from pathlib import Path
 from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.fsutil import atomic_write_text
-from ..families import Family
 
 
 def asked(s: Settings) -> bool:
@@ -69,10 +68,9 @@ def describe(s: Settings, plan) -> str:
     return f"samples: {', '.join(when) or 'at the end of training'}, prompts from {source}, into RUN/samples/"
 
 
-def size(buckets: dict[tuple[int, int, int], int], family: Family) -> tuple[int, int]:
-    """The most common training bucket's aspect at about the family's sample area (never larger), in multiples of its
-    bucket step."""
-    area, step = family.samples.area, family.frames.reso_step
+def size(buckets: dict[tuple[int, int, int], int], area: int, step: int) -> tuple[int, int]:
+    """The most common training bucket's aspect at about `area` pixels (a family's SampleDefaults.area; never
+    larger), in multiples of `step` (its bucket step)."""
     counts = Counter({(w, h): 0 for w, h, _ in buckets})
     for (w, h, _), n in buckets.items():
         counts[(w, h)] += n
@@ -83,14 +81,21 @@ def size(buckets: dict[tuple[int, int, int], int], family: Family) -> tuple[int,
 
 def default_prompts(ctx: RunContext) -> list[str]:
     """The trigger word and the first two distinct captions of the planned files (by name)."""
-    trigger = ctx.settings.trigger_word.strip()
-    captions = []
-    for f in sorted(ctx.data.planned, key=lambda r: r.name):
-        if f.caption and f.caption not in captions and f.caption != trigger:
-            captions.append(f.caption)
-        if len(captions) == 2:
+    planned = sorted(ctx.data.planned, key=lambda r: r.name)
+    return prompts_from(ctx.settings.trigger_word, [f.caption for f in planned])
+
+
+def prompts_from(trigger_word: str, captions: list[str | None]) -> list[str]:
+    """The trigger word and the first two distinct captions (in the given order; empty ones and the bare trigger
+    word skipped), or ["a video"] when there is nothing. --generate uses the same rule on a finished run."""
+    trigger = trigger_word.strip()
+    chosen: list[str] = []
+    for caption in captions:
+        if caption and caption not in chosen and caption != trigger:
+            chosen.append(caption)
+        if len(chosen) == 2:
             break
-    return ([trigger] if trigger else []) + captions or ["a video"]
+    return ([trigger] if trigger else []) + chosen or ["a video"]
 
 
 def prompt_file(ctx: RunContext) -> Path:
@@ -99,7 +104,7 @@ def prompt_file(ctx: RunContext) -> Path:
     if s.sample_prompts is not None:
         return s.sample_prompts
     d = s.family.samples
-    w, h = size(ctx.data.buckets(), s.family)
+    w, h = size(ctx.data.buckets(), s.family.samples.area, s.family.frames.reso_step)
     has_video = any(f.kind == "video" for f in ctx.data.planned)
     frames = min(d.video_frames, max(s.target_frames)) if has_video else 1
     image = _first_frame(ctx) if s.task in d.image_tasks else None
@@ -119,12 +124,16 @@ def prompt_file(ctx: RunContext) -> Path:
 
 def _first_frame(ctx: RunContext) -> Path:
     """The first frame of the first training video as a PNG (musubi's i2v sampling needs an image per prompt)."""
+    video = next(f for f in sorted(ctx.data.planned, key=lambda r: r.name) if f.kind == "video")
+    return save_first_frame(video.path, ctx.paths.samples / "inputs" / (Path(video.flat).stem + "_first.png"))
+
+
+def save_first_frame(media: Path, out: Path) -> Path:
+    """The first frame of a video (or an image) decoded with PyAV, saved as the PNG `out`; returns `out`."""
     import av
 
-    video = next(f for f in sorted(ctx.data.planned, key=lambda r: r.name) if f.kind == "video")
-    out = ctx.paths.samples / "inputs" / (Path(video.flat).stem + "_first.png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(video.path)) as container:
+    with av.open(str(media)) as container:
         frame = next(container.decode(video=0))
         frame.to_image().save(out)
     return out

@@ -116,19 +116,25 @@ def forget_local(local_dir: Path, filename: str) -> None:
     paths.metadata_path.unlink(missing_ok=True)
 
 
-def retrying(call: Callable[[], T], what: str, log: Callable[[str], None], revision: str | None = None) -> T:
-    """Run `call`; retry transient failures with backoff; turn the final failure into StageFailed."""
+def retrying(
+    call: Callable[[], T],
+    what: str,
+    log: Callable[[str], None],
+    revision: str | None = None,
+    explain_error: Callable[[Exception, str, str | None], Exception] | None = None,
+    kept: str = "a partial file resumes",
+) -> T:
+    """Run `call`; retry transient failures with backoff (saying `kept`: what a retry does not redo); turn the final
+    failure into StageFailed (with `explain_error(e, what, revision)` when given: an upload explains itself in its
+    own words)."""
     for attempt in range(1, RETRIES + 1):
         try:
             return call()
         except Exception as e:  # noqa: BLE001 - classified below
             if attempt == RETRIES or not is_transient(e):
-                raise explain(e, what, revision) from e
+                raise (explain_error or explain)(e, what, revision) from e
             wait = BACKOFF_S * 2 ** (attempt - 1)
-            log(
-                f"{what}: {describe(e)}; retrying in {wait:g} s (try {attempt + 1} of {RETRIES}, a partial file "
-                "resumes)"
-            )
+            log(f"{what}: {describe(e)}; retrying in {wait:g} s (try {attempt + 1} of {RETRIES}, {kept})")
             time.sleep(wait)
     raise AssertionError("unreachable")
 

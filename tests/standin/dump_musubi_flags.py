@@ -1,4 +1,4 @@
-"""Capture the argparse parsers of the four musubi-tuner v0.3.4 entry points we run, as data (musubi_flags.json).
+"""Capture the argparse parsers of the five musubi-tuner v0.3.4 entry points we run, as data (musubi_flags.json).
 
 Run it with the interpreter that has the real musubi-tuner installed (the rig venv; on CPU the torchvision stub
 must be importable):
@@ -8,7 +8,10 @@ must be importable):
 
 How a parser is obtained (the same trick as shared/realrig/contract.py): ArgumentParser.parse_args is patched to
 raise with the parser, then the module's `main()` is called; the converter builds its parser under
-`if __name__ == "__main__"`, so it is run as __main__ with runpy. Nothing of musubi runs past parse_args and no
+`if __name__ == "__main__"`, so it is run as __main__ with runpy. hv_1_5_generate_video imports wan/modules/t5.py,
+whose class body calls torch.cuda.current_device() at import: on a CPU-only torch that raises, so while a module is
+imported here current_device answers 0 when CUDA is unavailable (see `_cuda_device_probe`; the real script needs a
+CUDA GPU to even import, which the project says). Nothing of musubi runs past parse_args and no
 musubi code is copied: the JSON holds each action's option strings, dest, kind, nargs, const, type name, choices,
 default, required and metavar (no help texts), which is all `standin/musubi_tuner/_flags.py` needs to rebuild a
 parser that accepts and rejects exactly what the real one does.
@@ -43,6 +46,7 @@ MODULES = (
     "musubi_tuner.hv_1_5_cache_text_encoder_outputs",
     "musubi_tuner.hv_1_5_train_network",
     "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy",
+    "musubi_tuner.hv_1_5_generate_video",
 )
 # argparse's action classes -> the `action=` keyword that creates them.
 ACTION_KINDS = {
@@ -73,6 +77,7 @@ def capture_parser(module: str) -> argparse.ArgumentParser:
         raise _Captured(self)
 
     saved = (argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args)
+    probe = _cuda_device_probe()
     argparse.ArgumentParser.parse_args = fake
     argparse.ArgumentParser.parse_known_args = fake
     argv0, sys.argv = sys.argv, [module]
@@ -90,9 +95,26 @@ def capture_parser(module: str) -> argparse.ArgumentParser:
         return c.parser
     finally:
         argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = saved
+        probe()
         sys.argv = argv0
         logging.disable(logging.NOTSET)
     raise RuntimeError(f"{module} finished without calling parse_args")
+
+
+def _cuda_device_probe():
+    """On a torch without a usable CUDA device, make torch.cuda.current_device() answer 0 (only a default argument
+    evaluated at import needs it; nothing runs on a device) and return the function that restores it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return lambda: None
+    original = torch.cuda.current_device
+    torch.cuda.current_device = lambda: 0
+
+    def restore():
+        torch.cuda.current_device = original
+
+    return restore
 
 
 def _jsonable(value):

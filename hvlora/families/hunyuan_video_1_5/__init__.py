@@ -4,19 +4,10 @@ conversion check (comfyui.py); the rules and defaults below are from musubi's co
 
 from __future__ import annotations
 
-from ...data.frames import FrameRules
-from .. import CacheInputs, Converter, Family, HintAdvice, SampleDefaults
-from . import catalog, comfyui, musubi
+from .. import CacheInputs, Converter, Family, HintAdvice
+from . import card, catalog, comfyui, generate, musubi
 from .memory import MODEL
-
-# dataset/architectures.py ARCHITECTURE_HUNYUAN_VIDEO_1_5 ("hv15"); VideoDataset.TARGET_FPS_HUNYUAN_VIDEO_1_5;
-# BucketSelector.RESOLUTION_STEPS_HUNYUAN_VIDEO_1_5; the VAE compresses 4 frames into one (4n+1 frames).
-FRAMES = FrameRules(architecture="hv15", target_fps=24.0, reso_step=16, frame_step=4)
-# HV1.5's inference defaults rather than musubi's generic ones (256x256, 1 frame, flow shift 14.5); samples need the
-# VAE and both text encoders in the trainer, so they are on by default only above the 24 GB preset.
-SAMPLES = SampleDefaults(
-    steps=20, guidance=6.0, flow_shift=7.0, video_frames=25, area=848 * 480, image_tasks=("i2v",), auto_above_preset=24
-)
+from .rules import FRAMES, SAMPLES
 
 FAMILY = Family(
     name="hunyuan_video_1_5",
@@ -74,4 +65,6 @@ FAMILY = Family(
         "target_frames": "each must be 4n+1 (1, 5, 9, 13, ...).",
         "sample_every_n_epochs": f"on by default with a --vram preset above {SAMPLES.auto_above_preset}.",
     },
+    generator=generate,
+    card=card,
 )

@@ -6,6 +6,7 @@ Put `tests/standin` first on PYTHONPATH and run the same argv the project builds
     python -m musubi_tuner.hv_1_5_cache_text_encoder_outputs ...
     python -m accelerate.commands.launch ... -m musubi_tuner.hv_1_5_train_network ...
     python -m musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy SRC DST
+    python -m musubi_tuner.hv_1_5_generate_video ...      (writes small real videos; see its docstring)
 
 What is real here: the argparse parsers are rebuilt from `../musubi_flags.json`, captured from the real parsers by
 `../dump_musubi_flags.py`, so unknown flags, bad types/choices and missing required arguments fail with exit 2 and
@@ -25,7 +26,8 @@ Test hooks (environment variables):
   argument parsing (so rejected invocations are recorded too). "module" is the name inside the package
   (``hv_1_5_cache_latents``, ``networks.convert_hunyuan_video_1_5_lora_to_comfy``), "argv" the full ``sys.argv``.
 - ``STANDIN_FAIL=NAME[,NAME...]``: the module whose short name is NAME (``hv_1_5_cache_latents``,
-  ``hv_1_5_cache_text_encoder_outputs``, ``hv_1_5_train_network``, ``convert_hunyuan_video_1_5_lora_to_comfy``)
+  ``hv_1_5_cache_text_encoder_outputs``, ``hv_1_5_train_network``, ``convert_hunyuan_video_1_5_lora_to_comfy``,
+  ``hv_1_5_generate_video``)
   logs a few lines once its work starts, then raises RuntimeError: a Python traceback on stderr, exit status 1.
 - ``STANDIN_BLOCK=NAME[,NAME...]``: once its work starts, the module starts one child process in the same process
   group (like a DataLoader worker) that blocks too, writes the two pids (main first, one per line) to the file

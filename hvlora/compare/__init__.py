@@ -1,0 +1,1 @@
+"""After training: render base vs LoRA side by side (`--generate`)."""
