@@ -66,6 +66,7 @@ def _describe_default(opt: config.Option) -> str:
             "network_alpha": "= rank",
             "sample_prompts": "made from the data",
             "sample_every_n_epochs": "auto",
+            "caption_prompt": "written for HunyuanVideo 1.5",
         }.get(opt.name, "set by --vram" if opt.name in MEMORY_KNOBS else "unset")
     if isinstance(d, bool):
         return "on" if d else "off"

@@ -2,8 +2,10 @@
 
 Order: environment check (musubi installed, GPU visible: seconds) -> data preflight (every file checked, the
 exact items musubi will cache planned: before any download) -> [1/7] download -> [2/7] extract -> [3/7] dataset
-TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -> [7/7] convert.
-`--dry_run` runs the preflight and stages 2 and 3, then writes plan.json; `--check_data` runs only the preflight.
+TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -> [7/7] convert. With captions to
+generate, a caption stage follows the download ([2/8] caption media; the others move up by one).
+`--dry_run` runs the preflight and the extract and dataset-TOML stages, then writes plan.json; `--check_data` runs
+only the preflight; `--caption_only` runs the download (of the captioner's file only) and the caption stage.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..cache import caches, cachestore
 from ..data import preflight
 from ..data import report as data_report
 from ..families.hunyuan_video_1_5 import musubi
-from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
+from ..stages import cache_latents, cache_text_encoder, caption, convert, dataset_toml, download, extract, train
 from ..training import hints, plan, sampling
 from . import runs
 from .config import Settings
@@ -39,6 +41,11 @@ from .runner import log_tail
 
 STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, train, convert)
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
+
+
+def stages_for(report) -> tuple:
+    """The stages of a run: the caption stage after the download when it has something to do."""
+    return (download, caption, *STAGES[1:]) if caption.needed(report) else STAGES
 
 
 def run(settings: Settings) -> RunContext:
@@ -83,6 +90,8 @@ def _run(settings: Settings) -> RunContext:
             _record_preflight(ctx, report, wall)
             print(f"\nThe data is usable. Report: {ctx.paths.root / 'dataset_report.json'}", flush=True)
         return _finish(ctx)
+    if settings.caption_only:
+        return _caption_only(settings, report, wall)
     the_plan, the_caches, ident = _plan(settings, report)
     if settings.dry_run:
         ctx = _open_run(settings, plan=the_plan, caches=the_caches)
@@ -101,10 +110,42 @@ def _run(settings: Settings) -> RunContext:
             runs.record(ctx.paths.root, ident, settings, the_plan)
             ctx.summary.put("run_identity", ident["data"])
             _record_preflight(ctx, report, wall)
-            for i, stage in enumerate(STAGES, 1):
-                _run_stage(ctx, i, stage)
+            stages = stages_for(report)
+            for i, stage in enumerate(stages, 1):
+                _run_stage(ctx, i, stage, len(stages))
             _report_success(ctx)
         return _finish(ctx)
+
+
+def _caption_only(settings: Settings, report, wall: float) -> RunContext:
+    """--caption_only: the captioner's file, the caption stage, then stop (one writer of OUTPUT_DIR at a time)."""
+    the_plan = plan.make(settings, report.buckets())
+    print("\n[plan]", flush=True)
+    print(f"  {plan.describe(settings, the_plan)[0]}", flush=True)
+    print(f"  {_captions_line(report, the_plan)}", flush=True)
+    with RunLock(new_run_paths(settings.output_dir, settings.output_name).root, sys.argv) as lock:
+        ctx = _open_run(settings, lock.run_dir, plan=the_plan)
+        with _guard(ctx):
+            _record_preflight(ctx, report, wall)
+            stages = (download, caption) if caption.needed(report) else ()
+            for i, stage in enumerate(stages, 1):
+                _run_stage(ctx, i, stage, len(stages))
+            print(
+                f"\nCaptions: {report.overlay.root} (one .txt per media file, and captions.jsonl). Edit any of them: "
+                "an edited caption is never overwritten. Training with the same data uses them.",
+                flush=True,
+            )
+        return _finish(ctx)
+
+
+def _captions_line(report, the_plan) -> str:
+    """The plan's line about captions: where each comes from, and how the caption stage generates."""
+    counts = data_report.caption_sources(report)
+    line = "captions: " + (", ".join(f"{n} {data_report.CAPTION_SOURCES[k]}" for k, n in counts.items()) or "none")
+    if report.to_caption:
+        fp8 = "fp8 (--fp8_vl)" if the_plan.memory.fp8_vl else "bf16"
+        line += f"; Qwen2.5-VL in {fp8} writes them into {report.overlay.root}"
+    return line
 
 
 def _plan(settings: Settings, report):
@@ -112,7 +153,10 @@ def _plan(settings: Settings, report):
     items-vs-GPUs check are decided here)."""
     the_plan = plan.make(settings, report.buckets())
     print("\n[plan]", flush=True)
-    for line in plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]:
+    lines = plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]
+    if settings.generates_captions or any(f.caption_source in ("generated", "edited") for f in report.planned):
+        lines.append(_captions_line(report, the_plan))
+    for line in lines:
         print(f"  {line}", flush=True)
     if the_plan.items * settings.num_repeats < the_plan.launch.num_processes:
         raise DataError(
@@ -122,6 +166,11 @@ def _plan(settings: Settings, report):
     index = cachestore.DigestIndex(settings.output_dir / "cache" / "digests.json")
     the_caches = caches.plan(settings, report, the_plan.memory, index)
     index.save()
+    if settings.skip_cache and report.to_caption:
+        raise UserError(
+            f"--skip_cache: {len(report.to_caption)} caption(s) are still to be generated, so their text-encoder "
+            "outputs cannot be cached yet. Run without --skip_cache (or --caption_only first)."
+        )
     if settings.skip_cache:  # decided now, not after a 40 GB download
         missing = caches.missing(the_caches)
         if missing:
@@ -305,8 +354,8 @@ def _require_cuda() -> int:
     return torch.cuda.device_count()
 
 
-def _run_stage(ctx: RunContext, index: int, stage) -> None:
-    label = f"[{index}/{len(STAGES)}] {stage.TITLE}"
+def _run_stage(ctx: RunContext, index: int, stage, total: int = len(STAGES)) -> None:
+    label = f"[{index}/{total}] {stage.TITLE}"
     print(f"\n{label}", flush=True)
     t0 = time.monotonic()
     try:
@@ -335,9 +384,10 @@ def _log_to_file(path: Path, line: str) -> None:
 def dry_run(ctx: RunContext) -> dict:
     """Stages 2 and 3 for real; then report model files, print the musubi commands, write plan.json."""
     s = ctx.settings
-    _run_stage(ctx, 2, extract)
-    _run_stage(ctx, 3, dataset_toml)
-    found = download.presence(s.task, s.models_dir, ctx.env, s.dit_variant)
+    stages = stages_for(ctx.data)
+    for st in (extract, dataset_toml):
+        _run_stage(ctx, stages.index(st) + 1, st, len(stages))
+    found = download.presence(s.task, s.models_dir, ctx.env, s.dit_variant, download.tokenizer_repos(s))
     ctx.weights = found.weights
     print("\nmodel files:", flush=True)
     for line in found.present:
@@ -346,9 +396,17 @@ def dry_run(ctx: RunContext) -> dict:
         print(f"  missing  {line}  (the download stage would fetch it)")
     plan = {"dataset_config": str(ctx.dataset_toml), "stages": [st.command(ctx).plan_entry() for st in PLANNED]}
     atomic_write_json(ctx.paths.plan, plan)
+    if caption in stages:
+        plan["captions_to_generate"] = len({f.caption_request.key for f in ctx.data.to_caption})
+        atomic_write_json(ctx.paths.plan, plan)
     print("\ncommands a real run would start (nothing was started):", flush=True)
-    for i, st in enumerate(PLANNED, 4):
-        print(f"  [{i}/{len(STAGES)}] {st.command(ctx).display()}")
+    if caption in stages:
+        print(
+            f"  [2/{len(stages)}] {len(ctx.data.to_caption)} caption(s) to generate into {ctx.data.overlay.root}: "
+            f"python -m {caption.WORKER} RUN/caption_job.json (Qwen2.5-VL, one model load)"
+        )
+    for st in PLANNED:
+        print(f"  [{stages.index(st) + 1}/{len(stages)}] {st.command(ctx).display()}")
     _print_nodes(ctx)
     print(f"\nplan: {ctx.paths.plan}", flush=True)
     return plan

@@ -5,7 +5,9 @@
   before anything is fetched; then it is downloaded into MODELS_DIR/<repo_id>/<path> with huggingface_hub (resuming
   a partial file, even one left by a killed process), hashed, and checked against the hub's ETag (sha256 of an LFS
   file). A mismatch deletes the file and downloads it again once; a second mismatch fails, naming the file.
-- The two tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline.
+- The two tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline; so do
+  the captioner's processor files when captions are generated (--missing_caption generate, --caption_only).
+- --caption_only fetches only the file the captioner loads (the Qwen2.5-VL text encoder), not the DiT or VAE.
 - --offline / --skip_download: no network; every file must be present and pass the quick check (or a hash against
   what huggingface_hub recorded when it downloaded it). --verify_weights re-hashes every file.
 HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured (read from ctx.env when the stage runs); HF_TOKEN is never logged.
@@ -18,10 +20,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
 from ..core.fsutil import human_bytes
 from ..families.hunyuan_video_1_5 import catalog
+from ..families.hunyuan_video_1_5.captioning import CAPTIONER
 from ..weights import hub
 from ..weights.manifest import Manifest, hashes, matches_etag, record_for
 
@@ -47,7 +51,30 @@ def hub_cache_dir(env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def presence(task: str, models_dir: Path, env: dict[str, str], variant: str = "720p") -> Presence:
+def weight_files(s: Settings) -> dict[str, catalog.WeightFile]:
+    """component -> file this run needs: the task's and DiT variant's, or with --caption_only the captioner's."""
+    files = catalog.weights_for(s.task, s.dit_variant)
+    if s.caption_only:
+        return {c: w for c, w in files.items() if c == CAPTIONER.weight_component}
+    return files
+
+
+def tokenizer_repos(s: Settings) -> tuple[catalog.TokenizerRepo, ...]:
+    """The repos fetched into the HF cache: musubi's tokenizers, and the captioner's processor files when captions
+    are generated."""
+    if not s.generates_captions:
+        return catalog.TOKENIZERS
+    files = CAPTIONER.processor_files
+    return (*catalog.TOKENIZERS, catalog.TokenizerRepo(CAPTIONER.processor_repo_id, files, files, "caption processor"))
+
+
+def presence(
+    task: str,
+    models_dir: Path,
+    env: dict[str, str],
+    variant: str = "720p",
+    tokenizers: tuple[catalog.TokenizerRepo, ...] = catalog.TOKENIZERS,
+) -> Presence:
     """Check, without network or hashing, which weight files and tokenizers for `task` are on disk."""
     weights, present, missing = {}, [], []
     manifest = Manifest(models_dir)
@@ -57,9 +84,9 @@ def presence(task: str, models_dir: Path, env: dict[str, str], variant: str = "7
         state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
         (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file() else ""))
     cache = hub_cache_dir(env)
-    for tok in catalog.TOKENIZERS:
+    for tok in tokenizers:
         absent = _missing_tokenizer_files(tok, cache)
-        desc = f"tokenizer {tok.repo_id} in {cache}"
+        desc = f"{tok.component} {tok.repo_id} in {cache}"
         (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
 
@@ -91,7 +118,7 @@ def _corrupt_tokenizer_files(tok: catalog.TokenizerRepo, cache: Path) -> list[Pa
 def run(ctx: RunContext) -> dict:
     """Make the files present and verified; sets ctx.weights. Returns summary info (files, commits, bytes)."""
     s = ctx.settings
-    files = catalog.weights_for(s.task, s.dit_variant)
+    files = weight_files(s)
     ctx.weights = {comp: wf.local_path(s.models_dir) for comp, wf in files.items()}
     fetcher = _Fetcher(ctx)
     if s.offline or s.skip_download:
@@ -149,7 +176,7 @@ class _Fetcher:
         for wf in files.values():
             if wf not in todo:
                 self.log(f"{wf.component}: {wf.local_path(self.s.models_dir)} (verified earlier)")
-        for tok in catalog.TOKENIZERS:
+        for tok in tokenizer_repos(self.s):
             self._fetch_tokenizer(tok)
 
     def _trusted(self, wf: catalog.WeightFile) -> bool:
@@ -275,7 +302,8 @@ class _Fetcher:
                 problem = self._verify_offline(wf, path)
                 if problem:
                     missing.append(f"{wf.component}: {path} ({problem})")
-        for tok in catalog.TOKENIZERS:
+        repos = tokenizer_repos(self.s)
+        for tok in repos:
             absent = _missing_tokenizer_files(tok, self.cache)
             if absent:
                 missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
@@ -290,9 +318,7 @@ class _Fetcher:
                 + "\n  ".join(missing)
                 + f"\nRun once without {flag} (with network) to fetch them."
             )
-        self.log(
-            f"{flag}: all {len(files) + len(catalog.TOKENIZERS)} model files present and checked; nothing downloaded"
-        )
+        self.log(f"{flag}: all {len(files) + len(repos)} model files present and checked; nothing downloaded")
 
     def _verify_offline(self, wf: catalog.WeightFile, path: Path) -> str | None:
         """Hash the file and compare with the manifest, or with the ETag huggingface_hub stored beside it."""
