@@ -4,12 +4,13 @@ as one safetensors file in the layout and key names of the Comfy file the traine
 the language model, `visual.*` for the vision tower, `lm_head.weight`), and the small files of
 `Qwen/Qwen2.5-VL-7B-Instruct` the captioner's processor reads.
 
-The token ids are the real ones (151643 <|endoftext|> ... 151656 <|video_pad|>, vocabulary 152064), so the chat
-template, the processor's placeholder expansion and the model's vision-token lookup run as with the 7B model. The
-tokenizer is byte-level without merges (every byte one token) plus filler words `w<N>` that random weights generate,
-so captions are meaningless but readable. The model's dimensions are written into the file's metadata
-(`hvlora_test_config`): the stand-in of musubi's `load_qwen2_5_vl` reads them there, where the real loader has the
-7B configuration built in.
+The vocabulary is small (512: byte-level tokens without merges, so every byte is one token, filler words `w<N>`
+that random weights generate, then the chat and vision special tokens), because generating over Qwen's 152,064
+tokens costs seconds per item on a CPU; the token ids in the model's configuration and generation_config.json are
+those of this tokenizer, so the chat template, the processor's placeholder expansion and the model's vision-token
+lookup run as with the 7B model. Captions are meaningless but readable. The model's configuration is written into
+the file's metadata (`hvlora_test_config`): the stand-in of musubi's `load_qwen2_5_vl` reads it there, where the
+real loader has the 7B configuration built in.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-VOCAB = 152064
-FIRST_SPECIAL = 151643
+VOCAB = 512
+FIRST_SPECIAL = 480  # the real model's first special token is 151643
 SPECIALS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -61,11 +62,16 @@ CHAT_TEMPLATE = (
     "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}"
 )
+def _id(token: str) -> int:
+    return FIRST_SPECIAL + SPECIALS.index(token)
+
+
+# generation_config.json as published, with this tokenizer's ids (151643 -> <|endoftext|>, 151645 -> <|im_end|>)
 GENERATION_CONFIG = {
-    "bos_token_id": 151643,
-    "pad_token_id": 151643,
+    "bos_token_id": _id("<|endoftext|>"),
+    "pad_token_id": _id("<|endoftext|>"),
     "do_sample": True,
-    "eos_token_id": [151645, 151643],
+    "eos_token_id": [_id("<|im_end|>"), _id("<|endoftext|>")],
     "repetition_penalty": 1.05,
     "temperature": 0.1,
     "top_p": 0.001,
@@ -79,17 +85,17 @@ VISION = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2
 
 def config_dict() -> dict:
     """The tiny model's configuration: musubi's 7B configuration (qwen_image_utils.load_qwen2_5_vl) with small
-    sizes; head_dim 16, so the multimodal RoPE sections sum to 8."""
+    sizes and this tokenizer's ids; head_dim 16, so the multimodal RoPE sections sum to 8."""
     return {
         "architectures": ["Qwen2_5_VLForConditionalGeneration"],
         "model_type": "qwen2_5_vl",
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "vision_start_token_id": 151652,
-        "vision_end_token_id": 151653,
-        "vision_token_id": 151654,
-        "image_token_id": 151655,
-        "video_token_id": 151656,
+        "bos_token_id": _id("<|endoftext|>"),
+        "eos_token_id": _id("<|im_end|>"),
+        "vision_start_token_id": _id("<|vision_start|>"),
+        "vision_end_token_id": _id("<|vision_end|>"),
+        "vision_token_id": _id("<|vision_pad|>"),
+        "image_token_id": _id("<|image_pad|>"),
+        "video_token_id": _id("<|video_pad|>"),
         "hidden_act": "silu",
         **TEXT,
         "num_key_value_heads": 1,

@@ -397,7 +397,7 @@ def dry_run(ctx: RunContext) -> dict:
     plan = {"dataset_config": str(ctx.dataset_toml), "stages": [st.command(ctx).plan_entry() for st in PLANNED]}
     atomic_write_json(ctx.paths.plan, plan)
     if caption in stages:
-        plan["captions_to_generate"] = len({f.caption_request.key for f in ctx.data.to_caption})
+        plan["captions_to_generate"] = len(ctx.data.to_caption)
         atomic_write_json(ctx.paths.plan, plan)
     print("\ncommands a real run would start (nothing was started):", flush=True)
     if caption in stages:
