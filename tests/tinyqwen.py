@@ -62,6 +62,8 @@ CHAT_TEMPLATE = (
     "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
     "<|im_start|>assistant\n{% endif %}"
 )
+
+
 def _id(token: str) -> int:
     return FIRST_SPECIAL + SPECIALS.index(token)
 

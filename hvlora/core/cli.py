@@ -22,7 +22,8 @@ DEFAULT_CONFIG = PROJECT_DIR / "train.toml"
 DESCRIPTION = """\
 Train a HunyuanVideo 1.5 LoRA from a ZIP of images and videos with .txt captions, using musubi-tuner.
 Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi dataset TOML, [4/7] cache latents,
-[5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format.
+[5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format (with captions to
+generate, --missing_caption generate, a caption stage follows the download).
 Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui.safetensors,
 plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and summary.json."""
 

@@ -130,11 +130,15 @@ def _caption_only(settings: Settings, report, wall: float) -> RunContext:
             stages = (download, caption) if caption.needed(report) else ()
             for i, stage in enumerate(stages, 1):
                 _run_stage(ctx, i, stage, len(stages))
-            print(
-                f"\nCaptions: {report.overlay.root} (one .txt per media file, and captions.jsonl). Edit any of them: "
-                "an edited caption is never overwritten. Training with the same data uses them.",
-                flush=True,
-            )
+            if not report.overlay.root.is_dir():
+                print("\nNothing to caption: every media file has a caption in the data.", flush=True)
+            else:
+                print(
+                    f"\n{'Captions' if stages else 'Nothing to caption; the captions'}: {report.overlay.root} (a .txt "
+                    "per media file, and captions.jsonl). Edit any of them: an edited caption is never overwritten. "
+                    "Training on the same data uses them.",
+                    flush=True,
+                )
         return _finish(ctx)
 
 

@@ -21,8 +21,9 @@ from pathlib import Path, PurePosixPath
 
 from ..cache.cachestore import DigestIndex, media_key
 from ..captioning import overlay as caption_overlay
+from ..captioning import plan as caption_plan
 from ..captioning import requests as caption_requests
-from ..core.config import Settings, read_caption_prompt
+from ..core.config import Settings
 from ..core.errors import DataError
 from ..families.hunyuan_video_1_5 import catalog
 from ..families.hunyuan_video_1_5.captioning import CAPTIONER
@@ -190,8 +191,9 @@ def run(s: Settings, store: Path) -> DataReport:
             _check_media(f, s)
     _plan(report)
     if s.generates_captions:
-        _caption_requests(report)
-    _caption_notes(report)
+        te = catalog.weights_for(s.task, s.dit_variant)[CAPTIONER.weight_component]
+        caption_plan.resolve(report, CAPTIONER, te, lambda f, text: final_caption(f, text, _overlay_path(report, f), s))
+    _overlay_notes(report)
     index.save()
     return _finish(report)
 
@@ -325,38 +327,7 @@ def _check_overlay_media(report: DataReport, index: DigestIndex) -> None:
             _no_caption(f, report.settings)
 
 
-def _caption_requests(report: DataReport) -> None:
-    """With --missing_caption generate: what each planned file without a caption of its own is captioned from.
-    An unedited overlay caption made with other settings (or any, with --recaption) is generated again; a caption
-    the store already holds for the request is used without generating."""
-    s = report.settings
-    store = caption_overlay.Store(caption_overlay.store_dir(s.output_dir))
-    common = caption_settings(s)
-    for f in report.planned:
-        if f.caption_source not in ("generated", "pending"):
-            continue
-        f.caption_request = _request(report, f, common)
-        if f.caption_source == "generated":
-            record = report.overlay.records.get(f.overlay_caption) or {}
-            if s.recaption or record.get("key") != f.caption_request.key:
-                why = "--recaption" if s.recaption else "the captioning settings changed"
-                f.add(NOTE, f"its generated caption is generated again ({why})")
-                f.caption_source, f.caption = "pending", None
-        if f.caption_source == "pending" and not s.recaption:
-            hit = store.get(f.caption_request.key)
-            if hit is not None:
-                f.caption_source, f.overlay_text = "generated", hit["caption"]
-                final_caption(f, hit["caption"], _overlay_path(report, f), s)
-
-
-CAPTION_NOTES = {
-    "generated": "its caption was generated earlier: {path}",
-    "edited": "its caption is the one you edited: {path}",
-    "pending": "has no caption; the caption stage generates one into {path}",
-}
-
-
-def _caption_notes(report: DataReport) -> None:
+def _overlay_notes(report: DataReport) -> None:
     """Where the caption of each usable file without a caption of its own comes from (the report's rows)."""
     for f in report.usable:
         note = CAPTION_NOTES.get(f.caption_source or "")
@@ -364,34 +335,11 @@ def _caption_notes(report: DataReport) -> None:
             f.add(NOTE, note.format(path=_overlay_path(report, f)))
 
 
-def caption_settings(s: Settings) -> dict:
-    """What every caption request of a run shares: the Qwen2.5-VL file and the processor files (with their
-    revisions) and the token limit."""
-    wf = catalog.weights_for(s.task, s.dit_variant)[CAPTIONER.weight_component]
-    return {
-        "model": f"{wf.key}@{s.revision_for(wf.repo_id)}",
-        "processor": f"{CAPTIONER.processor_repo_id}@{s.revision_for(CAPTIONER.processor_repo_id)}",
-        "max_new_tokens": s.caption_max_tokens,
-    }
-
-
-def caption_prompt(s: Settings, kind: str) -> str:
-    """The instruction for a media kind: --caption_prompt, --caption_prompt_file, or the family's default."""
-    if s.caption_prompt is not None:
-        return s.caption_prompt.strip()
-    if s.caption_prompt_file is not None:
-        return read_caption_prompt(s.caption_prompt_file)
-    return CAPTIONER.prompts[kind]
-
-
-def _request(report: DataReport, f: FileRecord, common: dict) -> caption_requests.Request:
-    s = report.settings
-    frames_fps = None
-    if f.kind == "video":
-        head = frames.effective_mode(s.frame_extraction, s.frame_sample) == "head"
-        source_fps = report.blocks[f.block].source_fps
-        frames_fps = caption_requests.video_frames(f.info.frames, source_fps, f.clips, head, max(s.target_frames))
-    return caption_requests.make(f.kind, f.media_key, caption_prompt(s, f.kind), common, frames_fps)
+CAPTION_NOTES = {
+    "generated": "its caption was generated earlier: {path}",
+    "edited": "its caption is the one you edited: {path}",
+    "pending": "has no caption; the caption stage generates one into {path}",
+}
 
 
 def _probe_all(files: list[FileRecord]) -> None:

@@ -128,10 +128,9 @@ def _generate(ctx: RunContext, store: caption_overlay.Store, todo: list[prefligh
 
 def _job(ctx: RunContext, store: caption_overlay.Store, todo: list[preflight.FileRecord]) -> dict:
     s = ctx.settings
-    processor = hub_cache_dir(ctx.env) / _snapshot_folder(ctx)
     return {
         "model_file": str(ctx.weights[CAPTIONER.weight_component]),
-        "processor_dir": str(processor),
+        "processor_dir": str(_processor_dir(ctx)),
         "device": s.device,
         "fp8": bool(ctx.plan.memory.fp8_vl),
         "store": str(store.root),
@@ -154,9 +153,9 @@ def _job(ctx: RunContext, store: caption_overlay.Store, todo: list[preflight.Fil
     }
 
 
-def _snapshot_folder(ctx: RunContext) -> Path:
-    """The processor files' snapshot folder in the HF cache, relative to the cache (the download stage put them
-    there; HF_HUB_OFFLINE is set for children, so nothing is fetched)."""
+def _processor_dir(ctx: RunContext) -> Path:
+    """The processor files' snapshot folder in the HF cache (the download stage put them there; children run
+    with HF_HUB_OFFLINE, so nothing is fetched)."""
     from huggingface_hub import try_to_load_from_cache
 
     cache = hub_cache_dir(ctx.env)
@@ -164,10 +163,10 @@ def _snapshot_folder(ctx: RunContext) -> Path:
     if not isinstance(found, str):
         raise StageFailed(
             NAME,
-            f"the processor files of {CAPTIONER.processor_repo_id} are not in {cache}; run without --skip_download "
-            "or --offline once to fetch them",
+            f"the processor files of {CAPTIONER.processor_repo_id} are not in {cache}; run once without "
+            "--skip_download or --offline to fetch them",
         )
-    return Path(found).parent.relative_to(cache)
+    return Path(found).parent
 
 
 class _Counter:
