@@ -11,7 +11,9 @@ videos (it still accepts `videos=` in 4.57, with a deprecation warning, and retu
 `chat_template.json`, and the two steps `Qwen2_5_VLProcessor.__call__` adds on top, mirrored here line for line:
 each `<|image_pad|>`/`<|video_pad|>` expanded to grid_t*grid_h*grid_w / merge_size**2 tokens, and
 `second_per_grid_ts = temporal_patch_size / fps` (the seconds one temporal patch spans; without it the model
-assumes 2 fps). The model checks the first itself: a count that does not match its vision features raises.
+assumes 2 fps). The model checks the first itself: a count that does not match its vision features raises. The
+pixels are those of `Qwen2VLVideoProcessor` (the same smart_resize to the same bounds, rescale, normalize, last frame
+repeated to an even count, the same patch order), resized by PIL instead of torchvision (bicubic both).
 
 Everything here imports torch/transformers lazily: hvlora's own process never loads them.
 """
