@@ -341,3 +341,76 @@ def test_dry_run_shows_the_captions_to_generate(ws, tmp_path):
     assert f"missing  caption processor {CAPTIONER.processor_repo_id}" in r.stdout
     assert json.loads((ws.last_run / "plan.json").read_text())["captions_to_generate"] == 2
     assert not (ws.output / "captions").exists() and not (ws.output / "cache" / "captions").exists()
+
+
+# --- precedence and the overlay sync, in process ----------------------------------------------------------------
+
+
+def _preflight(make_settings, tmp_path, *flags):
+    from hvlora.data import preflight
+
+    s = make_settings("--resolution", "64x64", "--input_dir", str(tmp_path / "in"), *flags)
+    return preflight.run(s, tmp_path / "work")
+
+
+def _fake_generation(report, tmp_path):
+    """What the child does, without a model: one stored caption per request, then the stage's overlay sync."""
+    from hvlora.stages import caption
+
+    store = caption_overlay.Store(caption_overlay.store_dir(report.settings.output_dir))
+    for f in report.to_caption:
+        r = f.caption_request
+        store.put(r.key, {"caption": f"a picture of {f.name}", "seconds": 1.0, "media": r.media_key,
+                          "settings": r.settings, "run": "r1"})  # fmt: skip
+    caption._sync(report, store, lambda _msg: None)
+
+
+def test_precedence_and_what_changes_a_generated_caption(make_settings, tmp_path):
+    """user > overlay (edited, or generated from this content) > generating; a replaced file or changed settings
+    make a generated caption stale; an edited one is always used; a fully captioned dataset needs no stage."""
+    from hvlora.stages import caption
+
+    src = tmp_path / "in"
+    for name, size in (("a.png", 64), ("b.png", 80), ("c.png", 96)):
+        make_image(src / name, size, 64)
+    (src / "a.txt").write_text("a by the user")
+    flags = ("--missing_caption", "generate", "--trigger_word", "ohwx")
+    report = _preflight(make_settings, tmp_path, *flags)
+    assert {f.name: f.caption_source for f in report.files} == {"a.png": "user", "b.png": "pending", "c.png": "pending"}
+    assert caption.needed(report)
+    _fake_generation(report, tmp_path)
+    assert {f.name: f.caption for f in report.files} == {
+        "a.png": "ohwx, a by the user",
+        "b.png": "ohwx, a picture of b.png",
+        "c.png": "ohwx, a picture of c.png",
+    }
+    overlay = tmp_path / "output" / "captions" / "in"
+    assert (overlay / "b.txt").read_text() == "a picture of b.png\n"
+
+    (overlay / "c.txt").write_text("c, edited")
+    report = _preflight(make_settings, tmp_path, *flags)
+    assert {f.name: f.caption_source for f in report.files} == {
+        "a.png": "user",
+        "b.png": "generated",
+        "c.png": "edited",
+    }
+    assert [f.caption for f in report.files] == ["ohwx, a by the user", "ohwx, a picture of b.png", "ohwx, c, edited"]
+    assert caption.needed(report)  # captions.jsonl still says c.png is generated
+    _fake_generation(report, tmp_path)
+    assert not caption.needed(_preflight(make_settings, tmp_path, *flags))  # nothing to do: no stage
+
+    report = _preflight(make_settings, tmp_path, *flags, "--caption_max_tokens", "17")  # another setting
+    assert {f.name: f.caption_source for f in report.files} == {"a.png": "user", "b.png": "pending", "c.png": "edited"}
+    assert any("generated again (the captioning settings changed)" in str(p) for p in report.files[1].problems)
+
+    make_image(src / "b.png", 88, 64)  # b.png replaced: its generated caption describes another picture
+    report = _preflight(make_settings, tmp_path)  # --missing_caption error
+    b = report.files[1]
+    assert b.caption_source is None and any("has no caption" in str(p) for p in report.errors)
+    assert any("was made from an earlier version of it" in str(p) for p in b.problems)
+    assert report.files[2].caption == "c, edited"  # an edited caption is used without --missing_caption generate
+
+    (src / "b.txt").write_text("b by the user")
+    (src / "c.txt").write_text("c by the user")
+    report = _preflight(make_settings, tmp_path, *flags)
+    assert {f.caption_source for f in report.files} == {"user"} and not caption.needed(report)

@@ -46,6 +46,8 @@ def needed(report: preflight.DataReport) -> bool:
         return False
     if report.to_caption:
         return True
+    if not any(f.caption_source in ("generated", "edited") for f in report.usable):
+        return False  # every caption is the user's (or the trigger word): no overlay to keep
     records, writes = _sync_plan(report, _store(report))
     return bool(writes) or report.overlay.index_lines() != _index_lines(records)
 
@@ -78,7 +80,9 @@ def run(ctx: RunContext) -> dict:
         written = _sync(report, store, log)
     missing = [f.name for f in report.to_caption if f.caption_source == "pending"]
     if missing:
-        raise StageFailed(NAME, f"no caption was generated for {', '.join(missing[:5])}; see the log")
+        raise StageFailed(
+            NAME, f"no caption was generated for {', '.join(missing[:5])}; see the log", log_path=ctx.paths.log(NAME)
+        )
     if ctx.caches is not None:  # text-encoder outputs are keyed by the final captions, known only now
         index = cachestore.DigestIndex(s.output_dir / "cache" / "digests.json")
         ctx.caches = caches.plan(s, report, ctx.plan.memory, index)
