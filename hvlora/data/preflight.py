@@ -194,7 +194,8 @@ def run(s: Settings, store: Path) -> DataReport:
         te = catalog.weights_for(s.task, s.dit_variant)[CAPTIONER.weight_component]
         caption_plan.resolve(report, CAPTIONER, te, lambda f, text: final_caption(f, text, _overlay_path(report, f), s))
     _overlay_notes(report)
-    index.save()
+    if not s.check_data:  # --check_data writes nothing outside its run folder
+        index.save()
     return _finish(report)
 
 
@@ -314,11 +315,11 @@ def _use_overlay(report: DataReport, f: FileRecord) -> bool:
 
 
 def _check_overlay_media(report: DataReport, index: DigestIndex) -> None:
-    """The content key of every usable file without a caption of its own; an unedited generated caption made
-    from other content (the file was replaced) no longer counts: --missing_caption decides again."""
+    """The content key of every usable file whose caption is generated (or to be); an unedited generated caption
+    made from other content (the file was replaced) no longer counts: --missing_caption decides again."""
     for f in report.files:
-        if f.caption_source in (None, "user") or not f.usable or f.path is None:
-            continue
+        if f.caption_source not in ("generated", "pending") or not f.usable or f.path is None:
+            continue  # only generated captions (made, or to make) are tied to the content
         f.media_key = media_key(f.identity, f.path, index)
         record = report.overlay.records.get(f.overlay_caption) if f.caption_source == "generated" else None
         if record is not None and record.get("media") != f.media_key:
