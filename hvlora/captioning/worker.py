@@ -62,8 +62,21 @@ def inputs_for(processor: qwen_vl.Processor, item: dict) -> dict:
     return processor.video_inputs(frames, item["fps"], item["prompt"], bounds)
 
 
+def _quiet_video_deprecation() -> None:
+    """The slow image processor warns on every video that videos belong to the video processor: this path is
+    deliberate (qwen_vl.py says why), so the warning is dropped; every other message stays."""
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "doesn't process videos anymore" not in record.getMessage()
+
+    logging.getLogger("transformers.models.qwen2_vl.image_processing_qwen2_vl").addFilter(_Drop())
+
+
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    _quiet_video_deprecation()
     import torch
     from musubi_tuner.qwen_image.qwen_image_utils import load_qwen2_5_vl
     from transformers import GenerationConfig

@@ -249,10 +249,10 @@ class _Fetcher:
 
     def _fetch_tokenizer(self, tok: catalog.TokenizerRepo) -> None:
         if not _missing_tokenizer_files(tok, self.cache) and not _corrupt_tokenizer_files(tok, self.cache):
-            self.log(f"tokenizer {tok.repo_id}: in {self.cache}")
+            self.log(f"{tok.component} {tok.repo_id}: in {self.cache}")
             return
         for attempt in (1, 2):
-            self.log(f"tokenizer {tok.repo_id} -> {self.cache}")
+            self.log(f"{tok.component} {tok.repo_id} -> {self.cache}")
             hub.snapshot(
                 tok.repo_id,
                 tok.allow_patterns,
@@ -306,7 +306,7 @@ class _Fetcher:
         for tok in repos:
             absent = _missing_tokenizer_files(tok, self.cache)
             if absent:
-                missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
+                missing.append(f"{tok.component} {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
             bad = [] if absent else _corrupt_tokenizer_files(tok, self.cache)
             if bad:
                 missing.append(
