@@ -304,6 +304,13 @@ def test_caption_only_resumes_after_a_kill_and_recaption_spares_edits(ws, tmp_pa
     assert all(store_records(ws)[rec["key"]]["run"] == ws.last_run.name for rec in regenerated)
     assert all(rec["settings"]["fp8"] is False for rec in regenerated)  # CPU without --vram: no preset, bf16
 
+    # a run without --missing_caption generate lays the data out with the overlay's captions (a dry run: the
+    # training run in test_training_run_generates_what_is_missing trains on what this layout holds)
+    r = ws.train(*SMOKE, "--dry_run", "--trigger_word", "ohwx")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    laid_out = {p.name: p.read_text() for p in (ws.last_run / "dataset" / "images").glob("*.txt")}
+    assert laid_out == {f"img{n}.txt": "ohwx, " + (overlay_of(ws) / f"img{n}.txt").read_text().strip() for n in (0, 1)}
+
 
 def test_worker_reads_what_the_model_sees(tmp_path):
     """Images with their EXIF orientation applied (the preflight warns musubi ignores it); video frames by their
