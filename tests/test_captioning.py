@@ -372,6 +372,45 @@ def _fake_generation(report, tmp_path):
     caption._sync(report, store, lambda _msg: None)
 
 
+def _identity(report) -> str:
+    """The data fingerprint a run is continued by (runs.identity)."""
+    from hvlora.cache import caches
+    from hvlora.core import runs
+    from hvlora.training import plan
+
+    the_plan = plan.make(report.settings, report.buckets(), gpus=[], host_ram=64 * 2**30)
+    return runs.identity(
+        report.settings, report, caches.plan(report.settings, report, the_plan.memory, None), the_plan
+    )["data"]
+
+
+def test_a_run_stopped_while_captioning_is_the_same_run(make_settings, tmp_path):
+    """A file's generated caption counts by its request key: the run identity is the same before the caption is
+    generated and after (so the same command continues the same run folder), and differs once it is edited."""
+    make_image(tmp_path / "in" / "a.png", 64, 64)
+    flags = ("--missing_caption", "generate")
+    before = _preflight(make_settings, tmp_path, *flags)
+    assert [f.caption_source for f in before.files] == ["pending"]
+    _fake_generation(before, tmp_path)
+    after = _preflight(make_settings, tmp_path, *flags)
+    assert [f.caption_source for f in after.files] == ["generated"] and _identity(after) == _identity(before)
+    (tmp_path / "output" / "captions" / "in" / "a.txt").write_text("edited")
+    assert _identity(_preflight(make_settings, tmp_path, *flags)) != _identity(before)
+
+
+def test_caption_prompt_file(make_settings, tmp_path):
+    from hvlora.captioning import plan
+
+    (tmp_path / "p.txt").write_text("\ufeffDescribe only the colours.\n", encoding="utf-8")
+    s = make_settings("--caption_prompt_file", str(tmp_path / "p.txt"))
+    assert (
+        plan.prompt_for(s, CAPTIONER, "video")
+        == plan.prompt_for(s, CAPTIONER, "image")
+        == ("Describe only the colours.")
+    )
+    assert plan.prompt_for(make_settings(), CAPTIONER, "image") == CAPTIONER.prompts["image"]
+
+
 def test_precedence_and_what_changes_a_generated_caption(make_settings, tmp_path):
     """user > overlay (edited, or generated from this content) > generating; a replaced file or changed settings
     make a generated caption stale; an edited one is always used; a fully captioned dataset needs no stage."""
