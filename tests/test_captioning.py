@@ -389,13 +389,14 @@ def test_a_run_stopped_while_captioning_is_the_same_run(make_settings, tmp_path)
     generated and after (so the same command continues the same run folder), and differs once it is edited."""
     make_image(tmp_path / "in" / "a.png", 64, 64)
     flags = ("--missing_caption", "generate")
-    before = _preflight(make_settings, tmp_path, *flags)
-    assert [f.caption_source for f in before.files] == ["pending"]
-    _fake_generation(before, tmp_path)
+    report = _preflight(make_settings, tmp_path, *flags)
+    assert [f.caption_source for f in report.files] == ["pending"]
+    before = _identity(report)
+    _fake_generation(report, tmp_path)
     after = _preflight(make_settings, tmp_path, *flags)
-    assert [f.caption_source for f in after.files] == ["generated"] and _identity(after) == _identity(before)
+    assert [f.caption_source for f in after.files] == ["generated"] and _identity(after) == before
     (tmp_path / "output" / "captions" / "in" / "a.txt").write_text("edited")
-    assert _identity(_preflight(make_settings, tmp_path, *flags)) != _identity(before)
+    assert _identity(_preflight(make_settings, tmp_path, *flags)) != before
 
 
 def test_caption_prompt_file(make_settings, tmp_path):
