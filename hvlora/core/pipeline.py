@@ -6,6 +6,8 @@ TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -
 `--dry_run` runs the preflight and stages 2 and 3, then writes plan.json; `--check_data` runs only the preflight.
 After training: `--generate` compares base model and LoRA of a finished run (compare/) and trains nothing;
 `--push_to_hub` uploads the run once it has finished (share/), also on its own for a finished `--resume` run.
+With captions to generate, a caption stage follows the download ([2/8] caption media; the others move up
+by one); `--caption_only` runs the download (of the captioner's file only) and the caption stage.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..compare import locate
 from ..data import preflight
 from ..data import report as data_report
 from ..share import push
-from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
+from ..stages import cache_latents, cache_text_encoder, caption, convert, dataset_toml, download, extract, train
 from ..training import hints, plan, sampling
 from ..training.musubi import launcher
 from . import runs
@@ -44,6 +46,11 @@ from .runner import log_tail
 
 STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, train, convert)
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
+
+
+def stages_for(report) -> tuple:
+    """The stages of a run: the caption stage after the download when it has something to do."""
+    return (download, caption, *STAGES[1:]) if caption.needed(report) else STAGES
 
 
 def run(settings: Settings) -> RunContext | None:
@@ -97,6 +104,8 @@ def _run(settings: Settings) -> RunContext | None:
             _record_preflight(ctx, report, wall)
             print(f"\nThe data is usable. Report: {ctx.paths.root / 'dataset_report.json'}", flush=True)
         return _finish(ctx)
+    if settings.caption_only:
+        return _caption_only(settings, report, wall)
     the_plan, the_caches, ident = _plan(settings, report)
     if settings.dry_run:
         _describe_choice(runs.choose(settings, ident))  # refuses a --resume the real run would refuse
@@ -123,8 +132,9 @@ def _run(settings: Settings) -> RunContext | None:
                 push.mark(ctx.paths.root, settings.push_to_hub, "pending")
             ctx.summary.put("run_identity", ident["data"])
             _record_preflight(ctx, report, wall)
-            for i, stage in enumerate(STAGES, 1):
-                _run_stage(ctx, i, stage)
+            stages = stages_for(report)
+            for i, stage in enumerate(stages, 1):
+                _run_stage(ctx, i, stage, len(stages))
             _report_success(ctx)
         result = _finish(ctx)
     if settings.push_to_hub:  # after the run is recorded as trained: a failed upload does not fail the training
@@ -149,12 +159,50 @@ def _describe_choice(choice: runs.Choice) -> None:
         print(f"a real run would continue {choice.run_dir}", flush=True)
 
 
+def _caption_only(settings: Settings, report, wall: float) -> RunContext:
+    """--caption_only: the captioner's file, the caption stage, then stop (one writer of OUTPUT_DIR at a time)."""
+    the_plan = plan.make(settings, report.buckets())
+    print("\n[plan]", flush=True)
+    print(f"  {plan.describe(settings, the_plan)[0]}", flush=True)
+    print(f"  {_captions_line(report, the_plan)}", flush=True)
+    with RunLock(new_run_paths(settings.output_dir, settings.output_name).root, sys.argv) as lock:
+        ctx = _open_run(settings, lock.run_dir, plan=the_plan)
+        with _guard(ctx):
+            _record_preflight(ctx, report, wall)
+            stages = (download, caption) if caption.needed(report) else ()
+            for i, stage in enumerate(stages, 1):
+                _run_stage(ctx, i, stage, len(stages))
+            if not report.overlay.root.is_dir():
+                print("\nNothing to caption: every media file has a caption in the data.", flush=True)
+            else:
+                print(
+                    f"\n{'Captions' if stages else 'Nothing to caption; the captions'}: {report.overlay.root} (a .txt "
+                    "per media file, and captions.jsonl). Edit any of them: an edited caption is never overwritten. "
+                    "Training on the same data uses them.",
+                    flush=True,
+                )
+        return _finish(ctx)
+
+
+def _captions_line(report, the_plan) -> str:
+    """The plan's line about captions: where each comes from, and how the caption stage generates."""
+    counts = data_report.caption_sources(report)
+    line = "captions: " + (", ".join(f"{n} {data_report.CAPTION_SOURCES[k]}" for k, n in counts.items()) or "none")
+    if report.to_caption:
+        fp8 = "fp8 (--fp8_vl)" if the_plan.memory.fp8_vl else "bf16"
+        line += f"; Qwen2.5-VL in {fp8} writes them into {report.overlay.root}"
+    return line
+
+
 def _plan(settings: Settings, report):
     """The plan, the cache entries and the run's identity, before anything is downloaded (--skip_cache and the
     items-vs-GPUs check are decided here)."""
     the_plan = plan.make(settings, report.buckets())
     print("\n[plan]", flush=True)
-    for line in plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]:
+    lines = plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]
+    if settings.generates_captions or any(f.caption_source in ("generated", "edited") for f in report.planned):
+        lines.append(_captions_line(report, the_plan))
+    for line in lines:
         print(f"  {line}", flush=True)
     if the_plan.items * settings.num_repeats < the_plan.launch.num_processes:
         raise DataError(
@@ -164,6 +212,11 @@ def _plan(settings: Settings, report):
     index = cachestore.DigestIndex(settings.output_dir / "cache" / "digests.json")
     the_caches = caches.plan(settings, report, the_plan.memory, index)
     index.save()
+    if settings.skip_cache and report.to_caption:
+        raise UserError(
+            f"--skip_cache: {len(report.to_caption)} caption(s) are still to be generated, so their text-encoder "
+            "outputs cannot be cached yet. Run without --skip_cache (or --caption_only first)."
+        )
     if settings.skip_cache:  # decided now, not after a 40 GB download
         missing = caches.missing(the_caches)
         if missing:
@@ -357,8 +410,8 @@ def _require_cuda() -> int:
     return torch.cuda.device_count()
 
 
-def _run_stage(ctx: RunContext, index: int, stage) -> None:
-    label = f"[{index}/{len(STAGES)}] {stage.TITLE}"
+def _run_stage(ctx: RunContext, index: int, stage, total: int = len(STAGES)) -> None:
+    label = f"[{index}/{total}] {stage.TITLE}"
     print(f"\n{label}", flush=True)
     t0 = time.monotonic()
     try:
@@ -387,22 +440,30 @@ def _log_to_file(path: Path, line: str) -> None:
 def dry_run(ctx: RunContext) -> dict:
     """Stages 2 and 3 for real; then report model files, print the musubi commands, write plan.json."""
     s = ctx.settings
-    _run_stage(ctx, 2, extract)
-    _run_stage(ctx, 3, dataset_toml)
-    found = download.presence(s.family, s.task, s.models_dir, ctx.env, s.dit_variant)
+    stages = stages_for(ctx.data)
+    for st in (extract, dataset_toml):
+        _run_stage(ctx, stages.index(st) + 1, st, len(stages))
+    found = download.presence(s.family, s.task, s.models_dir, ctx.env, s.dit_variant, download.tokenizer_repos(s))
     ctx.weights = found.weights
     print("\nmodel files:", flush=True)
     for line in found.present:
         print(f"  present  {line}")
     for line in found.missing:
         print(f"  missing  {line}  (the download stage would fetch it)")
-    commands = {STAGES.index(st) + 1: st.command(ctx) for st in PLANNED}  # None: a stage this family skips
-    planned = {i: cmd for i, cmd in commands.items() if cmd is not None}
+    commands = {st: st.command(ctx) for st in PLANNED}  # None: a stage this family skips
+    planned = {st: cmd for st, cmd in commands.items() if cmd is not None}
     plan = {"dataset_config": str(ctx.dataset_toml), "stages": [cmd.plan_entry() for cmd in planned.values()]}
+    if caption in stages:
+        plan["captions_to_generate"] = len(ctx.data.to_caption)
     atomic_write_json(ctx.paths.plan, plan)
     print("\ncommands a real run would start (nothing was started):", flush=True)
-    for i, cmd in planned.items():
-        print(f"  [{i}/{len(STAGES)}] {cmd.display()}")
+    if caption in stages:
+        print(
+            f"  [2/{len(stages)}] {len(ctx.data.to_caption)} caption(s) to generate into {ctx.data.overlay.root}: "
+            f"python -m {caption.WORKER} RUN/caption_job.json (Qwen2.5-VL, one model load)"
+        )
+    for st, cmd in planned.items():
+        print(f"  [{stages.index(st) + 1}/{len(stages)}] {cmd.display()}")
     _print_nodes(ctx)
     print(f"\nplan: {ctx.paths.plan}", flush=True)
     return plan

@@ -3,7 +3,9 @@ output_name whose data and training-defining settings are the same; `--new_run` 
 picks one (also a finished one, to extend it).
 
 A run's identity (RUN/run.json) is what defines the LoRA it trains: the data (every planned file's content key,
-block and final caption: trigger word included), model family, task, DiT variant, rank/alpha, optimizer, learning rate and its
+block and final caption: trigger word included; a generated caption counts by its request key, the media's
+content and the captioning settings, so a run stopped while captioning continues in the same folder), model
+family, task, DiT variant, rank/alpha, optimizer, learning rate and its
 schedule, resolution, frame settings, repeats, seed, and the number of GPU processes (musubi's step counts and its
 scheduler's state depend on it). The step or epoch count, save and sample frequency, memory knobs and precision may
 change between segments: said, not refused.
@@ -66,7 +68,12 @@ def identity(s: Settings, report: DataReport, caches: Caches, plan: Plan) -> dic
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
     h = hashlib.sha256()
     for f in sorted(report.planned, key=lambda r: r.name):
-        h.update(f"{caches.media_keys[f.name]}\0{f.block}\0{f.caption}\n".encode())
+        caption = (
+            f"generated:{f.caption_request.key}"
+            if f.caption_source in ("generated", "pending") and f.caption_request
+            else f.caption
+        )
+        h.update(f"{caches.media_keys[f.name]}\0{f.block}\0{caption}\n".encode())
     values["data"] = h.hexdigest()[:32]
     values["items"] = plan.items
     values["num_processes"] = plan.launch.num_processes

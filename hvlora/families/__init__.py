@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: config imports this registry, so it imports no other hvlora module at run time
+    from ..captioning.spec import CaptionModel
     from ..core.config import Settings
     from ..data.frames import FrameRules
     from ..training.musubi import Command, TrainSegment
@@ -179,7 +180,8 @@ class Family:
     - samples: sample defaults; hints: failure advice; converter: its LoRA conversion, or None (the musubi file only).
     - help: option name -> the family's sentence added to that option's --help and train.toml comment.
     - generator: its musubi video generator for --generate (Generator), or None; card: its model-card facts for
-      --push_to_hub (HubCard), or None.
+      --push_to_hub (HubCard), or None; captioner: the Qwen2.5-VL among its weights that writes missing captions
+      (--missing_caption generate, --caption_only; CaptionModel), or None.
     """
 
     name: str
@@ -203,6 +205,7 @@ class Family:
     variant_memory: Mapping[str, MemoryModel] = field(default_factory=dict)
     generator: Generator | None = None
     card: HubCard | None = None
+    captioner: CaptionModel | None = None
 
     def memory_for(self, variant: str | None) -> MemoryModel:
         """The memory model of a DiT variant: its own in variant_memory (e.g. a 2B and a 19B model of one family),

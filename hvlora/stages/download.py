@@ -6,7 +6,9 @@ them).
   before anything is fetched; then it is downloaded into MODELS_DIR/<repo_id>/<path> with huggingface_hub (resuming
   a partial file, even one left by a killed process), hashed, and checked against the hub's ETag (sha256 of an LFS
   file). A mismatch deletes the file and downloads it again once; a second mismatch fails, naming the file.
-- The tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline.
+- The tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline; so do
+  the captioner's processor files when captions are generated (--missing_caption generate, --caption_only).
+- --caption_only fetches only the file the captioner loads (the family's Qwen2.5-VL), not the DiT or VAE.
 - --offline / --skip_download: no network; every file must be present and pass the quick check (or a hash against
   what huggingface_hub recorded when it downloaded it). --verify_weights re-hashes every file.
 HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured (read from ctx.env when the stage runs); HF_TOKEN is never logged.
@@ -19,6 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
 from ..core.fsutil import human_bytes
@@ -49,9 +52,35 @@ def hub_cache_dir(env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def presence(family: Family, task: str, models_dir: Path, env: dict[str, str], variant: str | None = None) -> Presence:
-    """Check, without network or hashing, which of the family's weight files and tokenizers for `task` and the DiT
-    `variant` (None: the family's default) are on disk."""
+def weight_files(s: Settings) -> dict[str, WeightFile]:
+    """component -> file this run needs: the family's for the task and DiT variant, or with --caption_only the
+    captioner's only."""
+    files = s.family.weights_for(s.task, s.dit_variant)
+    if s.caption_only and s.family.captioner is not None:
+        return {c: w for c, w in files.items() if c == s.family.captioner.weight_component}
+    return files
+
+
+def tokenizer_repos(s: Settings) -> tuple[TokenizerRepo, ...]:
+    """The repos fetched into the HF cache: the family's tokenizers, and the captioner's processor files when
+    captions are generated."""
+    captioner = s.family.captioner
+    if not s.generates_captions or captioner is None:
+        return s.family.tokenizers
+    files = captioner.processor_files
+    return (*s.family.tokenizers, TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor"))
+
+
+def presence(
+    family: Family,
+    task: str,
+    models_dir: Path,
+    env: dict[str, str],
+    variant: str | None = None,
+    tokenizers: tuple[TokenizerRepo, ...] | None = None,
+) -> Presence:
+    """Check, without network or hashing, which of the family's weight files for `task` and the DiT `variant`
+    (None: the family's default), and which `tokenizers` (None: the family's), are on disk."""
     weights, present, missing = {}, [], []
     manifest = Manifest(models_dir)
     for comp, wf in family.weights_for(task, variant or family.defaults["dit_variant"]).items():
@@ -60,9 +89,9 @@ def presence(family: Family, task: str, models_dir: Path, env: dict[str, str], v
         state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
         (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file() else ""))
     cache = hub_cache_dir(env)
-    for tok in family.tokenizers:
+    for tok in tokenizers if tokenizers is not None else family.tokenizers:
         absent = _missing_tokenizer_files(tok, cache)
-        desc = f"tokenizer {tok.repo_id} in {cache}"
+        desc = f"{tok.component} {tok.repo_id} in {cache}"
         (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
 
@@ -94,7 +123,7 @@ def _corrupt_tokenizer_files(tok: TokenizerRepo, cache: Path) -> list[Path]:
 def run(ctx: RunContext) -> dict:
     """Make the files present and verified; sets ctx.weights. Returns summary info (files, commits, bytes)."""
     s = ctx.settings
-    files = s.family.weights_for(s.task, s.dit_variant)
+    files = weight_files(s)
     ctx.weights = {comp: wf.local_path(s.models_dir) for comp, wf in files.items()}
     fetcher = _Fetcher(ctx)
     if s.offline or s.skip_download:
@@ -155,7 +184,7 @@ class _Fetcher:
         for wf in files.values():
             if wf not in todo:
                 self.log(f"{wf.component}: {wf.local_path(self.s.models_dir)} (verified earlier)")
-        for tok in self.s.family.tokenizers:
+        for tok in tokenizer_repos(self.s):
             self._fetch_tokenizer(tok)
         for r in self.repaired:
             self.log(f"repaired: {r['file']} failed its sha256 check and was fetched again")
@@ -251,10 +280,10 @@ class _Fetcher:
 
     def _fetch_tokenizer(self, tok: TokenizerRepo) -> None:
         if not _missing_tokenizer_files(tok, self.cache) and not _corrupt_tokenizer_files(tok, self.cache):
-            self.log(f"tokenizer {tok.repo_id}: in {self.cache}")
+            self.log(f"{tok.component} {tok.repo_id}: in {self.cache}")
             return
         for attempt in (1, 2):
-            self.log(f"tokenizer {tok.repo_id} -> {self.cache}")
+            self.log(f"{tok.component} {tok.repo_id} -> {self.cache}")
             hub.snapshot(
                 tok.repo_id,
                 tok.allow_patterns,
@@ -309,10 +338,11 @@ class _Fetcher:
                 problem = self._verify_offline(wf, path)
                 if problem:
                     missing.append(f"{wf.component}: {path} ({problem})")
-        for tok in self.s.family.tokenizers:
+        repos = tokenizer_repos(self.s)
+        for tok in repos:
             absent = _missing_tokenizer_files(tok, self.cache)
             if absent:
-                missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
+                missing.append(f"{tok.component} {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
             bad = [] if absent else _corrupt_tokenizer_files(tok, self.cache)
             if bad:
                 missing.append(
@@ -324,8 +354,7 @@ class _Fetcher:
                 + "\n  ".join(missing)
                 + f"\nRun once without {flag} (with network) to fetch them."
             )
-        count = len(files) + len(self.s.family.tokenizers)
-        self.log(f"{flag}: all {count} model files present and checked; nothing downloaded")
+        self.log(f"{flag}: all {len(files) + len(repos)} model files present and checked; nothing downloaded")
 
     def _verify_offline(self, wf: WeightFile, path: Path) -> str | None:
         """Hash the file and compare with the manifest, or with the ETag huggingface_hub stored beside it."""

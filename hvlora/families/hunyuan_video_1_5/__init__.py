@@ -5,7 +5,7 @@ conversion check (comfyui.py); the rules and defaults below are from musubi's co
 from __future__ import annotations
 
 from .. import CacheInputs, Converter, Family, HintAdvice
-from . import card, catalog, comfyui, generate, musubi
+from . import captioning, card, catalog, comfyui, generate, musubi
 from .memory import MODEL
 from .rules import FRAMES, SAMPLES
 
@@ -67,4 +67,5 @@ FAMILY = Family(
     },
     generator=generate,
     card=card,
+    captioner=captioning.CAPTIONER,
 )

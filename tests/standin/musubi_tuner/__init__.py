@@ -8,6 +8,9 @@ Put `tests/standin` first on PYTHONPATH and run the same argv the project builds
     python -m musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy SRC DST
     python -m musubi_tuner.hv_1_5_generate_video ...      (writes small real videos; see its docstring)
 
+and one library function hvlora's captioner child imports: `musubi_tuner.qwen_image.qwen_image_utils.load_qwen2_5_vl`
+(qwen_image/qwen_image_utils.py: musubi's key handling and dtype steps; the model is tests/tinyqwen.py's tiny one).
+
 What is real here: the argparse parsers are rebuilt from `../musubi_flags.json`, captured from the real parsers by
 `../dump_musubi_flags.py`, so unknown flags, bad types/choices and missing required arguments fail with exit 2 and
 argparse's exact message; the post-parse checks, the dataset TOML schema, file discovery, video decoding (PyAV),
