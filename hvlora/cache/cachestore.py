@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.fsutil import atomic_write_json
+from ..core.fsutil import atomic_write_json, link_or_copy
 from ..data.frames import LATENT_SUFFIX, TE_SUFFIX, text_cache_name
 from ..training import lorameta
 
@@ -170,7 +170,7 @@ class Store:
                 if target.stat().st_ino == self.path(e).stat().st_ino:
                     continue
                 target.unlink()
-            _link(self.path(e), target)
+            link_or_copy(self.path(e), target)
 
     def size_bytes(self, entries: list[Entry]) -> int:
         return sum(
@@ -180,13 +180,6 @@ class Store:
 
 def _kind(name: str) -> str:
     return "te" if name.endswith(TE_SUFFIX) else "latents" if name.endswith(LATENT_SUFFIX) else "other"
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system (a bind mount): a copy costs disk but works
-        shutil.copy2(src, dst)
 
 
 class DigestIndex:

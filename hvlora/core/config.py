@@ -20,6 +20,7 @@ from typing import Any
 import tomllib
 
 from ..families.hunyuan_video_1_5.catalog import check_variant
+from ..families.hunyuan_video_1_5.dit import MAX_BLOCKS_TO_SWAP, NUM_BLOCKS
 from .errors import ConfigError
 
 TASKS = ("t2v", "i2v")
@@ -30,7 +31,6 @@ MISSING_CAPTION = ("error", "trigger", "skip")
 DEVICES = ("cuda", "cpu")
 RANK_RANGE = (4, 128)
 # musubi asserts blocks_to_swap < 52 for HV1.5's 54 double blocks (hv_1_5_train_network.py); the docs give 51 as max.
-MAX_BLOCKS_TO_SWAP = 51
 VRAM_CHOICES = ("auto", "16", "24", "32", "48", "80")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 
@@ -246,7 +246,7 @@ OPTIONS: tuple[Option, ...] = (
         "blocks_to_swap",
         _as_int,
         None,
-        f"Offload this many of the DiT's 54 blocks to CPU memory (musubi --blocks_to_swap), 0 to "
+        f"Offload this many of the DiT's {NUM_BLOCKS} blocks to CPU memory (musubi --blocks_to_swap), 0 to "
         f"{MAX_BLOCKS_TO_SWAP}: less VRAM, slower steps, host RAM per GPU. Unset: the --vram preset decides.",
         metavar="N",
     ),

@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import Settings
 from .fsutil import atomic_write_json
+from .timefmt import utc_now, utc_stamp
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,7 @@ class RunPaths:
 
 def new_run_paths(output_dir: Path, output_name: str, now: dt.datetime | None = None) -> RunPaths:
     """Create a fresh run folder named after output_name and the UTC time; never reuses an existing one."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    stamp = now.strftime("%Y%m%d-%H%M%S")
+    stamp = utc_stamp(now)
     runs = output_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for n in range(1000):
@@ -118,7 +118,7 @@ class Summary:
             return
         self.data: dict[str, Any] = {
             "status": "running",
-            "started_at": _utc_now(),
+            "started_at": utc_now(),
             "finished_at": None,
             "run_dir": str(path.parent),
             "settings": settings.to_toml_dict(),
@@ -135,7 +135,7 @@ class Summary:
         except (OSError, ValueError):
             return False
         self.data.update(status="running", finished_at=None, settings=settings.to_toml_dict())
-        self.data.setdefault("attempts", []).append({"started_at": _utc_now(), "first_stage": len(self.data["stages"])})
+        self.data.setdefault("attempts", []).append({"started_at": utc_now(), "first_stage": len(self.data["stages"])})
         self.write()
         return True
 
@@ -156,15 +156,11 @@ class Summary:
 
     def finish(self, status: str) -> None:
         self.data["status"] = status
-        self.data["finished_at"] = _utc_now()
+        self.data["finished_at"] = utc_now()
         self.write()
 
     def write(self) -> None:
         atomic_write_json(self.path, self.data)
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class StageLog:

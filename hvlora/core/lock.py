@@ -14,7 +14,6 @@ folders and creates its own lock, so two runs started at the same moment cannot 
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import fcntl
 import json
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .timefmt import utc_now
 
 LOCK_NAME = "lock.json"
 GUARD_NAME = ".lock"
@@ -228,8 +228,7 @@ class RunLock:
             os.close(fd)
 
     def _write_info(self) -> None:
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now, "argv": self.argv}
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now(), "argv": self.argv}
         data = (json.dumps(info, indent=2) + "\n").encode("utf-8")
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)

@@ -36,6 +36,7 @@ from .errors import DataError, InternalError, Interrupted, StageFailed, UserErro
 from .fsutil import atomic_write_json, atomic_write_text
 from .lock import LockHeld, RunLock, find_live_lock
 from .runner import log_tail
+from .timefmt import format_duration
 
 STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, train, convert)
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
@@ -276,7 +277,7 @@ def _record_preflight(ctx: RunContext, report, wall: float) -> None:
             f"the data cannot be trained on as it is ({len(report.errors)} error(s); nothing was "
             f"downloaded or started):\n  {lines}{more}\nFull report (kept in the run folder): {json_path}"
         )
-    print(f"[preflight] check data: done in {format_seconds(wall)}", flush=True)
+    print(f"[preflight] check data: done in {format_duration(wall)}", flush=True)
     ctx.data = report
 
 
@@ -322,7 +323,7 @@ def _run_stage(ctx: RunContext, index: int, stage) -> None:
     wall = time.monotonic() - t0
     status = "skipped" if info.pop("skipped", False) else "ok"
     ctx.summary.stage(stage.NAME, status, wall, log=str(ctx.paths.log(stage.NAME)), **info)
-    print(f"{label}: {'skipped' if status == 'skipped' else 'done'} in {format_seconds(wall)}", flush=True)
+    print(f"{label}: {'skipped' if status == 'skipped' else 'done'} in {format_duration(wall)}", flush=True)
 
 
 def _log_to_file(path: Path, line: str) -> None:
@@ -374,7 +375,7 @@ def _report_success(ctx: RunContext) -> None:
     outs = ctx.summary.data["outputs"]
     attempts = ctx.summary.data.get("attempts") or [{"first_stage": 0}]
     total = sum(st["wall_s"] for st in ctx.summary.data["stages"][attempts[-1]["first_stage"] :])  # this command
-    print(f"\nDone in {format_seconds(total)}.", flush=True)
+    print(f"\nDone in {format_duration(total)}.", flush=True)
     for name, rec in outs.items():
         kind = "ComfyUI format" if name.endswith("_comfyui.safetensors") else "musubi format"
         print(f"  {rec['path']}  ({kind})")
@@ -447,14 +448,3 @@ def _sigterm_raises():
 
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-def format_seconds(s: float) -> str:
-    """1.23 -> '1.2 s', 75 -> '1m15s', 3725 -> '1h02m05s'."""
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}m{sec:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{sec:02d}s"

@@ -17,7 +17,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-GIB = 1024**3
+from ..core.fsutil import GIB
+from ..families.hunyuan_video_1_5.dit import HIDDEN, MAX_BLOCKS_TO_SWAP, NUM_BLOCKS
+
 PRESETS = (16, 24, 32, 48, 80)  # nominal GB of VRAM of the cards each preset is made for
 
 # A card reports a little less than its nominal size: the driver and ECC keep some (A100 40GB: 39.4 GiB, H100 80GB:
@@ -28,14 +30,10 @@ PRESET_MARGIN = 0.04
 
 # --- DiT facts (musubi hunyuan_video_1_5/hunyuan_video_1_5_models.py, hunyuan_video_1_5_modules.py) -----------------
 DIT_PARAMS = 8_326_608_160
-NUM_BLOCKS = 54  # MMDoubleStreamBlock, no single-stream blocks
-HIDDEN = 2048
 HEADS = 16
 HEAD_DIM = HIDDEN // HEADS
 MLP_HIDDEN = 4 * HIDDEN  # mlp_width_ratio 4
 MOD_FACTOR = 6  # ModulateDiT(hidden, factor=6): shift/scale/gate x2 per stream
-# musubi asserts blocks_to_swap < num_double_blocks - 2 (enable_block_swap), so 51 at most; hvlora.config agrees.
-MAX_BLOCKS_TO_SWAP = NUM_BLOCKS - 3
 STREAMS = ("img", "txt")
 # The 7 nn.Linear of one stream of a block: (name, in_features, out_features); all have a bias.
 STREAM_LINEARS = (

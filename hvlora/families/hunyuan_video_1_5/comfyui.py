@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-NUM_BLOCKS = 54
-HIDDEN = 2048
+from .dit import HIDDEN, NUM_BLOCKS
+
 STREAMS = ("img", "txt")
 # module -> (in_features, out_features) of the Linear it adapts, HV1.5 (hidden 2048, mlp 8192, modulation 6x).
 MUSUBI_MODULES = {

@@ -23,6 +23,9 @@ TRAIN = "musubi_tuner.hv_1_5_train_network"
 CONVERT = "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy"
 ACCELERATE_LAUNCH = "accelerate.commands.launch"  # `accelerate launch` as a module of the running interpreter
 
+NETWORK_MODULE = "networks.lora_hv_1_5"  # musubi's LoRA network for HV1.5 (--network_module)
+BASE_MODEL_VERSION = "hunyuan_video_1_5"  # what musubi writes as ss_base_model_version (ARCHITECTURE_..._FULL)
+
 # The caption files beside each dataset file (the dataset TOML's caption_extension).
 CAPTION_EXTENSION = ".txt"
 
@@ -153,7 +156,7 @@ def train(
     if s.optimizer == "AdaFactor":
         argv += ["--optimizer_args", *ADAFACTOR_ARGS]
     argv += lr_schedule(s.lr_scheduler, s.lr_warmup_steps, seg.total_steps, launch.num_processes)
-    argv += ["--gradient_checkpointing", "--network_module", "networks.lora_hv_1_5"]
+    argv += ["--gradient_checkpointing", "--network_module", NETWORK_MODULE]
     argv += ["--network_dim", str(s.rank), "--network_alpha", _num(s.alpha)]
     argv += ["--max_train_steps", str(seg.max_train_steps), "--seed", str(s.seed)]
     argv += _saving(seg) + ["--save_precision", s.save_precision]
@@ -230,6 +233,17 @@ def _sampling(s: Settings, weights: dict[str, Path], seg: TrainSegment) -> list[
     if seg.sample_at_first:
         argv.append("--sample_at_first")
     return argv
+
+
+def minimum_metadata(s: Settings) -> dict[str, str]:
+    """The metadata keys musubi writes even with --no_metadata (trainer_base SS_METADATA_MINIMUM_KEYS), for a LoRA
+    file made without musubi (from a training state): base model version, network module, dim and alpha."""
+    return {
+        "ss_base_model_version": BASE_MODEL_VERSION,
+        "ss_network_module": NETWORK_MODULE,
+        "ss_network_dim": str(s.rank),
+        "ss_network_alpha": str(float(s.alpha)),  # musubi: str() of the float argparse gives
+    }
 
 
 def convert(src: Path, dst: Path) -> Command:
