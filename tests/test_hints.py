@@ -133,18 +133,22 @@ def test_oom_names_other_programs_on_the_gpu():
 
 
 def test_oom_while_caching_latents():
-    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents", vram_preset=24))
-    assert h.todo[0].startswith("`--vram 16`") and "VAE" in h.todo[0]
+    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents", vram_preset=24, vae_sample_size=256))
+    assert h.todo[0].startswith("`--vae_sample_size 128 --vae_enable_patch_conv`") and "VAE" in h.todo[0]
     assert "--blocks_to_swap" not in todo_text(h)  # no DiT while caching
-    on16 = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents", vram_preset=16))
-    assert "--vram" not in todo_text(on16) and "--resolution" in todo_text(on16)
+    default = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents"))  # musubi's 128 without the flag
+    assert default.todo[0].startswith("`--vae_sample_size 64 --vae_enable_patch_conv`")
+    smallest = classify(
+        load("cuda_oom.log"), 1, ctx(stage="cache_latents", vae_sample_size=64, vae_enable_patch_conv=True)
+    )
+    assert "--vae" not in todo_text(smallest) and "--resolution" in todo_text(smallest)
 
 
 def test_oom_while_caching_text_encoder_outputs():
-    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8=False))
-    assert h.todo[0].startswith("`--fp8`") and "--fp8_vl" in h.todo[0]
-    with_fp8 = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8=True))
-    assert "`--fp8`" not in todo_text(with_fp8)
+    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8=True, fp8_vl=False))
+    assert h.todo[0].startswith("`--fp8_vl`")  # fp8_vl decides, not the DiT's fp8
+    with_fp8 = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8_vl=True))
+    assert "--fp8" not in todo_text(with_fp8)
 
 
 def test_oom_wins_over_a_later_nccl_error():
@@ -332,6 +336,6 @@ def test_an_oom_while_sampling_says_so_and_how_to_continue():
     )
     h = classify([*lines[:first_error], sampling, *lines[first_error:]], 1, HintContext(stage="train"))
     assert h.kind == "cuda_oom" and "while making samples" in h.what
-    assert "without the --sample_* flags" in h.todo[0]
+    assert h.todo[0].startswith("`--sample_every_n_epochs 0`: no samples; the same command with it continues")
     plain = classify(lines, 1, HintContext(stage="train"))
     assert "samples" not in plain.what

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file, save, save_file
 
 from hvlora.core import fsutil
-from hvlora.training import lorameta
 from hvlora.training.lorameta import SafetensorsError, read_metadata, rewrite_metadata, safetensors_problem
 
 REPO = Path(__file__).resolve().parents[1]

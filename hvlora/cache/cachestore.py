@@ -27,7 +27,7 @@ from ..core.fsutil import atomic_write_json, link_or_copy
 from ..data.frames import LATENT_SUFFIX, TE_SUFFIX, text_cache_name
 from ..training import lorameta
 
-FORMAT = 3  # bump when the layout or what the keys cover changes
+FORMAT = 4  # bump when the layout or what the keys cover changes (4: no VAE tiling; TE precision)
 
 
 def settings_key(relevant: dict) -> str:
@@ -73,9 +73,10 @@ class Store:
     """One settings key's cache folder. `valid()` is the one test of a cache file; `missing()` is what musubi must
     encode; `take_staged()` moves what it encoded in; `link_view()` shows a run its files."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, precision: str | None = None):
         self.root = root
         self.staging = root / ".staging"
+        self.precision = precision  # what its items were made with, for the console (e.g. "bf16")
 
     def path(self, e: Entry) -> Path:
         return self.root / e.store_name
@@ -120,6 +121,20 @@ class Store:
             if problem is not None or recache:
                 todo.append(e)
         return todo, removed
+
+    def reuse_from(self, others: list[Store], entries: list[Entry]) -> dict[Path, int]:
+        """Entries this store lacks but another (of higher precision, the same files) holds whole: hard-linked in
+        (no extra disk), so they count as cached here. Returns {other store's root: items taken}."""
+        taken: dict[Path, int] = {}
+        for e in {e.store_name: e for e in entries}.values():
+            if self.valid(e):
+                continue
+            source = next((o for o in others if o.valid(e)), None)
+            if source is not None:
+                self.path(e).unlink(missing_ok=True)
+                link_or_copy(source.path(e), self.path(e))
+                taken[source.root] = taken.get(source.root, 0) + 1
+        return taken
 
     def prepare_staging(self, todo: list[Entry], recache: bool = False) -> list[str]:
         """Keep the complete staged files of `todo` (left by a killed run: musubi's --skip_existing then skips

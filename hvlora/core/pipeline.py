@@ -28,7 +28,7 @@ from ..data import preflight
 from ..data import report as data_report
 from ..families.hunyuan_video_1_5 import musubi
 from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
-from ..training import hints, plan, sampling
+from ..training import hints, plan, prompts, sampling
 from . import runs
 from .config import Settings
 from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
@@ -54,6 +54,8 @@ def _run(settings: Settings) -> RunContext:
     if training:
         check_environment(settings)
     check_folders(settings)
+    if not settings.download_only:  # musubi reads it only when training starts: refuse a bad one before stage 1
+        prompts.check_file(settings.sample_prompts, settings.task)
     if training:
         _refuse_a_live_run(settings)
     if settings.download_only:
@@ -104,8 +106,21 @@ def _run(settings: Settings) -> RunContext:
             _record_preflight(ctx, report, wall)
             for i, stage in enumerate(STAGES, 1):
                 _run_stage(ctx, i, stage)
+                if stage is download:
+                    _settle_weights(ctx)
             _report_success(ctx)
         return _finish(ctx)
+
+
+def _settle_weights(ctx: RunContext) -> None:
+    """The commits the model files resolved to join the run's record; a run recorded on other commits (a branch such
+    as main moved on the hub) is not continued on them."""
+    changed = runs.settle_weights(ctx.paths.root, ctx.settings)
+    if changed:
+        raise UserError(
+            f"the model files changed under this run since it began ({'; '.join(changed)}): its LoRA would continue on "
+            "other weights. Pass --revision with the run's commit (REPO_ID=COMMIT) to continue it, or --new_run"
+        )
 
 
 def _plan(settings: Settings, report):
@@ -407,7 +422,11 @@ def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
         stage=stage,
         vram_preset=m.preset if m else None,
         fp8=m.fp8 if m else bool(s.fp8),
+        fp8_vl=m.fp8_vl if m else bool(s.fp8_vl),
         blocks_to_swap=m.blocks_to_swap if m else (s.blocks_to_swap or 0),
+        vae_sample_size=m.vae_sample_size if m else s.vae_sample_size,
+        vae_enable_patch_conv=m.vae_enable_patch_conv if m else bool(s.vae_enable_patch_conv),
+        samples_off=sampling.off_flags(s) if ctx.plan and sampling.enabled(s, ctx.plan) else (),
         resolution=s.resolution,
         target_frames=s.target_frames,
         num_gpus=ctx.plan.launch.num_processes if ctx.plan else 1,
