@@ -78,7 +78,14 @@ def encode(
         counter = _CacheCounter(store, todo, stage)
         console = ProgressConsole(is_bar, counter.status_line, tick=counter.count)
         try:
-            run_logged(cmd.executable(), stage=stage, log_path=ctx.paths.log(stage), env=ctx.env, console=console)
+            run_logged(
+                cmd.executable(),
+                stage=stage,
+                log_path=ctx.paths.log(stage),
+                env=ctx.env,
+                console=console,
+                on_start=ctx.on_child,
+            )
         finally:
             console.close()
         problems = store.take_staged(todo)

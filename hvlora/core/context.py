@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,15 @@ class Summary:
         atomic_write_json(self.path, self.data)
 
 
+def say(message: str, *, err: bool = True) -> None:
+    """Print a line (stderr by default) that must not fail when no terminal is left (after SIGHUP: it was closed;
+    the log files still get what matters)."""
+    try:
+        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 class StageLog:
     """Messages of an in-process stage: printed to the console and appended to logs/<stage>.log."""
 
@@ -171,7 +181,7 @@ class StageLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, message: str, *, err: bool = False) -> None:
-        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+        say(message, err=err)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
@@ -191,6 +201,7 @@ class RunContext:
     dataset_toml: Path | None = None  # dataset_toml stage
     lora: Path | None = None  # train stage: musubi-format LoRA
     lora_comfyui: Path | None = None  # convert stage
+    on_child: Callable[[int], None] | None = None  # told each child's process group (the run lock records it)
 
     def log(self, stage: str) -> StageLog:
         return StageLog(self.paths.log(stage))

@@ -31,10 +31,10 @@ from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, d
 from ..training import hints, plan, prompts, sampling
 from . import runs
 from .config import Settings
-from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
+from .context import RunContext, RunPaths, Summary, child_env, new_run_paths, say
 from .errors import DataError, InternalError, Interrupted, StageFailed, UserError
 from .fsutil import atomic_write_json, atomic_write_text
-from .lock import LockHeld, RunLock, find_live_lock
+from .lock import TOKEN_VAR, LockHeld, RunLock, find_live_lock, stop_leftovers
 from .runner import log_tail
 from .timefmt import format_duration
 
@@ -99,7 +99,12 @@ def _run(settings: Settings) -> RunContext:
     with RunLock(choice.run_dir or new_run_paths(settings.output_dir, settings.output_name).root, sys.argv) as lock:
         for stale in lock.took_over:
             print(f"taking over the stale lock of {stale.describe()}", flush=True)
+            stopped = stop_leftovers(stale)
+            if stopped:
+                print(stopped, flush=True)
         ctx = _open_run(settings, lock.run_dir, plan=the_plan, caches=the_caches)
+        ctx.env[TOKEN_VAR] = lock.token  # every child carries it: a later takeover finds what this run left
+        ctx.on_child = lock.record_child
         with _guard(ctx):
             runs.record(ctx.paths.root, ident, settings, the_plan)
             ctx.summary.put("run_identity", ident["data"])
@@ -439,30 +444,29 @@ def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
 
 def _report_interrupted(ctx: RunContext, e: Interrupted) -> None:
     stage = e.stage or (ctx.summary.data["stages"][-1]["name"] if ctx.summary.data["stages"] else "startup")
-    print(
+    say(
         f"\nStopped ({signal.Signals(e.signum).name}) during {stage}; every process it started has exited.\n"
         f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and every checkpoint and training state "
         "written so far; cached items are kept one by one; downloaded model files are kept and a partial download "
         "resumes.\nTo continue, run the same command again: it continues this run from its newest saved state "
         "(steps after it are trained again).",
-        file=sys.stderr,
-        flush=True,
     )
 
 
 @contextmanager
 def _sigterm_raises():
-    """In-process stages: SIGTERM (docker stop) ends them like Ctrl-C, with the resume message."""
+    """In-process stages: SIGTERM (docker stop) and SIGHUP end them like Ctrl-C, with the resume message."""
 
     def handler(signum, _frame):
         raise Interrupted(signum)
 
-    old = signal.signal(signal.SIGTERM, handler) if _in_main_thread() else None
+    # SIGHUP (a closed terminal or SSH session) stops a run as SIGTERM does: never a half-dead run going on
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)} if _in_main_thread() else {}
     try:
         yield
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _in_main_thread() -> bool:

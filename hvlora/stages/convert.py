@@ -32,7 +32,7 @@ def run(ctx: RunContext) -> dict:
     """Convert, check both files' keys, then copy them atomically to OUTPUT_DIR (keeping any earlier LoRA)."""
     cmd = command(ctx)
     log = ctx.log(NAME)
-    run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env)
+    run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env, on_start=ctx.on_child)
     src, dst = Path(cmd.argv[0]), Path(cmd.argv[1])
     try:
         report = comfyui.verify(src, dst)

@@ -133,6 +133,7 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
             env=ctx.env,
             console=watcher.console,
             abort=watcher.abort,
+            on_start=ctx.on_child,
         )
         status = "ok"
     except Interrupted:
