@@ -207,12 +207,15 @@ class RunContext:
         return StageLog(self.paths.log(stage))
 
 
-def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(base: dict[str, str] | None = None, device: str = "cuda") -> dict[str, str]:
     """Environment for musubi processes: ours (PYTHONPATH, HF_HOME, HF_TOKEN, ...) plus unbuffered output so
     progress bars stream, and HF_HUB_OFFLINE=1: every file was fetched by the download stage, so a child that tried
-    the network would be a bug to surface, not hide (musubi-tuner#773)."""
+    the network would be a bug to surface, not hide (musubi-tuner#773). With device "cpu", ACCELERATE_USE_CPU
+    (what `accelerate launch --cpu` sets, for launches that cannot take that flag: musubi.launcher)."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if device == "cpu":
+        env["ACCELERATE_USE_CPU"] = "true"
     return env

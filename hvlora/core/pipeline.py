@@ -28,7 +28,7 @@ from ..data import preflight
 from ..data import report as data_report
 from ..families.hunyuan_video_1_5 import musubi
 from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
-from ..training import hints, plan, prompts, sampling
+from ..training import hints, nodes, plan, prompts, sampling
 from . import runs
 from .config import Settings
 from .context import RunContext, RunPaths, Summary, child_env, new_run_paths, say
@@ -42,17 +42,21 @@ STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, tr
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
 
 
-def run(settings: Settings) -> RunContext:
-    """Run the whole pipeline, the dry run or the data check. Raises UserError, StageFailed, Interrupted or
-    InternalError (an unexpected exception: its traceback is in the run folder's logs/internal_error.log)."""
+def run(settings: Settings) -> RunContext | None:
+    """Run the whole pipeline, the dry run or the data check (or, on machine R > 0 of a multi-node run, join machine
+    0's training: nodes.py; None then). Raises UserError, StageFailed, Interrupted or InternalError (an unexpected
+    exception: its traceback is in the run folder's logs/internal_error.log)."""
     with _sigterm_raises():
         return _run(settings)
 
 
-def _run(settings: Settings) -> RunContext:
+def _run(settings: Settings) -> RunContext | None:
     training = not (settings.dry_run or settings.check_data or settings.download_only)
     if training:
         check_environment(settings)
+    if training and settings.machine_rank > 0:  # machine 0 prepares and writes everything; this one joins
+        nodes.join(settings)
+        return None
     check_folders(settings)
     if not settings.download_only:  # musubi reads it only when training starts: refuse a bad one before stage 1
         prompts.check_file(settings.sample_prompts, settings.task)
@@ -161,7 +165,12 @@ def _open_run(settings: Settings, run_dir: Path | None = None, plan=None, caches
     paths.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
     ctx = RunContext(
-        settings, paths, Summary(paths.summary, settings, resume=resumed), child_env(), plan=plan, caches=caches
+        settings,
+        paths,
+        Summary(paths.summary, settings, resume=resumed),
+        child_env(device=settings.device),
+        plan=plan,
+        caches=caches,
     )
     print(f"{'continuing' if resumed else 'run folder:'} {paths.root}", flush=True)
     return ctx

@@ -108,7 +108,7 @@ def run_logged(
     argv: list[str],
     *,
     stage: str,
-    log_path: Path,
+    log_path: Path | None,
     env: dict[str, str],
     cwd: Path | None = None,
     grace_s: float = GRACE_S,
@@ -123,14 +123,15 @@ def run_logged(
     child's group and fails the stage with it. `on_start(pgid)` is called once the child's process group exists (the
     run lock records it). Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
     disk: the child is then stopped rather than left blocked on a pipe nobody reads; carries the command and log
-    path) or Interrupted (Ctrl-C/SIGTERM, after the child's group has exited). The log is appended to, so one file
-    can hold several commands of a stage.
+    path) or Interrupted (Ctrl-C/SIGTERM/SIGHUP, after the child's group has exited). The log is appended to, so one
+    file can hold several commands of a stage; `log_path` None keeps no log (a machine that writes no file).
     """
     console = console if console is not None else sys.stdout.buffer
     try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
         # unbuffered: a write that fails (disk full) fails once, in the pump, not again when the file is closed
-        logf = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed below, after the pump has drained
+        logf = open(log_path or os.devnull, "ab", buffering=0)  # noqa: SIM115 - closed below, after the pump drained
         logf.write(f"$ {shlex.join(argv)}\n".encode())
         logf.flush()
     except OSError as e:

@@ -121,6 +121,7 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
     )
     tb = ctx.paths.tensorboard / f"segment-{seg.index:02d}"
     cmd = command(ctx, segment_args(ctx, seg.dir, tb, done, state.path if state else None))
+    seglog.set_command(seg.index, cmd.plan_entry())  # machines 1.. of a multi-node run join this command
     sampler = _sampler(plan)
     watcher = watch.TrainWatch(ctx, seg, tb, sampler, _gpu_total(plan))
     log(f"segment {seg.index}: steps {done + 1}..{plan.total_steps} into {seg.dir}")

@@ -245,7 +245,8 @@ class Segment:
     from (0 for the first); `resumed_from`: that state's folder or None; `steps_per_epoch`: optimizer steps per
     epoch; `total_steps`: the run's target, so the segment trains `max_train_steps = total_steps - from_step`;
     times are ISO 8601 UTC strings; `status`/`returncode` are set by `SegmentLog.end`; `nan_step`: the true step of
-    its first NaN loss (`SegmentLog.mark_nan`), None while the loss stayed finite.
+    its first NaN loss (`SegmentLog.mark_nan`), None while the loss stayed finite; `command`: the musubi command it runs
+    (Command.plan_entry: what the other machines of a multi-node run join with).
     """
 
     index: int
@@ -262,6 +263,7 @@ class Segment:
     status: str | None = None
     returncode: int | None = None
     nan_step: int | None = None
+    command: dict | None = None
 
     @property
     def max_train_steps(self) -> int:
@@ -349,6 +351,15 @@ class SegmentLog:
         segments[index] = seg
         self._write(segments)
         return seg
+
+    def set_command(self, index: int, command: dict) -> Segment:
+        """Record the command segment `index` runs, before it starts. Raises IndexError for an unknown index."""
+        segments = self.all()
+        if not 0 <= index < len(segments):
+            raise IndexError(f"no segment {index} in {self.path}")
+        segments[index] = dataclasses.replace(segments[index], command=command)
+        self._write(segments)
+        return segments[index]
 
     def mark_nan(self, index: int, step: int) -> Segment:
         """Record that segment `index` had a NaN loss at true step `step` (the earliest one is kept); what it saved
