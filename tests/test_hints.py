@@ -4,11 +4,13 @@ advice: which flags it suggests for which settings."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from hvlora.training.hints import KINDS, NAN_STOP_MARK, Hint, HintContext, classify, format_hint
+from hvlora.training.hints import KINDS, Hint, HintContext, classify, format_hint
+from hvlora.training.progress import NAN_STOP_MARK, TrainProgress, nan_stop_line
 
 LOGS = Path(__file__).parent / "logs"
 
@@ -191,8 +193,17 @@ def test_shm_advice_names_compose_and_workers():
     assert "--max_data_loader_n_workers" not in todo_text(no_workers)
 
 
-def test_nan_stop_mark_is_the_guards_line():
-    assert NAN_STOP_MARK == "hvlora: stopped: loss is NaN"
+def test_the_guards_stop_line_is_classified_with_its_step():
+    """The NaN guard as it runs (progress fed musubi's bar lines with avr_loss=nan) writes a line that the classifier
+    reads as a NaN stop at that step, also when a SIGKILL exit would otherwise read as the OOM killer."""
+    p = TrainProgress(total_steps=10, step_offset=4)
+    for n in range(1, 5):
+        loss = "nan" if n >= 2 else "0.123"
+        p.feed_line(f"steps:  {n * 10}%|##   | {n}/6 [00:0{n}<00:10,  2.00s/it, avr_loss={loss}]")
+    assert p.nan_stop(3)
+    line = nan_stop_line(3, p.step)
+    h = classify(["some musubi output", line], -9, ctx())
+    assert h.kind == "loss_nan" and "hvlora stopped the run at step 8" in h.what
 
 
 def test_loss_nan_halves_the_learning_rate_and_says_the_step():
@@ -249,8 +260,13 @@ def test_disk_full_with_unknown_space_or_no_folders():
     assert classify(load("disk_full.log"), 1, ctx()).todo[0].startswith("free disk space (`df -h`")
 
 
-def test_default_free_bytes_measures_the_nearest_existing_folder(tmp_path):
-    assert ctx().free_bytes(tmp_path / "not" / "yet") > 0
+def test_default_free_bytes_measures_the_nearest_existing_folder(tmp_path, monkeypatch):
+    asked = []
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: asked.append(Path(p)) or real(p))
+    (tmp_path / "not").mkdir()
+    free = ctx().free_bytes(tmp_path / "not" / "yet" / "there")
+    assert asked == [tmp_path / "not"] and free > 0  # the deepest folder that exists, not the cwd or the root
 
 
 # --- bitsandbytes, GPU architecture, NCCL --------------------------------------------------------------------------
