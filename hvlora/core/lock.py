@@ -144,7 +144,8 @@ def find_live_lock(output_dir: Path) -> LockInfo | None:
 
 
 class RunLock:
-    """Context manager: hold RUN/lock.json ({pid, host, started_at, argv}) with an exclusive flock while a run works.
+    """Context manager: hold RUN/lock.json ({pid, host, started_at, argv, token, child_pgid}) with an exclusive flock
+    while a run works. `token` goes into every child's environment (TOKEN_VAR); `record_child` notes a child's group.
 
     On entry (under the guard of RUN's parent folder, `OUTPUT/runs/.lock`): raises LockHeld if a sibling run folder
     or RUN itself has a live lock; removes stale sibling lock files and takes over RUN's own stale one (each listed

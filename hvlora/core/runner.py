@@ -38,6 +38,7 @@ TAIL_LINES = 40
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GUARD = str(Path(__file__).with_name("childguard.py"))
 POLL_S = 0.2  # the output thread looks for its stop request this often while the pipe is silent
+DRAIN_S = 5.0  # after the child's group is gone, what is still in the pipe is read for at most this long
 
 
 class _LineLog:
@@ -234,11 +235,15 @@ class _Pump:
 
     def run(self) -> None:
         fd = self.proc.stdout.fileno()
+        stopping_since = None
         while True:
             ready, _, _ = select.select([fd], [], [], POLL_S)
-            if not ready:
-                if self._stop.is_set():
+            if self._stop.is_set():
+                stopping_since = stopping_since or time.monotonic()
+                # drained, or a stray writer that never pauses: either way the caller gets its thread back
+                if not ready or time.monotonic() - stopping_since > DRAIN_S:
                     break
+            if not ready:
                 continue
             try:
                 chunk = os.read(fd, 65536)
