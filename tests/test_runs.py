@@ -55,9 +55,9 @@ def test_choose_continues_the_newest_unfinished_run_of_exactly_this_output_name(
     # name order; it must never be a candidate, and it must not stop the search
     make_run(s, p, {**ident, "rank": 99}, "20240101-000000", name=f"{s.output_name}-v2")
     make_run(s, p, {**ident, "rank": 99}, "20990101-000000", name=f"{s.output_name}-x")
-    assert runs.runs_of(s.output_dir, s.output_name) == [newer, older]
     choice = runs.choose(s, ident)
     assert choice.run_dir == newer and choice.messages == []
+    assert runs.runs_of(s.output_dir, s.output_name) == [newer, older]
 
 
 def test_choose_skips_finished_runs_and_reports_a_changed_newest_candidate(tmp_path, make_settings):

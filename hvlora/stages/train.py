@@ -263,30 +263,29 @@ def _final_lora(ctx: RunContext, state: resume.StateInfo | None) -> Path:
     return lora
 
 
-def _checkpoint_at(ctx: RunContext, step: int) -> Path | None:
-    """A whole LoRA checkpoint (step- or epoch-named) saved at true step `step`, or None."""
+def _checkpoints(ctx: RunContext) -> list[tuple[int, Path]]:
+    """(true step, path) of the run's whole LoRA checkpoints (step- or epoch-named, canonical names), oldest first."""
     name, spe = ctx.settings.output_name, ctx.plan.steps_per_epoch
-    for path in sorted(ctx.paths.checkpoints.glob("*.safetensors")):
+    found = []
+    for path in ctx.paths.checkpoints.glob("*.safetensors"):
         art = resume.parse_name(path.name, name)
-        if art is None or art.kind == "final" or art.aside is not None:
-            continue
-        if resume.end_step(art.kind, art.number, spe) == step and lorameta.safetensors_problem(path) is None:
-            return path
-    return None
+        if art is not None and art.kind != "final" and art.aside is None and not lorameta.safetensors_problem(path):
+            found.append((resume.end_step(art.kind, art.number, spe), path))
+    return sorted(found)
+
+
+def _checkpoint_at(ctx: RunContext, step: int) -> Path | None:
+    """A LoRA checkpoint saved at true step `step`, or None."""
+    return next((path for at, path in _checkpoints(ctx) if at == step), None)
 
 
 def _musubi_metadata(ctx: RunContext) -> dict[str, str]:
     """musubi's ss_* keys for a file made from a state: those of this run's newest LoRA checkpoint (the same musubi
     arguments wrote them), else musubi's minimum set; step counts and hashes are set by the caller."""
     keys = musubi.minimum_metadata(ctx.settings)
-    name, spe = ctx.settings.output_name, ctx.plan.steps_per_epoch
-    found = []
-    for path in ctx.paths.checkpoints.glob("*.safetensors"):
-        art = resume.parse_name(path.name, name)
-        if art is not None and art.kind != "final" and art.aside is None:
-            found.append((resume.end_step(art.kind, art.number, spe), path))
+    found = _checkpoints(ctx)
     if found:
-        md = lorameta.read_metadata(max(found)[1])
+        md = lorameta.read_metadata(found[-1][1])
         keys.update(
             {k: v for k, v in md.items() if k.startswith(("ss_", "modelspec.")) and k not in lorameta.HASH_KEYS}
         )
