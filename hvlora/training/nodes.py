@@ -22,7 +22,7 @@ import tomllib
 
 from ..core.config import Settings
 from ..core.context import child_env, say
-from ..core.errors import StageFailed, UserError
+from ..core.errors import Interrupted, StageFailed, UserError
 from ..core.lock import LOCK_NAME, LockInfo, probe
 from ..core.runner import run_logged
 from ..families.hunyuan_video_1_5 import musubi
@@ -65,6 +65,9 @@ def join(
         run_logged(cmd.executable(), stage="train", log_path=None, env=child_env(device=s.device))
     except StageFailed as e:
         say(f"\n{me}: training {e}; machine 0's console and its log {lock.run_dir / 'logs' / 'train.log'} say more")
+        raise
+    except Interrupted:
+        say(f"\n{me}: stopped; machine 0 keeps its states: start the same command on every machine to continue")
         raise
     say(f"{me}: training ended; machine 0 writes the checkpoints and the LoRA into {lock.run_dir}", err=False)
 
