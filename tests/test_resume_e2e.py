@@ -221,15 +221,6 @@ def test_one_run_at_a_time_per_output_folder(ws, tmp_path):
     assert r.returncode == 0 and "taking over the stale lock" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
-def test_a_nan_loss_stops_the_run_at_once_and_says_what_to_do(ws):
-    r = ws.train(*RUN, "--skip_download", "--output_name", "nan", env={"STANDIN_NAN_FROM_STEP": "2"})
-    assert r.returncode == 1
-    assert "loss is NaN for 3 consecutive steps" in r.stderr and "--learning_rate" in r.stderr
-    failure = ws.summary()["failure"]
-    assert failure["kind"] == "loss_nan" and failure["stage"] == "train"
-    assert not (ws.output / "nan.safetensors").exists()  # nothing published from a diverged run
-
-
 def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_path):
     from PIL import Image
 
@@ -320,12 +311,17 @@ def test_sigkill_of_our_process_alone_leaves_no_musubi_process(ws, tmp_path):
     assert "process(es) the killed run left running" not in r.stdout  # nothing was left
 
 
-def test_never_resumes_from_a_state_saved_after_a_nan_loss(ws):
-    """NaN from step 3: the guard stops at step 5, after the state of step 4 was saved. The same command continues
-    from the state of step 2, the newest before the NaN, and says so; the poisoned state is kept aside."""
+def test_a_nan_loss_stops_the_run_and_the_next_one_never_resumes_after_it(ws):
+    """NaN from step 3: the guard stops at step 5 (with what to do), after the state of step 4 was saved. The same
+    command continues from the state of step 2, the newest before the NaN, and says so; the poisoned state is kept
+    aside."""
     flags = [*RUN, "--skip_download", "--output_name", "nanres"]
     r = ws.train(*flags, env={"STANDIN_NAN_FROM_STEP": "3"})
-    assert r.returncode == 1 and "loss is NaN for 3 consecutive steps" in r.stderr
+    assert r.returncode == 1
+    assert "loss is NaN for 3 consecutive steps" in r.stderr and "--learning_rate" in r.stderr
+    failure = ws.summary()["failure"]
+    assert failure["kind"] == "loss_nan" and failure["stage"] == "train"
+    assert not (ws.output / "nanres.safetensors").exists()  # nothing published from a diverged run
     run = ws.last_run
     assert (run / "checkpoints" / "nanres-step00000004-state~nan").is_dir()
     r = ws.train(*flags)
