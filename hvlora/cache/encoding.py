@@ -120,7 +120,7 @@ def kept_view(ctx: RunContext, stage: str, entries: list[Entry]) -> dict | None:
     view = ctx.paths.cache_view
     if any(Store.problem(view / e.block / e.view_name, e) for e in entries):
         return None
-    total = len({e.view_name for e in entries})
+    total = len({e.store_name for e in entries})  # counted as `encode` counts them: files sharing content once
     ctx.log(stage)(
         f"0 of {total} items to encode: this run began training on the caches in {view} and keeps them (settings "
         "that change only how an encoder fits in memory never re-encode a run's data)"
