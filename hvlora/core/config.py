@@ -997,8 +997,8 @@ def _launch_problems(s: Settings) -> list[str]:
         out.append(f"machine_rank: {s.machine_rank} must be 0..{s.num_machines - 1} for num_machines {s.num_machines}")
     if s.num_machines > 1 and not s.main_process_ip:
         out.append("num_machines > 1 needs --main_process_ip (the address of machine 0, reachable from every machine)")
-    if s.device == "cpu" and (s.num_gpus != 1 or s.num_machines > 1):
-        out.append("device cpu trains in one process: leave num_gpus at 1 and num_machines at 1")
+    if s.device == "cpu" and s.num_gpus != 1:
+        out.append("device cpu trains in one process per machine: leave num_gpus at 1")
     return out
 
 

@@ -58,16 +58,29 @@ class Scripts(Protocol):
         launch: Launch,
     ) -> Command: ...
 
+    def minimum_metadata(self, s: Settings) -> dict[str, str]:
+        """The ss_* keys musubi writes even with --no_metadata (base model version, network module, dim, alpha), for
+        a LoRA file made from a training state."""
+        ...
+
+    def read_paths(self, argv: tuple[str, ...] | list[str]) -> dict[str, Path]:
+        """flag -> path of every file or folder a training command reads (a joining machine checks it sees them)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CacheInputs:
     """What changes the files one cache stage writes besides the item itself (the cache's settings key):
     `settings` (names of Settings fields, e.g. task, resolution), `components` (weight files of the catalog, with
-    their revisions) and `knobs` (MemoryPlan fields, e.g. the VAE tiling). The device always counts."""
+    their revisions) and `knobs` (MemoryPlan fields that change the values; never one that only changes how an
+    encoder fits in memory, such as a VAE's tiling). `precision_knob`: a MemoryPlan field that lowers the encoder's
+    precision (e.g. fp8_vl): the store is keyed by "fp8"/"bf16", and an fp8 run reuses bf16 outputs of the same
+    files. The device always counts."""
 
     settings: tuple[str, ...]
     components: tuple[str, ...]
     knobs: tuple[str, ...]
+    precision_knob: str | None = None
 
 
 @dataclass(frozen=True)

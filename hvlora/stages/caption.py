@@ -123,7 +123,9 @@ def _generate(ctx: RunContext, store: caption_overlay.Store, todo: list[prefligh
     console = ProgressConsole(counter.feed, counter.progress.status_line)
     argv = command(ctx, job)
     try:
-        run_logged(argv, stage=NAME, log_path=ctx.paths.log(NAME), env=child_env(ctx), console=console)
+        run_logged(
+            argv, stage=NAME, log_path=ctx.paths.log(NAME), env=child_env(ctx), console=console, on_start=ctx.on_child
+        )
     finally:
         console.close()
     return counter.seconds

@@ -62,7 +62,9 @@ class Command:
 def launcher(s: Settings, launch: Launch) -> tuple[str, ...]:
     """`accelerate launch` flags, every value given so that no accelerate config file or GPU count changes the run
     behind the user's back: bf16, the process count (`--multi_gpu` for more than one), accelerate's multi-node
-    flags when there are several machines. With --device cpu: forced CPU, all cores."""
+    flags when there are several machines. With --device cpu: forced CPU (`--cpu`; with several machines, where
+    accelerate's --cpu launcher would start one lone process, `--multi_gpu`'s torchrun with ACCELERATE_USE_CPU in
+    the environment: gloo), all cores."""
     threads = (os.cpu_count() or 1) if s.device == "cpu" else 1
     flags = ["accelerate", "launch", "--num_cpu_threads_per_process", str(threads)]
     if launch.multi:
@@ -72,7 +74,7 @@ def launcher(s: Settings, launch: Launch) -> tuple[str, ...]:
         flags += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
         flags += ["--main_process_port", str(launch.main_process_port)]
     flags += ["--mixed_precision", "bf16", "--dynamo_backend", "no"]
-    if s.device == "cpu":
+    if s.device == "cpu" and not launch.multi:
         flags.append("--cpu")
     return tuple(flags)
 
