@@ -16,6 +16,7 @@ from hvlora.core import pipeline
 from hvlora.data import preflight
 from hvlora.families.hunyuan_video_1_5 import FRAMES
 from hvlora.families.hunyuan_video_1_5 import memory as presets
+from hvlora.training.presets import KNOBS
 
 
 def report_of(tmp_path, make_settings, flags=(), images=None, videos=None):
@@ -28,7 +29,7 @@ def report_of(tmp_path, make_settings, flags=(), images=None, videos=None):
 
 def plan_caches(tmp_path, make_settings, flags=(), preset=None, **kw):
     s, report = report_of(tmp_path, make_settings, flags, **kw)
-    knobs = {k: getattr(s, k) for k in presets.KNOBS if getattr(s, k) is not None}  # the knobs set by flags
+    knobs = {k: getattr(s, k) for k in KNOBS if getattr(s, k) is not None}  # the knobs set by flags
     return caches.plan(s, report, presets.resolve(preset, knobs), None)
 
 

@@ -30,8 +30,14 @@ from mediafactory import make_image
 from safetensors.torch import load_file
 
 from hvlora.core.errors import UserError
-from hvlora.families.hunyuan_video_1_5 import musubi
-from hvlora.training import lorameta, plots, progress, prompts, resume
+from hvlora.training import (
+    lorameta,
+    musubi,  # the trainer flags every family shares (lr_schedule)
+    plots,
+    progress,
+    prompts,
+    resume,
+)
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 LAUNCH = [
