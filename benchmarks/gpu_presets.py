@@ -51,14 +51,12 @@ from hvlora.families.hunyuan_video_1_5 import musubi  # noqa: E402
 from hvlora.families.hunyuan_video_1_5.dit import HIDDEN, NUM_BLOCKS  # noqa: E402
 from hvlora.training import gpu, progress  # noqa: E402
 from hvlora.training.plan import Launch  # noqa: E402
+from hvlora.training.presets import CARD_MIB  # noqa: E402
 
 LATENT_CHANNELS, VL_DIM, BYT5_DIM, TEXT_TOKENS = 32, 3584, 1472, 256
 DEFAULT_BUCKETS = "960x544x1,960x544x13,960x544x25,848x480x61"
 SITE = Path(__file__).resolve().parent / "gpu_site"
 MIB = 2**20
-# What the cards of each preset report as total memory (nvidia-smi / NVML), MiB: 16 = RTX 4060 Ti 16GB / 4080,
-# 24 = RTX 3090 / 4090, 32 = RTX 5090, 48 = RTX A6000 / L40S, 80 = H100 80GB (an A100 80GB reports 81920).
-CARD_MIB = {16: 16_380, 24: 24_564, 32: 32_607, 48: 49_140, 80: 81_559}
 # bf16 dense matrix peak measured on the H200 of the device machine (8192^3 matmul, ~790 TFLOP/s; the datasheet says
 # 989): the ceiling the achieved rate is compared with. Another GPU: --peak_tflops.
 H200_BF16_TFLOPS = 790.0

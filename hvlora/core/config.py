@@ -309,7 +309,8 @@ OPTIONS: tuple[Option, ...] = (
         "gradient_checkpointing_cpu_offload",
         _as_bool,
         None,
-        "Keep the checkpointed activations in host RAM (musubi --gradient_checkpointing_cpu_offload). Unset: preset.",
+        "Keep the checkpointed activations in host RAM (musubi --gradient_checkpointing_cpu_offload); turns a "
+        "preset's --block_swap_h2d_only off (musubi v0.3.4 stops at the first step with both). Unset: preset.",
     ),
     Option(
         "fp8_vl",

@@ -35,6 +35,12 @@ KNOBS = (
 )
 
 
+# The total memory (MiB, as nvidia-smi and NVML report it) of the cards a preset of that nominal size is made for:
+# 16 = RTX 4060 Ti 16GB / 4080, 24 = RTX 3090 / 4090, 32 = RTX 5090, 48 = RTX A6000 / L40S, 80 = H100 80GB (an A100
+# 80GB reports 81920). benchmarks/gpu_presets.py caps a bigger GPU to these.
+CARD_MIB = {16: 16_380, 24: 24_564, 32: 32_607, 48: 49_140, 80: 81_559}
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """The memory knobs of one run (never data settings) and where each came from.
@@ -105,6 +111,8 @@ class MemoryModel:
     - estimate(plan, largest_bucket, rank, optimizer, num_gpus, sampling, *, task): the train stage's Estimate;
       cache_estimates(plan, largest_bucket, *, task): {"cache_latents", "cache_text_encoder_outputs"} -> Estimate.
     - knobs: the KNOBS its scripts take (a user's other knobs are refused).
+    - exclusive: (knob, knob, why) pairs of boolean knobs musubi cannot run together (why: what happens); resolve()
+      refuses the pair when the user sets both, and turns the preset's one off when the user sets the other.
     """
 
     title: str
@@ -121,6 +129,7 @@ class MemoryModel:
     estimate: Callable[..., Estimate]
     cache_estimates: Callable[..., dict[str, Estimate]]
     knobs: tuple[str, ...] = KNOBS
+    exclusive: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def presets(self) -> tuple[int, ...]:
@@ -162,8 +171,11 @@ class MemoryModel:
         only with blocks_to_swap > 0 (and --gradient_checkpointing, which hvlora always passes;
         BlockSwapConfig.from_args). A preset's h2d_only is dropped when the user sets blocks_to_swap 0.
 
+        Knobs in `exclusive` pairs: both set by the user is an error; one set by the user turns the other (from the
+        preset) off, and its source says why.
+
         Raises ValueError for an unknown preset or knob, a value of the wrong type or range, and impossible user
-        combos (block_swap_h2d_only without any swapped blocks)."""
+        combos (block_swap_h2d_only without any swapped blocks, both knobs of an exclusive pair)."""
         if preset is not None and preset not in self.table:
             raise ValueError(f"unknown VRAM preset {preset!r}; choose one of {', '.join(map(str, self.presets))}")
         unknown = sorted(set(user) - set(self.knobs))
@@ -196,6 +208,14 @@ class MemoryModel:
                 )
             values["block_swap_h2d_only"] = False
             sources["block_swap_h2d_only"] = f"off: no blocks swapped ({sources['blocks_to_swap']})"
+        for a, b, why in self.exclusive:
+            if not (values[a] and values[b]):
+                continue
+            if (a in user) == (b in user):  # both the user's, or both a preset's (a table error)
+                raise ValueError(f"{label(a)} and {label(b)} cannot be used together: {why}; drop one of them")
+            mine, other = (a, b) if a in user else (b, a)
+            values[other] = False
+            sources[other] = f"off: {why} ({label(mine)})"
         return MemoryPlan(preset=preset, sources=sources, **values)  # type: ignore[arg-type]
 
     def _check_knob(self, knob: str, value: object, label: str) -> object:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..core.console import ProgressConsole
 from ..core.context import RunContext
+from ..core.fsutil import GIB
 from . import plots, progress, resume
 
 NAN_LIMIT = 3  # consecutive steps with avr_loss=nan before the run is stopped (musubi's average stays NaN for good)
@@ -73,7 +74,7 @@ class TrainWatch:
     def _vram(self) -> tuple[float, float] | None:
         if self.sampler is None or not self.sampler.latest_bytes or not self.gpu_total:
             return None
-        return max(self.sampler.latest_bytes.values()) / 1e9, self.gpu_total / 1e9
+        return max(self.sampler.latest_bytes.values()) / GIB, self.gpu_total / GIB  # GiB, as the presets
 
     def _tick(self) -> None:
         now = time.monotonic()

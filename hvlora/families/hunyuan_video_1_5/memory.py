@@ -2,10 +2,11 @@
 arithmetic, no I/O). The machinery that resolves a preset with the user's knobs and judges an estimate is generic
 (hvlora/training/presets.py, `MemoryModel`); `MODEL` is this family's instance of it. Units: GiB, as there.
 
-The estimates are ESTIMATES until measured: the formulas follow musubi-tuner v0.3.4's code (references per constant),
-the constants marked "uncalibrated" are judgement, and a benchmark on real GPUs will replace them. The only outside
-anchor (musubi-training.md §3.1, an unverified claim) is a 3090 at 544x960, frames [1,13,25], rank 32, adamw8bit, fp8:
-"~20-22 GB peak", and "without fp8 may OOM on 24 GB".
+The formulas follow musubi-tuner v0.3.4's code (references per constant). Calibrated on an NVIDIA H200 capped to each
+preset's card (benchmarks/gpu_presets.py, results in benchmarks/results/h200-2026-12-04/: 960x544x25, rank 32, adamw):
+the allocated memory the formulas give was within 3% of torch's max_memory_allocated for presets 80, 32, 24 and 16;
+ALLOCATOR_SLACK and OVERHEAD_GIB are the measured differences to torch's reserved memory and to NVML's peak. The
+constants still marked "uncalibrated" are judgement (other buckets, the cache stages, sampling, host RAM).
 """
 
 from __future__ import annotations
@@ -71,13 +72,15 @@ RECOMPUTE_MLP_COPIES = 4
 # and one comes back per block during backward: ~2 block inputs stay on the GPU.
 CPU_OFFLOAD_GPU_BLOCK_INPUTS = 2
 # The PyTorch caching allocator holds freed blocks and fragments under the alloc/free churn of a step; nvidia-smi and
-# NVML show that reserved memory (uncalibrated).
-ALLOCATOR_SLACK = 0.20
+# NVML show that reserved memory. Measured (H200, 960x544x25): torch max_memory_reserved - max_memory_allocated =
+# 1.97-2.22 GiB = 0.39-0.44 of the activations (saved + one block's), presets 80, 32, 24 and 16.
+ALLOCATOR_SLACK = 0.40
 # Sampling runs the DiT forward without grad (cond and uncond one after the other, hv_1_5_train_network.py)
 INFER_HIDDEN_COPIES = 8
 INFER_MLP_COPIES = 2
-# CUDA context, cuBLAS/cuDNN workspaces, the allocator's base (per GPU process; uncalibrated)
-OVERHEAD_GIB = 1.5
+# CUDA context, cuBLAS/cuDNN workspaces: what NVML sees outside torch's allocator (per GPU process). Measured (H200,
+# torch 2.11, CUDA 13): NVML peak - torch max_memory_reserved = 1.35-1.42 GiB in the training runs of presets 80/32/24.
+OVERHEAD_GIB = 1.4
 # With more than one GPU the LoRA is DDP-wrapped: a bucket copy of its fp32 grads plus NCCL buffers.
 DDP_NCCL_GIB = 0.25
 # Swapped blocks use a ring of this many GPU slots with --block_swap_h2d_only (--block_swap_ring_size default 2).
@@ -113,23 +116,27 @@ VAE_ACT_COPIES_PATCH_CONV = 4
 SIGLIP_BYTES = 0.86e9  # i2v: sigclip_vision_patch14_384 in fp16
 
 # Preset -> knob values; a knob a row leaves out keeps its default. Figures are estimate() at 960x544x25 / 848x480x61,
-# rank 32, adamw8bit, one GPU, in GiB; each row keeps those shapes at <= ~90% of its card.
+# rank 32, adamw8bit, one GPU, in GiB; "measured" ones are NVML peaks on an H200 capped to the card at 960x544x25 with
+# adamw (2.6 GiB of LoRA + optimizer state, 0.8 GiB more than adamw8bit). Each row keeps 960x544x25 at <= 90% of its
+# card; 848x480x61 (estimated) fits every row but 16 (see there), on 24 tightly (92%).
 PRESET_TABLE: dict[int, dict[str, object]] = {
-    # 80 (A100/H100 80GB, H200): bf16 DiT (no fp8 rounding of the frozen base), nothing swapped: ~25 / ~30 GiB, and
-    # even 960x544x121 (~45 GiB) fits. bf16 Qwen while caching (~21 GiB at batch 16, ~28 GiB with 1024-token
-    # captions). VAE tile 256 (musubi: "256 if VRAM is sufficient for better quality"; ~16 GiB at 121 frames); no
-    # tiling (0) would need ~95 GiB for a 121-frame 960x544 clip, so no preset uses it.
+    # 80 (A100/H100 80GB, H200): bf16 DiT (no fp8 rounding of the frozen base), nothing swapped: measured 26.7 GiB, 2.46
+    # s/step on an H200; ~31 GiB at 848x480x61, and even 960x544x121 (~50 GiB) fits. bf16 Qwen while caching (~21 GiB at
+    # batch 16, ~28 GiB with 1024-token captions). VAE tile 256 (musubi: "256 if VRAM is sufficient for better quality";
+    # ~16 GiB at 121 frames); no tiling (0) would need ~95 GiB for a 121-frame 960x544 clip, so no preset uses it.
     80: {"fp8": False, "blocks_to_swap": 0, "fp8_vl": False, "vae_sample_size": 256},
-    # 48 (A6000, A40, L40S with ECC off): the same knobs as 80: bf16 without swap is ~45 GiB at 960x544x121, so
-    # the whole default range of clips trains at full precision and speed.
+    # 48 (A6000, A40, L40S with ECC off): the same knobs as 80 (its measured 26.7 GiB is 56% of this card): the design
+    # shapes train at full precision and speed; 960x544x121 (~50 GiB in bf16) needs --fp8 here (~42 GiB).
     48: {"fp8": False, "blocks_to_swap": 0, "fp8_vl": False, "vae_sample_size": 256},
-    # 32 (RTX 5090, V100 32GB, A100 40GB, L40S with ECC on): bf16 would be ~25 / ~30 GiB of 31.4-31.8 GiB, too
-    # close; fp8 without swap: ~18 / ~22 GiB at full speed. bf16 Qwen (~21 GiB, ~28 GiB with long captions) fits.
+    # 32 (RTX 5090, V100 32GB, A100 40GB, L40S with ECC on): bf16 would be ~26.7 (measured) / ~31 GiB of 31.4-31.8 GiB,
+    # too close; fp8 without swap: measured 19.2 GiB (2.50 s/step: fp8 costs nothing here), ~24 GiB at 61 frames. bf16
+    # Qwen (~21 GiB, ~28 GiB with long captions) fits.
     32: {"fp8": True, "blocks_to_swap": 0, "fp8_vl": False, "vae_sample_size": 256},
-    # 24 (3090, 4090, A5000): fp8 alone is ~18 / ~22 GiB, 95% of a 23.5 GiB card at 61 frames; 16 blocks swapped
-    # (2.3 GiB) bring it to ~15 / ~20 GiB. H2D-only swap: the LoRA base is frozen and hvlora always passes
-    # --gradient_checkpointing, which it needs; ~25% faster than the classic exchange (musubi docs/block_swap.md)
-    # for 2 ring slots of VRAM. fp8 Qwen: bf16 is ~21 GiB at batch 16 and ~28 GiB with long captions; fp8 ~13 / ~21.
+    # 24 (3090, 4090, A5000): fp8 alone is ~19 / ~24 GiB, too much at 61 frames; 16 blocks swapped (2.3 GiB) bring it to
+    # measured 17.1 GiB (2.54 s/step: the swap hides behind compute) / ~22 GiB (--blocks_to_swap 20: ~21.4). H2D-only
+    # swap: the LoRA base is frozen and hvlora always passes --gradient_checkpointing, which it needs; ~25% faster than
+    # the classic exchange (musubi docs/block_swap.md) for 2 ring slots of VRAM. fp8 Qwen: bf16 is ~21 GiB at batch 16
+    # and ~28 GiB with long captions; fp8 ~13 / ~21.
     24: {
         "fp8": True,
         "blocks_to_swap": 16,
@@ -137,21 +144,33 @@ PRESET_TABLE: dict[int, dict[str, object]] = {
         "fp8_vl": True,
         "vae_sample_size": 256,
     },
-    # 16 (4060 Ti 16GB, 4080, A4000): fp8 + 36 of 54 blocks streamed (H2D-only) + the checkpointed block inputs
-    # offloaded to the CPU: ~9 / ~11 GiB, room for a desktop and the estimate's error; costs ~13-16 GiB of host RAM
-    # per GPU process (the swapped blocks and the block inputs). At video token counts the 36 x 0.15 GiB streamed
-    # per pass hide behind compute. fp8 Qwen (~13 GiB at batch 16 with typical captions). VAE tile 128 (musubi's
-    # default) with patch conv, which musubi documents as lossless.
+    # 16 (4060 Ti 16GB, 4080, A4000): fp8 + 36 of 54 blocks streamed (H2D-only): trains 960x544x25 under a 16 GB cap at
+    # 2.7-3.2 s/step; torch reserved 12.9 GiB, so ~14.3 GiB in NVML (89% of the card; the NVML peak itself was not
+    # sampled in that run). 848x480x61 (~19 GiB) does not fit: the plan's estimate says so and what to lower. The
+    # checkpointed block inputs cannot go to the CPU with H2D-only swap (EXCLUSIVE). ~13 GiB of host RAM per GPU process
+    # (the swapped blocks). fp8 Qwen (~13 GiB at batch 16 with typical captions). VAE tile 128 (musubi's default) with
+    # patch conv, which musubi documents as lossless.
     16: {
         "fp8": True,
         "blocks_to_swap": 36,
         "block_swap_h2d_only": True,
-        "gradient_checkpointing_cpu_offload": True,
         "fp8_vl": True,
         "vae_sample_size": 128,
         "vae_enable_patch_conv": True,
     },
 }
+
+# musubi v0.3.4 with both stops at the first step: the HV1.5 block's offloading wrapper moves its inputs to the device
+# of a weight that H2D-only streaming keeps on the CPU (hunyuan_video_1_5_modules.py create_cpu_offloading_wrapper(...,
+# self.img_attn_q.weight.device); "Expected all tensors to be on the same device, cuda:0 and cpu"; H200, 2026-12-04).
+EXCLUSIVE = (
+    (
+        "gradient_checkpointing_cpu_offload",
+        "block_swap_h2d_only",
+        "musubi v0.3.4 stops at the first step with both (the offloaded block inputs meet weights H2D-only streaming "
+        "keeps on the CPU)",
+    ),
+)
 
 DEFAULTS: dict[str, object] = {
     "fp8": False,
@@ -398,6 +417,7 @@ MODEL = MemoryModel(
     tokens=tokens,
     estimate=estimate,
     cache_estimates=cache_estimates,
+    exclusive=EXCLUSIVE,
 )
 # The machinery bound to this family's numbers, under the names the estimate's users know.
 PRESETS = MODEL.presets
