@@ -91,5 +91,7 @@ say "presets: exit status $?"
 cp "$W"/bench/logs/*.profile.txt "$OUT/profile.txt" 2>/dev/null
 
 # --- 4. logs ------------------------------------------------------------------------------------------------------------
-tar -czf "$OUT/logs.tar.gz" -C "$W" --exclude='*.safetensors' out bench/logs fakehub.jsonl hub.out 2>/dev/null
+# no weights, optimizer states or caches: OUT takes 16 MiB per file
+tar -czf "$OUT/logs.tar.gz" -C "$W" --exclude='*.safetensors' --exclude='*-state' --exclude='*.bin' --exclude=cache \
+    out bench/logs fakehub.jsonl hub.out 2>/dev/null
 say "done"
