@@ -35,17 +35,23 @@ class Caches:
 
 def key_settings(s: Settings, memory: MemoryPlan, inputs: CacheInputs) -> dict:
     """What a store's files are made from, as JSON-ready values: the settings and memory knobs `inputs` names, the
-    weight files of its components (repo/file@revision) and the device."""
+    weight files of its components (repo/file@revision; each file of a folder), the family's constants for the
+    store and the device."""
     out: dict = {}
     for name in inputs.settings:
         value = getattr(s, name)
         out[name] = list(value) if isinstance(value, tuple) else value
     files = s.family.weights_for(s.task, s.dit_variant)
     weights = (
-        f"{w.repo_id}/{w.filename}@{s.revision_for(w.repo_id)}" for c, w in files.items() if c in inputs.components
+        f"{p.repo_id}/{p.filename}@{s.revision_for(p.repo_id)}"
+        for c, w in files.items()
+        if c in inputs.components
+        for p in w.parts()
     )
     out.update(weights=sorted(weights), device=s.device)
     out.update((name, getattr(memory, name)) for name in inputs.knobs)
+    if inputs.constants:
+        out["constants"] = dict(inputs.constants)
     return out
 
 

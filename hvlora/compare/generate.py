@@ -4,7 +4,7 @@ Order: find the LoRA and its run (locate.py), refuse a file musubi's generator w
 inference (size and length from the run's buckets, the family's steps/guidance/flow shift, memory knobs and their
 ESTIMATE: printed before anything loads), then in RUN/compare/<UTC time>/:
   [1/4] model files       the family's weight files, present and verified (downloaded if missing, as stage 1)
-  [2/4] base model        one generator process over every prompt line, without the LoRA  -> base/
+  [2/4] base model        the generator over every prompt line, without the LoRA         -> base/
   [3/4] with the LoRA     the same command plus the LoRA                                   -> lora/
   [4/4] side by side      NN_promptP_seedS.mp4 (or .png for one frame) and sheet.png
 with `prompts.txt` (what both read), `logs/`, `summary.json` and `compare.json` (the record --push_to_hub reads).
@@ -207,8 +207,9 @@ def _stage(ctx: RunContext, index: int, name: str, work) -> dict:
 
 
 def _render(ctx: RunContext, plan: Plan, lora: Path | None) -> dict:
-    """One generator process over every prompt line; returns its command and the videos in line order. Raises
-    StageFailed for a failed process, a LoRA it did not fully apply, or a video count that does not match."""
+    """The generator over every prompt line (one process, or one per line: the family's `commands`); returns the
+    command (the last one) and the videos in line order. Raises StageFailed for a failed process, a LoRA it did not
+    fully apply, or a video count that does not match."""
     save = plan.folder / ("lora" if lora is not None else "base")
     job = GenerateJob(
         plan.task,
@@ -220,12 +221,13 @@ def _render(ctx: RunContext, plan: Plan, lora: Path | None) -> dict:
         plan.memory,
         plan.single,
     )
-    cmd = plan.gen.command(job, ctx.weights, lora)
-    log_path = ctx.paths.log(cmd.name)
-    try:
-        run_logged(cmd.executable(), stage=cmd.name, log_path=log_path, env=ctx.env)
-    except StageFailed as e:
-        raise StageFailed(cmd.name, _why(plan.gen, log_path, str(e)), e.command, log_path, e.returncode) from None
+    cmds = plan.gen.commands(job, ctx.weights, lora)  # one process, or one per prompt line (the family's generator)
+    cmd, log_path = cmds[0], ctx.paths.log(cmds[0].name)
+    for cmd in cmds:  # each appends to the run's one log
+        try:
+            run_logged(cmd.executable(), stage=cmd.name, log_path=log_path, env=ctx.env)
+        except StageFailed as e:
+            raise StageFailed(cmd.name, _why(plan.gen, log_path, str(e)), e.command, log_path, e.returncode) from None
     text = log_path.read_text(encoding="utf-8", errors="replace")
     unused = plan.gen.unused_keys_line(text) if lora is not None else None
     if unused:

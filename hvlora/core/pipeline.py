@@ -358,7 +358,8 @@ def _require_cuda() -> int:
 
 
 def _run_stage(ctx: RunContext, index: int, stage) -> None:
-    label = f"[{index}/{len(STAGES)}] {stage.TITLE}"
+    title = stage.title(ctx) if hasattr(stage, "title") else stage.TITLE  # some stages are named by the family
+    label = f"[{index}/{len(STAGES)}] {title}"
     print(f"\n{label}", flush=True)
     t0 = time.monotonic()
     try:

@@ -2,7 +2,8 @@
 
 The family's defaults rather than musubi's generic ones (its sampler: 256x256, 1 frame, flow shift 14.5; see
 SampleDefaults): its flow shift (`--fs`), steps, guidance, a size that is the most common training bucket scaled to
-the family's area (multiples of its bucket step), 1 frame for image-only data, else its video length. For a task
+the family's area (multiples of its bucket step), 1 frame for image-only data, else its video length (as latent
+frames for a family whose sampler counts them: Kandinsky 5's reads --f 5 as 17 frames). For a task
 that needs an init image (i2v) every prompt gets `--i`, the first frame of a training video, which musubi requires.
 Without `--sample_prompts` the prompts are the trigger word and two of the dataset's captions (the log says which).
 
@@ -107,6 +108,8 @@ def prompt_file(ctx: RunContext) -> Path:
     w, h = size(ctx.data.buckets(), s.family.samples.area, s.family.frames.reso_step)
     has_video = any(f.kind == "video" for f in ctx.data.planned)
     frames = min(d.video_frames, max(s.target_frames)) if has_video else 1
+    if d.latent_frames:  # the family's sampler counts latent frames: 4n+1 video frames are n+1 latents
+        frames = (frames - 1) // s.family.frames.frame_step + 1
     image = _first_frame(ctx) if s.task in d.image_tasks else None
     shift = f" --fs {d.flow_shift}" if d.flow_shift is not None else ""
     lines = []

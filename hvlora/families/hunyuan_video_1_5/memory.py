@@ -10,7 +10,7 @@ anchor (musubi-training.md §3.1, an unverified claim) is a 3090 at 544x960, fra
 
 from __future__ import annotations
 
-from ...training.presets import GIB, Estimate, MemoryModel, MemoryPlan, gib_parts
+from ...training.presets import GIB, KNOBS, Estimate, MemoryModel, MemoryPlan, gib_parts
 
 # --- DiT facts (musubi hunyuan_video_1_5/hunyuan_video_1_5_models.py, hunyuan_video_1_5_modules.py) -----------------
 DIT_PARAMS = 8_326_608_160
@@ -401,6 +401,8 @@ MODEL = MemoryModel(
     tokens=tokens,
     estimate=estimate,
     cache_estimates=cache_estimates,
+    # every knob but text_encoder_cpu: Qwen2.5-VL has --fp8_vl for small cards here
+    knobs=tuple(k for k in KNOBS if k != "text_encoder_cpu"),
 )
 # The machinery bound to this family's numbers, under the names the estimate's users know.
 PRESETS = MODEL.presets
