@@ -35,7 +35,7 @@ class Caches:
 
 def key_settings(s: Settings, memory: MemoryPlan, inputs: CacheInputs) -> dict:
     """What a store's files are made from, as JSON-ready values: the settings and memory knobs `inputs` names, the
-    weight files of its components (repo/file@revision; each file of a folder), the family's constants for the
+    weight files of its components (repo/file@revision; each file of a folder), what the family derives for the
     store and the device."""
     out: dict = {}
     for name in inputs.settings:
@@ -50,8 +50,8 @@ def key_settings(s: Settings, memory: MemoryPlan, inputs: CacheInputs) -> dict:
     )
     out.update(weights=sorted(weights), device=s.device)
     out.update((name, getattr(memory, name)) for name in inputs.knobs)
-    if inputs.constants:
-        out["constants"] = dict(inputs.constants)
+    if inputs.derived is not None:
+        out["derived"] = dict(inputs.derived(s))
     return out
 
 

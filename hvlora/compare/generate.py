@@ -72,7 +72,7 @@ def run(s: Settings) -> Plan:
     print("\n[plan] generate", flush=True)
     for line in plan.lines:
         print(f"  {line}", flush=True)
-    settings = dataclasses.replace(s, task=plan.task, dit_variant=plan.dit_variant)
+    settings = _as_trained(s, plan.trained, plan.task, plan.dit_variant)
     paths = RunPaths(plan.folder)
     ctx = RunContext(settings, paths, Summary(paths.summary, settings), child_env())
     print(f"comparison folder: {plan.folder}", flush=True)
@@ -118,7 +118,7 @@ def prepare(s: Settings) -> Plan:
     single = (batch[0].prompt.text, batch[0].seed) if len(batch) == 1 and not batch[0].prompt.options else None
     shape, several = (width, height, length), single is None
     gpu_total = _gpu_total(s)
-    memory = gen.plan_memory(s, gpu_total, shape, task, several)
+    memory = gen.plan_memory(_as_trained(s, trained, task, variant), gpu_total, shape, task, several)
     estimate = gen.estimate(memory, shape, task, several)
     seeds = sorted({i.seed for i in batch})
     lines = [
@@ -131,6 +131,12 @@ def prepare(s: Settings) -> Plan:
         "two generator runs, each loading the models once: the base model, then with the LoRA",
     ]
     return Plan(trained, gen, task, variant, inference, memory, lines, folder, image, batch, single)
+
+
+def _as_trained(s: Settings, trained: locate.Trained, task: str, variant: str) -> Settings:
+    """The settings with the LoRA's model family, task and DiT variant (its weights and memory, whatever this
+    command's --model_family says)."""
+    return dataclasses.replace(s, model_family=family.of(trained.metadata).name, task=task, dit_variant=variant)
 
 
 def _origin(found: list[prompts.Prompt]) -> str:
@@ -220,6 +226,7 @@ def _render(ctx: RunContext, plan: Plan, lora: Path | None) -> dict:
         plan.image,
         plan.memory,
         plan.single,
+        plan.dit_variant,
     )
     cmds = plan.gen.commands(job, ctx.weights, lora)  # one process, or one per prompt line (the family's generator)
     cmd, log_path = cmds[0], ctx.paths.log(cmds[0].name)

@@ -27,6 +27,7 @@ DEFAULT = "hunyuan_video_1_5"
 # --model_family value -> the module whose FAMILY it is. Adding a family: its folder, its tests and one line here.
 REGISTRY: dict[str, str] = {
     "hunyuan_video_1_5": f"{__name__}.hunyuan_video_1_5",
+    "kandinsky5": f"{__name__}.kandinsky5",
 }
 
 
@@ -62,14 +63,15 @@ class Scripts(Protocol):
 class CacheInputs:
     """What changes the files one cache stage writes besides the item itself (the cache's settings key):
     `settings` (names of Settings fields, e.g. task, resolution), `components` (weight files of the catalog, with
-    their revisions; every file of a folder), `knobs` (MemoryPlan fields, e.g. the VAE tiling) and `constants`
-    (values the family's argv fixes that change the output, e.g. a text encoder's token limit or the prompt
-    template its script picks). The device always counts."""
+    their revisions; every file of a folder), `knobs` (MemoryPlan fields, e.g. the VAE tiling) and `derived(s)`
+    (values the family's argv fixes or derives from the settings that change the output, e.g. a text encoder's
+    token limit, the prompt template its script picks, a resize some variants need; None: nothing). The device
+    always counts."""
 
     settings: tuple[str, ...]
     components: tuple[str, ...]
     knobs: tuple[str, ...]
-    constants: Mapping[str, object] = field(default_factory=dict)
+    derived: Callable[[Settings], Mapping[str, object]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class SampleDefaults:
     `area` (pixels: the most common bucket is scaled to about this), `image_tasks` (tasks whose prompts need an init
     image, --i), and `auto_above_preset`: samples are on by default only with a --vram preset above this (GB).
     `latent_frames`: the family's sampler reads --f as latent frames (the VAE's frame_step packs frames after the
-    first: 17 frames -> --f 5 with 4), not as video frames."""
+    first: 17 frames -> --f 5 with 4), not as video frames; `guidance_option`: the option its sampler reads the
+    guidance from ("l": musubi's cfg_scale, "g": its guidance_scale)."""
 
     steps: int
     guidance: float
@@ -89,6 +92,7 @@ class SampleDefaults:
     image_tasks: tuple[str, ...]
     auto_above_preset: int
     latent_frames: bool = False
+    guidance_option: str = "l"
 
 
 @dataclass(frozen=True)
@@ -165,13 +169,13 @@ class Generator(Protocol):
 
 class HubCard(Protocol):
     """A family's facts for a Hugging Face model card (share/card.py), a module such as
-    `families/hunyuan_video_1_5/card.py`: MODEL_NAME; `card_data(task)` (ModelCardData fields: base_model,
-    base_model_relation, license, license_name/link, pipeline_tag, tags); `usage(name, trigger, task, dit_file)`
-    (markdown: how to use the files); `license_note()`."""
+    `families/hunyuan_video_1_5/card.py`: MODEL_NAME; `card_data(task, dit_variant)` (ModelCardData fields:
+    base_model (the variant's repo), base_model_relation, license, license_name/link, pipeline_tag, tags);
+    `usage(name, trigger, task, dit_file)` (markdown: how to use the files); `license_note()`."""
 
     MODEL_NAME: str
 
-    def card_data(self, task: str) -> dict[str, object]: ...
+    def card_data(self, task: str, dit_variant: str) -> dict[str, object]: ...
 
     def usage(self, name: str, trigger: str, task: str, dit_file: str) -> str: ...
 

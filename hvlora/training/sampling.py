@@ -114,7 +114,8 @@ def prompt_file(ctx: RunContext) -> Path:
     shift = f" --fs {d.flow_shift}" if d.flow_shift is not None else ""
     lines = []
     for i, prompt in enumerate(default_prompts(ctx)):
-        line = f"{prompt} --w {w} --h {h} --f {frames} --s {d.steps}{shift} --l {d.guidance} --d {s.seed + i}"
+        line = f"{prompt} --w {w} --h {h} --f {frames} --s {d.steps}{shift} --{d.guidance_option} {d.guidance}"
+        line += f" --d {s.seed + i}"
         if image is not None:
             line += f" --i {image}"
         lines.append(line)
