@@ -82,7 +82,9 @@ class SampleDefaults:
     image, --i), and `auto_above_preset`: samples are on by default only with a --vram preset above this (GB).
     `latent_frames`: the family's sampler reads --f as latent frames (the VAE's frame_step packs frames after the
     first: 17 frames -> --f 5 with 4), not as video frames; `guidance_option`: the option its sampler reads the
-    guidance from ("l": musubi's cfg_scale, "g": its guidance_scale)."""
+    guidance from ("l": musubi's cfg_scale, "g": its guidance_scale); `parse_name(filename, output_name)`: (kind
+    "step"/"epoch", number, prompt index) of a sample file its trainer writes (None: musubi's common trainer names,
+    training/plots.parse_sample_name)."""
 
     steps: int
     guidance: float
@@ -93,6 +95,7 @@ class SampleDefaults:
     auto_above_preset: int
     latent_frames: bool = False
     guidance_option: str = "l"
+    parse_name: Callable[[str, str | None], tuple[str, int, int] | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -169,12 +169,12 @@ class _Fetcher:
             try:
                 kind = "already linked" if folders.links_to(here, shared) else folders.link(here, shared) + " link"
                 self.shared[folder.component] = f"{here} -> {shared} ({kind})"
-                self.log(f"{folder.component}: {here} -> {shared.key} ({kind}; the weights are stored once)")
+                self.log(f"{folder.component}: {here} -> {folder.shared.key} ({kind}; the weights are stored once)")
                 return
             except OSError as e:
                 problem = f"no link can be made in {here.parent} ({e.strerror or e})"
         self.log(
-            f"{folder.component}: {shared.key} cannot stand in for {folder.repo_id}'s weights: {problem}; "
+            f"{folder.component}: {folder.shared.key} cannot stand in for {folder.repo_id}'s weights: {problem}; "
             "fetching its own files instead"
         )
         if here.is_symlink() or folders.links_to(here, shared):

@@ -3,6 +3,8 @@ their own so that the generator can use them without importing the family's __in
 
 from __future__ import annotations
 
+import re
+
 from ...data.frames import FrameRules
 from .. import SampleDefaults
 
@@ -29,6 +31,17 @@ CACHE_TEMPLATE = "image"
 # --l is not read), no flow shift (the task's scheduler_scale). Steps 50 and guidance 5.0: the SFT tasks' num_steps
 # and guidance_weight; the area 768x512 (its "sd" sampling area, 512 * 768). Each sample loads Qwen2.5-VL (15.4 GiB
 # in bf16) on the GPU again, so samples are on by default only above the 24 GB preset.
+# kandinsky5_train_network.sample_images names its files sample_{steps:06d}_{idx:02d}.mp4 and .png (the first frame)
+# in OUTPUT_DIR/sample, whatever the trigger (steps is the global step) and the output name.
+_SAMPLE_FILE = re.compile(r"sample_(?P<num>\d{6})_(?P<idx>\d{2})\.(?:mp4|png)")
+
+
+def parse_sample_name(name: str, output_name: str | None) -> tuple[str, int, int] | None:
+    """("step", step, prompt index) of a sample file Kandinsky 5's trainer wrote, else None."""
+    m = _SAMPLE_FILE.fullmatch(name)
+    return ("step", int(m["num"]), int(m["idx"])) if m else None
+
+
 SAMPLES = SampleDefaults(
     steps=50,
     guidance=5.0,
@@ -39,4 +52,5 @@ SAMPLES = SampleDefaults(
     auto_above_preset=24,
     latent_frames=True,
     guidance_option="g",
+    parse_name=parse_sample_name,
 )
