@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from e2e import QWEN_TENSORS, k5_hub_repos, tiny_safetensors
+from e2e import QWEN_TENSORS, k5_hub_repos
 from hubserver import FakeHub
 
 from hvlora import families
