@@ -11,6 +11,7 @@ from e2e import SMOKE, Workspace, k5_hub_repos, prefetch
 from hubupload import UploadHub
 from mediafactory import dataset_zip
 
+from hvlora.compare import generate as compare
 from hvlora.families.kandinsky5 import lorakeys
 from hvlora.training import lorameta
 
@@ -76,10 +77,21 @@ def test_the_upload_has_no_comfyui_file_and_a_kandinsky_card(ws):
     assert "_comfyui" not in readme and "LoraLoaderModelOnly" in readme
 
 
-def test_generate_runs_k5s_generator_once_per_prompt_for_base_and_lora(ws):
-    r = ws.train(*K5, "--generate", "--resume", str(ws.run), "--device", "cpu", "--prompt", "ohwx walks",
-                 "--prompt", "ohwx sits", "--video_size", "64x64", "--video_length", "5", "--infer_steps", "2")  # fmt: skip
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+def test_generate_on_the_cpu_is_refused_before_anything_loads(ws):
+    r = ws.train(*K5, "--generate", "--resume", str(ws.run), "--device", "cpu", "--prompt", "ohwx walks")
+    assert r.returncode == 2 and "runs only on a CUDA GPU" in r.stderr and "mat1 and mat2" in r.stderr
+    assert not calls(ws, "kandinsky5_generate_video")
+
+
+def test_generate_runs_k5s_generator_once_per_prompt_for_base_and_lora(ws, make_settings, monkeypatch):
+    """compare.run in-process with --device cuda (no GPU here: the stand-in needs none; pipeline's GPU check is
+    what the CLI adds)."""
+    for key, value in ws.env().items():
+        monkeypatch.setenv(key, value)
+    s = make_settings(*K5, "--generate", "--resume", str(ws.run), "--device", "cuda", "--prompt", "ohwx walks",
+                      "--prompt", "ohwx sits", "--video_size", "64x64", "--video_length", "5", "--infer_steps", "2",
+                      "--models_dir", str(ws.models))  # fmt: skip
+    compare.run(s)
     gens = calls(ws, "kandinsky5_generate_video")
     assert len(gens) == 4 and sum("--lora_weight" in g for g in gens) == 2
     first = gens[0]
@@ -88,3 +100,14 @@ def test_generate_runs_k5s_generator_once_per_prompt_for_base_and_lora(ws):
     record = json.loads((folder / "compare.json").read_text())
     assert len(record["items"]) == 2 and all(row["difference"] > 0 for row in record["items"])
     assert (folder / "sheet.png").is_file()
+
+
+def test_a_k5_generator_run_on_the_cpu_is_explained(tmp_path):
+    from hvlora.compare.generate import _why
+    from hvlora.families.kandinsky5 import generate as gen
+
+    log = tmp_path / "generate_base.log"
+    log.write_text("RuntimeError: mat1 and mat2 must have the same dtype, but got Float and BFloat16\n")
+    assert "cannot start without a CUDA GPU" in _why(gen, log, "exit 1") and "autocast on CUDA only" in _why(
+        gen, log, "x"
+    )

@@ -260,9 +260,8 @@ def _why(gen: ModuleType, log_path: Path, message: str) -> str:
     text = "\n".join(log_tail(log_path, 400))
     if gen.needs_cuda(text):
         return (
-            f"{message}. musubi v0.3.4's generator cannot start without a CUDA GPU, even with --device cpu: it "
-            "calls torch.cuda.current_device() while importing (wan/modules/t5.py). Run --generate on a machine "
-            "with an NVIDIA GPU visible."
+            f"{message}. musubi v0.3.4's generator cannot start without a CUDA GPU, even with --device cpu: "
+            f"{gen.NEEDS_CUDA_WHY}. Run --generate on a machine with an NVIDIA GPU visible."
         )
     if any(marker in text for marker in _OOM):
         return (

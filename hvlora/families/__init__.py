@@ -143,9 +143,11 @@ class Generator(Protocol):
     `estimate(memory, shape, task, several)` and `describe(...) -> lines`; `commands(job, files, lora) ->
     [Command]`: the processes of one run (base or LoRA), in order: one for a generator that reads a prompt file,
     one per prompt line for a generator that takes a single prompt (the prompt file's lines, in order); and readers
-    of its log: `saved_videos(text)` (in prompt order), `unused_keys_line(text)`, `needs_cuda(text)`."""
+    of its log: `saved_videos(text)` (in prompt order), `unused_keys_line(text)`, `needs_cuda(text)` (with
+    NEEDS_CUDA_WHY: the sentence saying why it cannot run without a CUDA GPU)."""
 
     INFER_STEPS: int
+    NEEDS_CUDA_WHY: str
     GUIDANCE_SCALE: float
     FLOW_SHIFT: float
 

@@ -49,6 +49,7 @@ DEFAULT_SIZE = (848, 480)  # without a record of the training buckets: HV1.5's 4
 UNUSED_LORA_KEYS = "not all LoRA keys are used"
 _SAVED = re.compile(r"Video saved to: (?P<path>.+?\.mp4)\s*$", re.M)
 _NEEDS_CUDA = ("current_device", "Torch not compiled with CUDA enabled", "No CUDA GPUs are available")
+NEEDS_CUDA_WHY = "it calls torch.cuda.current_device() while importing (wan/modules/t5.py)"
 
 KNOBS = ("fp8", "blocks_to_swap", "text_encoder_cpu", "vae_sample_size", "vae_enable_patch_conv")
 # Preset (nominal GB) -> knobs for inference. Figures from estimate() at 848x480x25 with several prompts (GiB):

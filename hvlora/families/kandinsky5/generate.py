@@ -13,7 +13,11 @@ Facts (musubi v0.3.4, kandinsky5_generate_video.py, kandinsky5/generation_utils.
 - The LoRA: `--lora_weight FILE --lora_multiplier M`; networks.lora_kandinsky builds modules only for keys that
   match the DiT and ignores the rest without a word, so the file is key-checked first (lorakeys.py).
 - Qwen2.5-VL loads in bf16 on `--device` (no CPU or fp8 option in this script): 15.4 GiB of VRAM while the prompts
-  encode. The DiT file is read whole into host RAM while it loads. The script imports and runs without CUDA.
+  encode. The DiT file is read whole into host RAM while it loads.
+- It imports without CUDA but runs only on a CUDA GPU: it turns autocast on for CUDA only, and on the CPU the DiT's
+  bf16 weights meet float32 inputs (`RuntimeError: mat1 and mat2 must have the same dtype, but got Float and
+  BFloat16` in TimeEmbeddings, after Qwen2.5-VL has loaded: seen on the CPU rig). --generate --device cpu is
+  refused before anything loads.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ GENERATE = "musubi_tuner.kandinsky5_generate_video"
 INFER_STEPS, GUIDANCE_SCALE = SAMPLES.steps, SAMPLES.guidance
 FLOW_SHIFT = 10.0  # the sd tasks' scheduler_scale (configs.py), musubi's --scheduler_scale
 DEFAULT_SHAPE = (768, 512, SAMPLES.video_frames)
+NEEDS_CUDA_WHY = "it enables autocast on CUDA only, and on the CPU its bf16 DiT meets float32 inputs"
+_CPU_DTYPE_ERROR = "mat1 and mat2 must have the same dtype"
 _SAVED = re.compile(r"Saved (?:video|image) to (?P<path>.+?\.(?:mp4|png))(?: and first frame to .+)?\s*$", re.M)
 KNOBS = ("fp8", "blocks_to_swap")
 # Preset (nominal GB) -> knobs per DiT size; figures from estimate() at 768x512x17 (GiB). Lite: bf16 everywhere
@@ -107,7 +113,12 @@ def plan_memory(
 ) -> InferenceMemory:
     """The knobs: the preset of the DiT size (`--vram N`, or the GPU's memory for auto; none on the CPU), then
     `--fp8` and `--blocks_to_swap` set by the user win. `batch` is accepted for the interface (one process per
-    prompt here)."""
+    prompt here). Raises UserError for --device cpu (the script cannot run there, see the module's notes)."""
+    if s.device == "cpu":
+        raise UserError(
+            f"--generate --device cpu: musubi v0.3.4's {GENERATE.rsplit('.', 1)[1]} runs only on a CUDA GPU "
+            f"({NEEDS_CUDA_WHY}: RuntimeError {_CPU_DTYPE_ERROR!r}). Run --generate on a machine with an NVIDIA GPU."
+        )
     dit = _dit(s.dit_variant)
     model = sizes.PRO_MODEL if dit is sizes.PRO else sizes.LITE_MODEL
     table = PRO_TABLE if dit is sizes.PRO else LITE_TABLE
@@ -168,18 +179,19 @@ def describe(
     host_available_gib: float | None = None,
 ) -> list[str]:
     """The plan's lines: preset and knobs (with their origin), the estimate (labelled as such), and warnings when it
-    exceeds the card or the host RAM."""
-    lines = [] if device == "cpu" else [
+    exceeds the card or the host RAM (`device` and `batch` are accepted for the interface: it runs on CUDA, one
+    prompt per process)."""
+    lines = [
         f"memory: {'--vram ' + str(m.preset) if m.preset else 'no preset'}; DiT {'fp8' if m.fp8 else 'bf16'} "
         f"({m.sources['fp8']}), {m.blocks_to_swap} blocks swapped ({m.sources['blocks_to_swap']})"
-    ]  # fmt: skip
+    ]
     others = ", ".join(f"{k} {v:.1f} GB" for k, v in est.moments.items() if k != est.peak_at)
     lines.append(
         f"estimate (arithmetic, not measured): peak VRAM {est.peak_vram_gb:.1f} GB while {est.peak_at} ({others}); "
         f"host RAM {est.host_ram_gb:.1f} GB; one generator process per prompt and seed, each loading the models"
     )
     card = gpu_total_gib if gpu_total_gib is not None else (float(m.preset) if m.preset else None)
-    if device != "cpu" and card is not None and est.peak_vram_gb > card:
+    if card is not None and est.peak_vram_gb > card:
         tip = {
             "encoding the prompts": "musubi's Kandinsky 5 generator keeps Qwen2.5-VL on the GPU (no CPU option): "
             "use a larger GPU",
@@ -274,8 +286,8 @@ def unused_keys_line(log_text: str) -> str | None:
 
 
 def needs_cuda(log_text: str) -> bool:
-    """kandinsky5_generate_video imports and runs without CUDA (checked on the CPU rig): never."""
-    return False
+    """Whether a run failed the way kandinsky5_generate_video fails on the CPU (mixed bf16/float32 dtypes)."""
+    return _CPU_DTYPE_ERROR in log_text
 
 
 def inference_defaults() -> Inference:

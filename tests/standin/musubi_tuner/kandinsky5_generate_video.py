@@ -9,6 +9,8 @@ Mirrors kandinsky5_generate_video.main:
   task's ./weights paths): each a folder with config.json and weights; stage 2 opens the DiT file, merges each
   `--lora_weight` (networks.lora_kandinsky builds modules only for keys of the DiT's Linears and ignores the rest
   without a word; multipliers default to 1.0), with `--image` the VAE file and the image; stage 3 the VAE file;
+- on the CPU it fails at the DiT's first Linear (autocast is enabled for CUDA only: float32 inputs meet bf16
+  weights), with musubi's RuntimeError;
 - the output: 4(frames-1)+1 frames of (width//8*8) x (height//8*8); more than one frame: an h264 `--output` and its
   first frame as `<output stem>.png`, printing "Saved video to OUT and first frame to PNG"; one frame: a PNG at
   `--output` ("Saved image to OUT"; an `--output` Pillow cannot name a format for fails there).
@@ -48,7 +50,7 @@ def main() -> None:
     _hooks.record_call(MODULE)
     args = _flags.build_parser(MODULE).parse_args()
     dit = _k5.dit_of(args.task)
-    _common.device_from(args.device)
+    device = _common.device_from(args.device)
     latent_frames = args.frames if args.frames is not None else (1 if "t2i" in args.task or "i2i" in args.task else 5)
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     _k5.require_pretrained(args.text_encoder_qwen or "./weights/text_encoder/", "Qwen2.5-VL")
@@ -62,6 +64,8 @@ def main() -> None:
     if args.image:
         _common.require_weight_file(args.vae or "./weights/vae/")
     _hooks.work_starts(MODULE, logger)
+    if device.type == "cpu":  # autocast only on CUDA: the first Linear of the DiT meets bf16 weights with float32
+        raise RuntimeError("mat1 and mat2 must have the same dtype, but got Float and BFloat16")
     _common.require_weight_file(args.vae or "./weights/vae/")
     video = render(args, dit, latent_frames, tint)
     if video.shape[0] > 1:
