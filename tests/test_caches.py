@@ -16,6 +16,7 @@ from hvlora.core import pipeline
 from hvlora.data import preflight
 from hvlora.families.hunyuan_video_1_5 import FRAMES
 from hvlora.families.hunyuan_video_1_5 import memory as presets
+from hvlora.training.presets import KNOBS
 
 
 def report_of(tmp_path, make_settings, flags=(), images=None, videos=None):
@@ -28,20 +29,17 @@ def report_of(tmp_path, make_settings, flags=(), images=None, videos=None):
 
 def plan_caches(tmp_path, make_settings, flags=(), preset=None, **kw):
     s, report = report_of(tmp_path, make_settings, flags, **kw)
-    return caches.plan(s, report, presets.resolve(preset, {}), None)
+    knobs = {k: getattr(s, k) for k in KNOBS if getattr(s, k) is not None}  # the knobs set by flags
+    return caches.plan(s, report, presets.resolve(preset, knobs), None)
 
 
 def test_latent_key_follows_what_changes_latents_and_nothing_else(tmp_path, make_settings):
     base = plan_caches(tmp_path, make_settings)
-    for flags, preset in (
-        (("--task", "i2v"), None),
-        (("--resolution", "128x128"), None),
-        (("--device", "cpu"), None),
-        ((), 24),
-    ):
-        other = plan_caches(tmp_path, make_settings, flags, preset)
+    for flags in (("--task", "i2v"), ("--resolution", "128x128"), ("--device", "cpu")):
+        other = plan_caches(tmp_path, make_settings, flags)
         assert other.latent_store.root != base.latent_store.root, flags
-    # captions, the trigger word, frame settings and training settings do not change what a latent file holds
+    # captions, the trigger word, frame settings, training settings and the memory knobs (VAE tiling, presets) do
+    # not change what a latent file holds: following "--vram 16" after an OOM re-encodes nothing
     for flags in (
         ("--trigger_word", "ohwx"),
         ("--target_frames", "1,5,9"),
@@ -49,15 +47,35 @@ def test_latent_key_follows_what_changes_latents_and_nothing_else(tmp_path, make
         ("--rank", "8"),
         ("--learning_rate", "3e-4"),
         ("--output_name", "other"),
+        ("--vae_sample_size", "64"),
+        ("--vae_sample_size", "0"),
+        ("--vae_enable_patch_conv",),
     ):
         assert plan_caches(tmp_path, make_settings, flags).latent_store.root == base.latent_store.root, flags
+    for preset in (16, 24):
+        assert plan_caches(tmp_path, make_settings, preset=preset).latent_store.root == base.latent_store.root
 
 
-def test_text_encoder_key_follows_fp8_vl_and_the_device(tmp_path, make_settings):
+def test_fp8_text_encoder_outputs_reuse_the_bf16_ones_and_not_the_other_way(tmp_path, make_settings):
     base = plan_caches(tmp_path, make_settings)
-    assert plan_caches(tmp_path, make_settings, preset=24).te_store.root != base.te_store.root  # fp8_vl
+    fp8 = plan_caches(tmp_path, make_settings, ("--fp8_vl",))
+    assert fp8.te_store.root != base.te_store.root and [st.root for st in fp8.te_reuse] == [base.te_store.root]
+    assert base.te_reuse == []  # bf16 asked: fp8 outputs (lower precision) are never used
     assert plan_caches(tmp_path, make_settings, ("--device", "cpu")).te_store.root != base.te_store.root
     assert plan_caches(tmp_path, make_settings, ("--resolution", "128x128")).te_store.root == base.te_store.root
+    # bf16 outputs on disk: an fp8 run counts them as cached and links them in (no extra disk); the reverse never
+    for e in base.te:
+        _tensor_file(base.te_store.path(e), e.caption)
+    assert not [m for m in caches.missing(fp8) if m.endswith("_te.safetensors")]
+    assert fp8.te_store.reuse_from(fp8.te_reuse, fp8.te) == {base.te_store.root: 2}
+    assert all(fp8.te_store.path(e).stat().st_ino == base.te_store.path(e).stat().st_ino for e in fp8.te)
+    elsewhere = ("--output_dir", str(tmp_path / "o" / "output"))
+    other = plan_caches(tmp_path, make_settings, ("--fp8_vl", *elsewhere))
+    for e in other.te:
+        _tensor_file(other.te_store.path(e), e.caption)
+    bf16 = plan_caches(tmp_path, make_settings, elsewhere)
+    assert len([m for m in caches.missing(bf16) if m.endswith("_te.safetensors")]) == 2
+    assert bf16.te_store.reuse_from(bf16.te_reuse, bf16.te) == {}
 
 
 def test_one_changed_caption_changes_one_text_encoder_entry_and_no_latent(tmp_path, make_settings):

@@ -212,6 +212,7 @@ def test_help_and_train_toml_say_which_flags_are_not_keys(capsys):
     assert set(config.COMMAND_LINE_ONLY) == {
         *("check_data", "dry_run", "download_only", "new_run", "resume"),
         *("generate", "lora", "prompt", "push_to_hub", "hub_public", "hub_include_captions"),
+        *("caption_only", "recaption"),
     }
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])

@@ -20,7 +20,7 @@ from hvlora.core.cli import build_parser
 from hvlora.core.errors import ConfigError
 from hvlora.data.frames import FrameRules
 from hvlora.families import CacheInputs, Converter, Family, HintAdvice, SampleDefaults
-from hvlora.training import lorainfo, plan
+from hvlora.training import lorainfo, plan, prompts
 from hvlora.training import musubi as trainer
 from hvlora.training.plan import Launch
 from hvlora.training.presets import KNOBS, Estimate, MemoryModel, MemoryPlan
@@ -301,7 +301,8 @@ FAMILY = Family(  # what families.get("fake_family") finds in this module once t
     text_encoder_cache=CacheInputs(settings=(), components=("dit",), knobs=()),
     text_encoder_max_tokens=512,
     samples=SampleDefaults(
-        steps=7, guidance=3.0, flow_shift=None, video_frames=9, area=128 * 128, image_tasks=(), auto_above_preset=0
+        steps=7, guidance=3.0, flow_shift=None, video_frames=9, area=128 * 128, image_tasks=(), auto_above_preset=0,
+        prompt_keys=("width", "height", "frame_count", "seed", "sample_steps", "cfg_scale"),
     ),
     hints=dataclasses.replace(HV15.hints, dit_fp8="`--fp8`: the fake DiT in fp8"),
     converter=None,
@@ -357,8 +358,9 @@ def test_a_second_family_drives_the_dry_run_with_its_own_scripts_rules_and_defau
     assert all(n.endswith("_fk.safetensors") for f in ctx.data.planned for n in f.cache_files)
     assert all(e.view_name.endswith("_fk_te.safetensors") for e in ctx.caches.te)
     # its sample defaults: 7 steps, no flow shift option, sizes in its bucket step
-    prompts = (ctx.paths.root / "sample_prompts.txt").read_text()
-    assert " --s 7 " in prompts and "--fs" not in prompts and " --w 160 --h 96 --f 9 " in prompts
+    for p in prompts.read(ctx.paths.root / "sample_prompts.json"):
+        assert p["sample_steps"] == 7 and "discrete_flow_shift" not in p
+        assert (p["width"], p["height"], p["frame_count"]) == (160, 96, 9)
 
 
 def test_the_config_checks_a_second_familys_own_limits(fake_family, make_settings):

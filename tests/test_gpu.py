@@ -148,10 +148,23 @@ def test_without_nvidia_ml_py(monkeypatch):
     assert sampler.sample_once() is False and "not installed" in sampler.error
 
 
-def test_the_real_pynvml_never_raises():
-    pytest.importorskip("pynvml")
-    gpus = detect_gpus()  # [] here without a driver; the GPUs on a machine with one
-    assert all(g.total_bytes > 0 and g.uuid for g in gpus)
+def test_the_real_pynvml_as_this_machine_has_it():
+    """The real nvidia-ml-py against this machine's driver (or its absence): without a driver its nvmlInit raises
+    and detection says no GPU; with one, detection lists what NVML counts, each with its memory and UUID."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        assert detect_gpus(env={}) == [] and detect_gpus(pynvml, env={}) == []
+        sampler = PeakSampler([0])
+        assert sampler.sample_once() is False and sampler.error
+        return
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    finally:
+        pynvml.nvmlShutdown()
+    gpus = detect_gpus(env={})
+    assert [g.index for g in gpus] == list(range(count)) and all(g.total_bytes > 0 and g.uuid for g in gpus)
 
 
 # --- host RAM ----------------------------------------------------------------------------------------------------------

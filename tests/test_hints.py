@@ -4,12 +4,14 @@ advice: which flags it suggests for which settings."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from hvlora.families.hunyuan_video_1_5 import FAMILY
-from hvlora.training.hints import KINDS, NAN_STOP_MARK, Hint, HintContext, classify, format_hint
+from hvlora.training.hints import KINDS, Hint, HintContext, classify, format_hint
+from hvlora.training.progress import NAN_STOP_MARK, TrainProgress, nan_stop_line
 
 LOGS = Path(__file__).parent / "logs"
 
@@ -134,18 +136,22 @@ def test_oom_names_other_programs_on_the_gpu():
 
 
 def test_oom_while_caching_latents():
-    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents", vram_preset=24))
-    assert h.todo[0].startswith("`--vram 16`") and "VAE" in h.todo[0]
+    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents", vram_preset=24, vae_sample_size=256))
+    assert h.todo[0].startswith("`--vae_sample_size 128 --vae_enable_patch_conv`") and "VAE" in h.todo[0]
     assert "--blocks_to_swap" not in todo_text(h)  # no DiT while caching
-    on16 = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents", vram_preset=16))
-    assert "--vram" not in todo_text(on16) and "--resolution" in todo_text(on16)
+    default = classify(load("cuda_oom.log"), 1, ctx(stage="cache_latents"))  # musubi's 128 without the flag
+    assert default.todo[0].startswith("`--vae_sample_size 64 --vae_enable_patch_conv`")
+    smallest = classify(
+        load("cuda_oom.log"), 1, ctx(stage="cache_latents", vae_sample_size=64, vae_enable_patch_conv=True)
+    )
+    assert "--vae" not in todo_text(smallest) and "--resolution" in todo_text(smallest)
 
 
 def test_oom_while_caching_text_encoder_outputs():
-    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8=False))
-    assert h.todo[0].startswith("`--fp8`") and "--fp8_vl" in h.todo[0]
-    with_fp8 = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8=True))
-    assert "`--fp8`" not in todo_text(with_fp8)
+    h = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8=True, fp8_vl=False))
+    assert h.todo[0].startswith("`--fp8_vl`")  # fp8_vl decides, not the DiT's fp8
+    with_fp8 = classify(load("cuda_oom.log"), 1, ctx(stage="cache_text_encoder_outputs", fp8_vl=True))
+    assert "--fp8" not in todo_text(with_fp8)
 
 
 def test_oom_wins_over_a_later_nccl_error():
@@ -188,8 +194,17 @@ def test_shm_advice_names_compose_and_workers():
     assert "--max_data_loader_n_workers" not in todo_text(no_workers)
 
 
-def test_nan_stop_mark_is_the_guards_line():
-    assert NAN_STOP_MARK == "hvlora: stopped: loss is NaN"
+def test_the_guards_stop_line_is_classified_with_its_step():
+    """The NaN guard as it runs (progress fed musubi's bar lines with avr_loss=nan) writes a line that the classifier
+    reads as a NaN stop at that step, also when a SIGKILL exit would otherwise read as the OOM killer."""
+    p = TrainProgress(total_steps=10, step_offset=4)
+    for n in range(1, 5):
+        loss = "nan" if n >= 2 else "0.123"
+        p.feed_line(f"steps:  {n * 10}%|##   | {n}/6 [00:0{n}<00:10,  2.00s/it, avr_loss={loss}]")
+    assert p.nan_stop(3)
+    line = nan_stop_line(3, p.step)
+    h = classify(["some musubi output", line], -9, ctx())
+    assert h.kind == "loss_nan" and "hvlora stopped the run at step 8" in h.what
 
 
 def test_loss_nan_halves_the_learning_rate_and_says_the_step():
@@ -246,8 +261,13 @@ def test_disk_full_with_unknown_space_or_no_folders():
     assert classify(load("disk_full.log"), 1, ctx()).todo[0].startswith("free disk space (`df -h`")
 
 
-def test_default_free_bytes_measures_the_nearest_existing_folder(tmp_path):
-    assert ctx().free_bytes(tmp_path / "not" / "yet") > 0
+def test_default_free_bytes_measures_the_nearest_existing_folder(tmp_path, monkeypatch):
+    asked = []
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: asked.append(Path(p)) or real(p))
+    (tmp_path / "not").mkdir()
+    free = ctx().free_bytes(tmp_path / "not" / "yet" / "there")
+    assert asked == [tmp_path / "not"] and free > 0  # the deepest folder that exists, not the cwd or the root
 
 
 # --- bitsandbytes, GPU architecture, NCCL --------------------------------------------------------------------------
@@ -333,6 +353,6 @@ def test_an_oom_while_sampling_says_so_and_how_to_continue():
     )
     h = classify([*lines[:first_error], sampling, *lines[first_error:]], 1, HintContext(stage="train", family=FAMILY))
     assert h.kind == "cuda_oom" and "while making samples" in h.what
-    assert "without the --sample_* flags" in h.todo[0]
+    assert h.todo[0].startswith("`--sample_every_n_epochs 0`: no samples; the same command with it continues")
     plain = classify(lines, 1, HintContext(stage="train", family=FAMILY))
     assert "samples" not in plain.what

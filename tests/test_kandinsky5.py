@@ -25,6 +25,7 @@ from hvlora.families.hunyuan_video_1_5 import catalog as hv_catalog
 from hvlora.families.kandinsky5 import card, catalog, generate, lorakeys, memory, musubi
 from hvlora.stages import download
 from hvlora.training import plan as run_plan
+from hvlora.training import prompts
 from hvlora.training.musubi import TrainSegment
 from hvlora.training.plan import Launch
 from hvlora.weights.files import WeightFolder
@@ -209,7 +210,7 @@ def test_commands_say_what_musubis_k5_scripts_need(make_settings):
 # --- frames, buckets, samples -----------------------------------------------------------------------------------------
 
 
-def test_samples_use_latent_frames_and_the_guidance_option_k5_reads(make_settings, make_ctx, tmp_path):
+def test_samples_use_latent_frames_and_the_guidance_key_k5_reads(make_settings, make_ctx, tmp_path):
     from mediafactory import dataset_zip
 
     from hvlora.core import pipeline
@@ -220,10 +221,9 @@ def test_samples_use_latent_frames_and_the_guidance_option_k5_reads(make_setting
         make_settings, "--dry_run", "--resolution", "128x128", "--target_frames", "1,17", "--sample_every_n_steps", "5"
     )
     ctx = pipeline.run(s)
-    line = (ctx.paths.root / "sample_prompts.txt").read_text().splitlines()[1]
-    assert (
-        " --f 5 " in line and " --s 50 " in line and " --g 5.0 " in line and " --l " not in line and "--fs" not in line
-    )
+    (first, *_) = prompts.read(ctx.paths.root / "sample_prompts.json")
+    assert (first["frame_count"], first["sample_steps"], first["guidance_scale"]) == (5, 50, 5.0)
+    assert "cfg_scale" not in first and "discrete_flow_shift" not in first
     assert all(n.endswith("_k5.safetensors") for f in ctx.data.planned for n in f.cache_files)
     assert all(e.view_name.endswith("_k5_te.safetensors") for e in ctx.caches.te)
     plan = json.loads(ctx.paths.plan.read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hvlora.core.errors import UserError
-from hvlora.core.lock import LockHeld, RunLock, find_live_lock, find_locks
+from hvlora.core.lock import LockHeld, RunLock, find_live_lock, find_locks, stop_leftovers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,3 +152,47 @@ def test_an_empty_lock_file_nobody_holds_is_stale(tmp_path):
     with RunLock(run) as lock:
         assert lock.took_over == []  # nothing to name: the file was empty
         assert find_live_lock(tmp_path / "output").pid == os.getpid()
+
+
+LEFTOVER = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    from hvlora.core.lock import TOKEN_VAR, RunLock
+    with RunLock(sys.argv[1]) as lock:
+        # a trainer that does not die with us (an older version started it so): its own session, the run's token
+        child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"],
+                                 env={**os.environ, TOKEN_VAR: lock.token}, start_new_session=True)
+        lock.record_child(child.pid)
+        print(child.pid, flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_taking_over_a_stale_lock_stops_what_the_dead_run_left_running(tmp_path):
+    run = tmp_path / "runs" / "lora-1"
+    holder = subprocess.Popen([sys.executable, "-c", LEFTOVER, str(run)], stdout=subprocess.PIPE, text=True, env=env())
+    trainer = int(holder.stdout.readline())
+    kill(holder)
+    holder.stdout.close()
+    assert os.path.exists(f"/proc/{trainer}")
+    with RunLock(run) as lock:
+        (stale,) = lock.took_over
+        assert stale.child_pgid == trainer and stale.token
+        said = stop_leftovers(stale, grace_s=5)
+        assert said.startswith(f"stopped 1 process(es) the killed run left running (process group {trainer}):")
+        assert "signal.pause()" in said
+        assert stop_leftovers(stale) is None  # nothing left
+    gone = subprocess.run(["ps", "-o", "stat=", "-p", str(trainer)], capture_output=True, text=True).stdout.strip()
+    assert gone == "" or gone.startswith("Z")  # gone, or a zombie nobody reaped yet
+
+
+def test_a_stale_lock_of_another_host_is_said_to_be_unchecked(tmp_path):
+    run = tmp_path / "runs" / "lora-1"
+    run.mkdir(parents=True)
+    info = {"pid": 1, "host": "elsewhere", "started_at": "2025-01-01T00:00:00+00:00", "argv": [], "token": "ab"}
+    (run / "lock.json").write_text(json.dumps(info))
+    with RunLock(run) as lock:
+        assert "taken on host elsewhere: processes there cannot be checked from here" in stop_leftovers(
+            lock.took_over[0]
+        )

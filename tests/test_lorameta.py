@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save, save_file
 
-from hvlora.training import lorameta
+from hvlora.core import fsutil
 from hvlora.training.lorameta import SafetensorsError, read_metadata, rewrite_metadata, safetensors_problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_a_failing_replace_leaves_the_original(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(lorameta.os, "replace", broken_replace)
+    monkeypatch.setattr(fsutil.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk gone"):
         rewrite_metadata(p, {"ss_steps": "1300"})
     assert p.read_bytes() == data
@@ -185,8 +185,9 @@ def test_a_process_killed_mid_rewrite_leaves_the_original(tmp_path):
     data = p.read_bytes()
     code = (
         "import os, sys\n"
+        "from hvlora.core import fsutil\n"
         "from hvlora.training import lorameta\n"
-        "lorameta.os.replace = lambda a, b: os._exit(9)\n"
+        "fsutil.os.replace = lambda a, b: os._exit(9)\n"
         "lorameta.rewrite_metadata(sys.argv[1], {'ss_steps': '1300'})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -171,11 +171,28 @@ def test_saving_and_musubis_own_pruning(make_settings):
     assert a.save_state
 
 
-def test_resume_segment(make_settings):
-    s = make_settings()
-    seg = segment(max_train_steps=700, total_steps=2000, resume=Path("/run/checkpoints/lora-step00001300-state"))
-    a = parsed(musubi.train(s, TOML, weights(s), seg, plan_for(None), ONE))
-    assert a.resume == "/run/checkpoints/lora-step00001300-state" and a.max_train_steps == 700
+def test_resume_segment_trains_the_remaining_steps_on_the_whole_runs_schedule(make_settings, make_ctx, tmp_path):
+    """The train stage's segment: from the state of step 1300 of 2000, musubi (whose counters restart at 0) gets the
+    700 steps left, the state, and the LR schedule over all 2000 steps; the first segment gets everything."""
+    from mediafactory import dataset_zip
+
+    from hvlora.core import pipeline
+    from hvlora.stages import train
+    from hvlora.training import plan
+
+    z = dataset_zip(tmp_path / "src", tmp_path / "data" / "d.zip", images={"a.png": "a cat"})
+    s = make_settings("--input_zip", str(z), "--max_train_steps", "2000", "--lr_scheduler", "cosine")
+    ctx = make_ctx(s)
+    pipeline.check_data(ctx)
+    ctx.plan = plan.make(s, ctx.data.buckets(), [], host_ram=64 * 2**30)
+    ctx.dataset_toml, ctx.weights = TOML, weights(s)
+    state = Path("/run/checkpoints/lora-step00001300-state")
+    seg = train.segment_args(ctx, Path("/run/segments/01"), Path("/run/tb/01"), 1300, state)
+    a = parsed(train.command(ctx, seg))
+    assert (a.resume, a.max_train_steps, a.output_dir) == (str(state), 700, "/run/segments/01")
+    assert a.lr_scheduler_args == ["num_warmup_steps=0", "num_training_steps=2000"]
+    first = parsed(train.command(ctx))
+    assert (first.resume, first.max_train_steps) == (None, 2000)
 
 
 @pytest.mark.parametrize(

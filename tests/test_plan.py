@@ -15,7 +15,8 @@ from hvlora.training import plan
 from hvlora.training.gpu import GpuInfo
 
 ROOT = Path(__file__).resolve().parent.parent
-GIB = 1024**3
+from hvlora.core.fsutil import GIB  # noqa: E402
+
 BUCKETS = {(960, 544, 1): 7, (960, 544, 25): 3}
 
 

@@ -322,7 +322,10 @@ def test_media_without_caption(tmp_path, make_settings, img, mode):
     assert rec(rep, "a.png").status == "ok"
     if mode == "error":
         p = only(rep.errors, "sub/b.png", "has no caption (b.txt beside it)")
-        assert "Add sub/b.txt" in p.fix and "--missing_caption trigger or skip" in p.fix
+        assert (
+            "Add sub/b.txt" in p.fix
+            and "--missing_caption generate (caption it with Qwen2.5-VL), trigger or skip" in p.fix
+        )
         assert b.status == "error" and b not in rep.usable
     elif mode == "trigger":
         only(

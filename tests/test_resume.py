@@ -316,7 +316,7 @@ def test_adopt_and_resume_at_an_epoch_boundary(tmp_path, boundary_template):
     )
     assert remaining(20, final) == 0
     before = {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()}
-    assert adopt(seg1, ckpt, NAME, lines.append) == [] and adopt(seg0, ckpt, NAME, lines.append) == []
+    assert adopt(seg1, ckpt, NAME, lines.append) == {} and adopt(seg0, ckpt, NAME, lines.append) == {}
     assert {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()} == before
 
 
@@ -526,10 +526,10 @@ def test_remaining_and_describe(tmp_path):
     now = 1_000_000.0 + 14 * 60
     assert remaining(2000, st) == 700 and remaining(2000, None) == 2000 and remaining(1000, st) == 0
     text = describe_resume(run, st, 2000, now)
-    assert text.startswith("state of step 1300 of 2000 (saved 14 min ago); 700 steps to go; steps after 1300 are lost")
+    assert text.startswith("state of step 1300 of 2000 (saved 14m00s ago); 700 steps to go; steps after 1300 are lost")
     assert "checkpoints/lora-000013-state" in text and "mid-epoch" not in text
     mid = StateInfo(run / "checkpoints" / "lora-step00001350-state", 1350, 13.5, False, now - 3 * 3600, "step")
-    assert "saved 3 h ago" in describe_resume(run, mid, 2000, now) and "mid-epoch" in describe_resume(
+    assert "saved 3h00m ago" in describe_resume(run, mid, 2000, now) and "mid-epoch" in describe_resume(
         run, mid, 2000, now
     )
     assert "nothing left" in describe_resume(run, st, 1300, now)

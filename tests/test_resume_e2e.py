@@ -11,9 +11,11 @@ import math
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from e2e import SMOKE, Workspace, hub_repos, prefetch, run_folder
 from hubserver import FakeHub
 from mediafactory import make_image, make_zip
@@ -84,12 +86,13 @@ def test_a_run_killed_after_a_state_resumes_with_true_steps_and_the_same_lr_curv
     assert sorted(reference) == [1, 2, 3, 4, 5, 6] and reference[6] < reference[2]  # cosine decays
 
     run = killed_at(ws, "STANDIN_KILL_AT_STEP=2", *RUN, "--skip_download", env={"STANDIN_KILL_AT_STEP": "2"})
-    r = ws.train(*RUN, "--skip_download")  # the same command again
+    # the same command again, with the memory advice followed: another VAE tile size and fp8 Qwen2.5-VL
+    r = ws.train(*RUN, "--skip_download", "--vae_sample_size", "64", "--fp8_vl")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"continuing {run}" in r.stdout and "taking over the stale lock" in r.stdout
     assert "resuming: state of step 2 of 6" in r.stdout and "4 steps to go" in r.stdout
-    # the caches were complete: nothing encoded again
-    assert "0 of 3 items to encode" in r.stdout and r.stdout.count("items to encode") == 2
+    # the caches the run began with are kept: nothing encoded again, no cache process started
+    assert r.stdout.count("0 of 3 items to encode: this run began training on the caches") == 2, r.stdout[-3000:]
     segments = json.loads((run / "segments.json").read_text())["segments"]
     assert [(s["from_step"], s["status"]) for s in segments] == [(0, "killed"), (2, "ok")]
     # true numbers: musubi's second segment counted 1..4 again, its files are steps 4 and 6 here
@@ -218,15 +221,6 @@ def test_one_run_at_a_time_per_output_folder(ws, tmp_path):
     assert r.returncode == 0 and "taking over the stale lock" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
-def test_a_nan_loss_stops_the_run_at_once_and_says_what_to_do(ws):
-    r = ws.train(*RUN, "--skip_download", "--output_name", "nan", env={"STANDIN_NAN_FROM_STEP": "2"})
-    assert r.returncode == 1
-    assert "loss is NaN for 3 consecutive steps" in r.stderr and "--learning_rate" in r.stderr
-    failure = ws.summary()["failure"]
-    assert failure["kind"] == "loss_nan" and failure["stage"] == "train"
-    assert not (ws.output / "nan.safetensors").exists()  # nothing published from a diverged run
-
-
 def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_path):
     from PIL import Image
 
@@ -265,3 +259,82 @@ def test_samples_land_by_true_step_across_a_resume_with_a_contact_sheet(ws, tmp_
     with Image.open(run / "loss.png") as plot:
         assert plot.size[0] > 400 and len(plot.convert("RGB").getcolors(1 << 20) or []) > 10
     assert "samples: every 2 steps, before training, prompts from" in r.stdout
+
+
+def test_a_run_stopped_between_the_final_state_and_the_final_lora_finishes_from_the_state(ws):
+    """musubi writes the final state, then the final LoRA; killed between the two (no step save at the last step),
+    the same command builds the final file from the state's weights instead of failing for ever."""
+    from safetensors.torch import load_file
+
+    flags = [*RUN, "--skip_download", "--output_name", "fin", "--save_every_n_steps", "4"]
+    r = ws.train(*flags, env={"STANDIN_KILL_BEFORE_FINAL_LORA": "1"})
+    assert r.returncode == 1 and "STANDIN_KILL_BEFORE_FINAL_LORA" in r.stdout + r.stderr
+    run = ws.last_run
+    state = run / "checkpoints" / "fin-000002-state"  # step 6 ends epoch 2: the final state, adopted
+    assert (state / "model.safetensors").is_file() and not (run / "checkpoints" / "fin.safetensors").exists()
+    r = ws.train(*flags)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "the state of step 6 already holds all 6 steps: nothing to train" in r.stdout
+    assert "built from the weights of the state of step 6 (fin-000002-state/model.safetensors) in bf16" in r.stdout
+    lora = run / "checkpoints" / "fin.safetensors"
+    built, weights = load_file(lora), load_file(state / "model.safetensors")
+    sibling = load_file(run / "checkpoints" / "fin-step00000004.safetensors")  # what musubi itself wrote
+    assert set(built) == set(weights) == set(sibling) and {t.dtype for t in sibling.values()} == {
+        built["lora_unet_double_blocks_0_img_attn_q.alpha"].dtype
+    }
+    assert all(torch.equal(built[k], weights[k].to(built[k].dtype)) for k in built)
+    md = lorameta.read_metadata(lora)
+    assert (md["ss_steps"], md["ss_network_dim"], md["hvlora.steps"]) == ("6", "4", "6")
+    assert md["sshs_model_hash"] == lorameta.musubi_hashes(built, md)[0]
+    assert comfyui.verify(ws.output / "fin.safetensors", ws.output / "fin_comfyui.safetensors")
+
+
+def test_sigkill_of_our_process_alone_leaves_no_musubi_process(ws, tmp_path):
+    """Not the group (a power cut does that): our process alone, as the OOM killer or `kill -9 PID` does. The
+    trainer and its worker die with it; the same command then takes the lock over and finishes."""
+    pidfile = tmp_path / "pids"
+    flags = [*RUN, "--skip_download", "--output_name", "orphan"]
+    env = ws.env(STANDIN_BLOCK="hv_1_5_train_network", STANDIN_PIDFILE=str(pidfile))
+    ours = subprocess.Popen(ws.argv(*flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    for line in ours.stdout:
+        if "standin: waiting for a signal" in line:
+            break
+    trainer, worker = map(int, pidfile.read_text().split())
+    os.kill(ours.pid, signal.SIGKILL)
+    ours.wait(30)
+    deadline = time.monotonic() + 20
+    while (alive(trainer) or alive(worker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(trainer) and not alive(worker), "the trainer outlived the command that started it"
+    r = ws.train(*flags)
+    assert r.returncode == 0 and "taking over the stale lock" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "process(es) the killed run left running" not in r.stdout  # nothing was left
+
+
+def test_a_nan_loss_stops_the_run_and_the_next_one_never_resumes_after_it(ws):
+    """NaN from step 3: the guard stops at step 5 (with what to do), after the state of step 4 was saved. The same
+    command continues from the state of step 2, the newest before the NaN, and says so; the poisoned state is kept
+    aside."""
+    flags = [*RUN, "--skip_download", "--output_name", "nanres"]
+    r = ws.train(*flags, env={"STANDIN_NAN_FROM_STEP": "3"})
+    assert r.returncode == 1
+    assert "loss is NaN for 3 consecutive steps" in r.stderr and "--learning_rate" in r.stderr
+    failure = ws.summary()["failure"]
+    assert failure["kind"] == "loss_nan" and failure["stage"] == "train"
+    assert not (ws.output / "nanres.safetensors").exists()  # nothing published from a diverged run
+    run = ws.last_run
+    assert (run / "checkpoints" / "nanres-step00000004-state~nan").is_dir()
+    r = ws.train(*flags)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "the loss became NaN at step 3 (segment 0): never resuming from a state saved at or after it" in r.stdout
+    assert "using the state of step 2" in r.stdout and "resuming: state of step 2 of 6" in r.stdout
+    md = lorameta.read_metadata(run / "checkpoints" / "nanres.safetensors")
+    assert md["ss_steps"] == "6"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +125,7 @@ GROUP_CHILD = """
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_the_whole_group_and_raises_interrupted(tmp_path, signum):
     pidfile = tmp_path / "pids"
     code = GROUP_CHILD.format(pidfile=str(pidfile), prelude="")
@@ -208,3 +210,56 @@ def test_a_progress_display_that_raises_never_stops_the_run(tmp_path, capfd):
     log = (tmp_path / "s.log").read_text()
     assert "progress display stopped: RuntimeError: broken progress parser" in log
     assert "\na\n" in log and "\nb\n" in log and "[exit code 0]" in log
+
+
+def test_the_output_thread_has_ended_when_the_runner_returns(tmp_path):
+    """A process that left the child's group (its own session) keeps the pipe open: the runner must neither wait for
+    it nor return while its output thread still runs the console (which draws plots and writes the summary): after
+    run_logged the caller's thread is the only one left to write them."""
+    pidfile = tmp_path / "stray"
+    code = f"""
+        import subprocess, sys
+        stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        open({str(pidfile)!r}, "w").write(str(stray.pid))
+        print("child done", flush=True)
+    """
+    before = set(threading.enumerate())
+    console = Console()
+    try:
+        run_logged(py(code), stage="s", log_path=tmp_path / "s.log", env=dict(os.environ), console=console)
+        assert b"child done" in console.data
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        assert left == [], left
+    finally:
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_the_child_dies_with_its_parent_even_by_sigkill(tmp_path):
+    """Our process killed without running a handler: the child's whole group (a launcher and the process it
+    started, as accelerate launch starts musubi) goes down with it."""
+    pidfile = tmp_path / "pids"
+    grandchild = "import signal; signal.pause()"
+    child = f"""
+        import os, subprocess, sys
+        worker = subprocess.Popen([sys.executable, "-c", {grandchild!r}])
+        open({str(pidfile)!r}, "w").write(f"{{os.getpid()}} {{worker.pid}}")
+        print("ready", flush=True)
+        worker.wait()
+    """
+    driver = textwrap.dedent(f"""
+        import io, os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from hvlora.core.runner import run_logged
+        run_logged([sys.executable, "-c", {textwrap.dedent(child)!r}], stage="s", log_path=Path({str(tmp_path / "s.log")!r}),
+                   env=dict(os.environ))
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "ready"
+    launcher, worker = map(int, pidfile.read_text().split())
+    parent.kill()  # SIGKILL: no handler of ours runs
+    parent.wait(30)
+    deadline = time.monotonic() + 20
+    while (alive(launcher) or alive(worker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(launcher) and not alive(worker)

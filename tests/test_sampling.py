@@ -1,23 +1,18 @@
-"""Samples during training: when they are made (presets, flags, device), and the prompt file made from the data,
-read back with musubi's prompt-line parser (the stand-in's mirror of sampling_prompts.py)."""
+"""Samples during training: when they are made (presets, flags, device), the flags that turn them off, and the
+prompt file made from the data, read back as musubi reads it (prompts.read; captions of every shape: test_prompts)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from mediafactory import dataset_zip
 
 from hvlora.core import pipeline
+from hvlora.core.fsutil import GIB
 from hvlora.families.hunyuan_video_1_5 import FAMILY
 from hvlora.stages import extract
-from hvlora.training import plan, sampling
+from hvlora.training import plan, prompts, sampling
 from hvlora.training.gpu import GpuInfo
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
-from musubi_tuner import _sampling  # noqa: E402
-
-GIB = 1024**3
 
 
 def planned(make_settings, make_ctx, tmp_path, *flags, videos=True, gpu_gib=80.0):
@@ -54,16 +49,13 @@ def test_samples_are_on_by_default_only_on_a_big_gpu(make_settings, make_ctx, tm
 
 def test_prompts_from_the_data_with_hv15_defaults(make_settings, make_ctx, tmp_path):
     ctx = planned(make_settings, make_ctx, tmp_path)
-    prompts = [
-        _sampling.line_to_prompt_dict(line)
-        for line in sampling.prompt_file(ctx).read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    assert [p["prompt"] for p in prompts] == ["ohwx", "ohwx, a cat on a sofa", "ohwx, a dog"]
-    p = prompts[0]
+    read = prompts.read(sampling.prompt_file(ctx))  # as musubi's load_prompts reads the file (test_prompts.py)
+    assert [p["prompt"] for p in read] == ["ohwx", "ohwx, a cat on a sofa", "ohwx, a dog"]
+    p = read[0]
     assert (p["sample_steps"], p["discrete_flow_shift"], p["cfg_scale"]) == (20, 7.0, 6.0)
     assert p["frame_count"] == 5 and p["width"] % 16 == 0 and p["height"] % 16 == 0  # videos: 25 or the longest
     assert (p["width"], p["height"]) == sampling.size(ctx.data.buckets(), FAMILY.samples.area, FAMILY.frames.reso_step)
+    assert [q["seed"] for q in read] == [42, 43, 44]
     assert sampling.size({(960, 544, 1): 3, (544, 960, 1): 1}, FAMILY.samples.area, FAMILY.frames.reso_step) == (
         832,
         480,
@@ -72,9 +64,22 @@ def test_prompts_from_the_data_with_hv15_defaults(make_settings, make_ctx, tmp_p
 
 def test_image_only_data_samples_one_frame_and_i2v_gets_the_first_frame(make_settings, make_ctx, tmp_path):
     ctx = planned(make_settings, make_ctx, tmp_path / "a", videos=False)
-    line = sampling.prompt_file(ctx).read_text().splitlines()[1]
-    assert _sampling.line_to_prompt_dict(line)["frame_count"] == 1
+    assert {p["frame_count"] for p in prompts.read(sampling.prompt_file(ctx))} == {1}
     ctx = planned(make_settings, make_ctx, tmp_path / "b", "--task", "i2v")
-    lines = [x for x in sampling.prompt_file(ctx).read_text().splitlines() if not x.startswith("#")]
-    images = {_sampling.line_to_prompt_dict(x)["image_path"] for x in lines}
+    images = {p["image_path"] for p in prompts.read(sampling.prompt_file(ctx))}
     assert len(images) == 1 and Path(images.pop()).is_file()
+
+
+def test_the_flags_that_turn_samples_off_turn_them_off(make_settings, make_ctx, tmp_path):
+    for i, flags in enumerate(((), ("--sample_every_n_steps", "5"), ("--sample_at_first", "--sample_prompts", "p"))):
+        if "p" in flags:
+            (tmp_path / "p").write_text("a cat\n")
+        ctx = planned(make_settings, make_ctx, tmp_path / str(i), *flags, gpu_gib=79.6)
+        assert sampling.enabled(ctx.settings, ctx.plan)
+        off = [tok for flag in sampling.off_flags(ctx.settings) for tok in flag.split()]
+        s2 = make_settings(*_flags(ctx), *flags, *off)
+        assert not sampling.enabled(s2, ctx.plan), (flags, off)
+
+
+def _flags(ctx) -> list[str]:
+    return ["--target_frames", "1,5", "--trigger_word", "ohwx", "--input_zip", str(ctx.settings.input_zip)]

@@ -1,5 +1,7 @@
-"""The stand-in trainer behaves like musubi v0.3.4 + accelerate 1.6.0 where resume, LR schedules, saving and
-sampling matter (facts in shared/musubi-training.md §1-2), and its kill/NaN hooks leave what they promise.
+"""This project's readers of what musubi writes (TensorBoard scalars, accelerate states, LoRA metadata, sample names,
+progress bars, cache files, prompt files) and its LR-schedule arguments, on what the stand-in trainer writes where
+it behaves like musubi v0.3.4 + accelerate 1.6.0 (facts in shared/musubi-training.md §1-2): resume, LR schedules,
+saving, sampling, and the kill/NaN hooks the end-to-end tests rely on.
 
 Every run is a subprocess: the cache scripts with `python -m`, the trainer under `accelerate launch` (CPU, one
 process), each in its own session so that the kill hooks' SIGKILL to the process group stays inside it. The
@@ -25,18 +27,25 @@ import av
 import pytest
 import torch
 from mediafactory import make_image
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+
+from hvlora.core.errors import UserError
+from hvlora.families.hunyuan_video_1_5.rules import SAMPLES as HV15_SAMPLES
+from hvlora.training import (
+    lorameta,
+    musubi,  # the trainer flags every family shares (lr_schedule)
+    plots,
+    progress,
+    prompts,
+    resume,
+)
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 LAUNCH = [
     *("-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1"),
     *("--mixed_precision", "no", "--dynamo_backend", "no", "-m", "musubi_tuner.hv_1_5_train_network"),
 ]
-COSINE_ABSOLUTE = [
-    *("--lr_scheduler_type", "transformers.get_cosine_schedule_with_warmup"),
-    *("--lr_scheduler_args", "num_warmup_steps=1", "num_training_steps=6"),
-]
+COSINE_ABSOLUTE = musubi.lr_schedule("cosine", 1, 6, 1)  # what the train stage passes in every segment
 COSINE_BUILTIN = ["--lr_scheduler", "cosine", "--lr_warmup_steps", "1"]
 LR = 1e-3
 STATE_FILES = ["model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin"]
@@ -187,8 +196,19 @@ def runs(tmp_path_factory) -> dict:
 
 
 def scalars(logs: Path) -> list[dict[str, list[tuple[int, float]]]]:
-    """One {tag: [(step, value)]} per TensorBoard run folder, oldest first."""
-    return [tfevents.read_scalars(run_dir) for run_dir in sorted(p for p in logs.iterdir() if p.is_dir())]
+    """One {tag: [(step, value)]} per TensorBoard run folder, oldest first, as this project reads them
+    (progress.read_tb_scalars: what becomes metrics.jsonl)."""
+    out = []
+    for run_dir in sorted(p for p in logs.iterdir() if p.is_dir()):
+        rows, state = progress.read_tb_scalars(run_dir, (*progress.TB_TAGS, "loss/epoch"))
+        state.close()
+        tags: dict[str, list[tuple[int, float]]] = {}
+        for row in sorted(rows, key=lambda r: r["step"]):
+            for tag, value in row.items():
+                if "/" in tag and value is not None:
+                    tags.setdefault(tag, []).append((row["step"], value))
+        out.append(tags)
+    return out
 
 
 def values(series: list[tuple[int, float]]) -> list[float]:
@@ -200,9 +220,8 @@ def steps(series: list[tuple[int, float]]) -> list[int]:
 
 
 def counters(path: Path) -> tuple[str, str]:
-    """(ss_steps, ss_epoch) of a LoRA file."""
-    with safe_open(path, "pt") as f:
-        md = f.metadata()
+    """(ss_steps, ss_epoch) of a LoRA file, read as this project reads them (header only)."""
+    md = lorameta.read_metadata(path)
     return md["ss_steps"], md["ss_epoch"]
 
 
@@ -229,13 +248,12 @@ def test_uninterrupted_run_logs_the_real_schedule_and_saves_accelerate_states(ru
     assert steps(logged["loss/epoch"]) == [1, 2]
     for step in (2, 4, 6):
         state = ref / f"lora-step{step:08d}-state"
-        assert names(state) == STATE_FILES
-        assert torch.load(state / "scheduler.bin")["last_epoch"] == step
+        assert names(state) == STATE_FILES and resume.is_complete(state) == (True, "")
+        # the scheduler's step count, and accelerate's micro-batches into the epoch (3 per epoch, 0 at its end)
+        assert resume.read_state(state, 1) == (step, {2: 2, 4: 1, 6: 0}[step])
         assert torch.load(state / "optimizer.bin")["state"][0]["step"] == step
-        # accelerate's `step`: micro-batches consumed in the current epoch (3 per epoch), 0 at an epoch's end
-        assert torch.load(state / "random_states_0.pkl", weights_only=False)["step"] == {2: 2, 4: 1, 6: 0}[step]
-        with safe_open(state / "model.safetensors", "pt") as f:  # only the network (musubi's save hook)
-            assert {"double_blocks.0.lora_down", "double_blocks.53.lora_up", "noise_seed"} <= set(f.keys())
+        _, header = lorameta.read_header(state / "model.safetensors")  # only the network (musubi's save hook)
+        assert {"double_blocks.0.lora_down", "double_blocks.53.lora_up", "noise_seed"} <= set(header)
     assert names(ref, "*.safetensors") == [
         "lora-step00000002.safetensors",
         "lora-step00000004.safetensors",
@@ -264,9 +282,9 @@ def test_kill_in_state_save_leaves_the_step_state_half_written(runs):
     state = runs["root"] / "partial-state"  # copied before the resumed run overwrote the folder
     assert names(run / "lora-step00000002-state") == STATE_FILES
     assert names(state) == ["model.safetensors", "optimizer.bin"]
-    load_file(state / "model.safetensors")  # complete
-    with pytest.raises((RuntimeError, OSError)):  # what torch.load says depends on where the bytes end
-        torch.load(state / "optimizer.bin")
+    assert lorameta.safetensors_problem(state / "model.safetensors") is None  # complete
+    complete, why = resume.is_complete(state)  # what resume trusts: not this one
+    assert not complete and why.startswith("optimizer.bin is not a whole torch file")
     ref_lrs = values(scalars(runs["root"] / "ref" / "logs")[0]["lr/unet"])
     first = scalars(run / "logs")[0]
     # the absolute schedule logs what the built-in one logs uninterrupted; step 4 died before its log
@@ -298,9 +316,10 @@ def test_resume_restarts_the_counters_and_overwrites_same_named_files(runs):
     assert counters(run / "lora-step00000004.safetensors") == ("4", "1")
     assert counters(run / "lora.safetensors") == ("4", "2")
     assert names(run / "lora-step00000004-state") == STATE_FILES  # the half-written state was overwritten
-    # the scheduler's last_epoch and the optimizer's step are restored and keep counting across the resume
-    assert torch.load(run / "lora-step00000002-state" / "scheduler.bin")["last_epoch"] == 4
-    assert torch.load(run / "lora-state" / "scheduler.bin")["last_epoch"] == 6
+    # the scheduler's count is restored and keeps counting: the resumed segment's local names map to true steps
+    seg = resume.Segment(0, run, 2, 2 / 3, None, 1, 3, 6, "t", output_name="lora")
+    assert resume.true_step_of(run / "lora-step00000002-state", seg) == 4
+    assert resume.true_step_of(run / "lora-state", seg) == 6
     assert torch.load(run / "lora-state" / "optimizer.bin")["state"][0]["step"] == 6
     # a fresh TensorBoard folder with steps from 1; with the absolute schedule the LR goes on where it stopped
     first, second = scalars(run / "logs")
@@ -340,8 +359,10 @@ def test_step_saves_pruning_sampling_nan_and_kill_after_a_step(runs):
     assert names(out / "lora-step00000004-state") == STATE_FILES
     assert counters(out / "lora-step00000003.safetensors") == ("3", "0")
     assert counters(out / "lora-step00000004.safetensors") == ("4", "1")
-    # NaN from step 3: in the bar, the log and (through the optimizer) the weights
-    assert "avr_loss=nan" in r.stderr
+    # NaN from step 3: in the bar (the guard's progress sees 2 NaN steps by step 4), the log and the weights
+    bar = progress.TrainProgress(4)
+    bar.feed_lines(r.stderr.replace("\r", "\n").splitlines())
+    assert bar.step == 4 and bar.nan_streak == 2 and not bar.nan_stop(3) and bar.nan_stop(2)
     (logged,) = scalars(out / "logs")
     current = dict(logged["loss/current"])
     assert math.isfinite(current[2]) and math.isnan(current[3]) and math.isnan(current[4])
@@ -354,11 +375,11 @@ def test_step_saves_pruning_sampling_nan_and_kill_after_a_step(runs):
     # samples: at first (e000000), at steps 2 and 4, at epoch ends 1 and 2; step 4 ends epoch 2 and the step trigger
     # is ORed into the epoch-end check, so step 4 samples twice (000004 and e000002)
     files = names(out / "sample")
-    stems = sorted({re.sub(r"_\d{14}", "", n) for n in files})
-    assert len(files) == 10 and stems == sorted(
-        f"lora_{num}_{suffix}"
-        for num in ("e000000", "000002", "e000001", "000004", "e000002")
-        for suffix in ("00_7_000.png", "01.mp4")
+    parsed = sorted(plots.parse_sample_name(n, "lora") for n in files)  # how samples are named by true step
+    assert parsed == sorted(
+        (kind, num, prompt)
+        for kind, num in (("epoch", 0), ("step", 2), ("epoch", 1), ("step", 4), ("epoch", 2))
+        for prompt in (0, 1)
     )
     png = next(n for n in files if n.startswith("lora_000002_00_"))
     with av.open(str(out / "sample" / png)) as c:
@@ -377,10 +398,13 @@ def test_step_saves_pruning_sampling_nan_and_kill_after_a_step(runs):
     assert "| 2/2 [" in r.stderr and "| 3/3 [" in r.stderr  # the denoising bars, without a desc
 
 
-def test_i2v_sampling_needs_an_image_on_every_prompt(runs):
+def test_i2v_sampling_needs_an_image_on_every_prompt_and_the_check_says_so_first(runs):
     r = runs["i2v"]
     assert r.returncode != 0 and "AssertionError: image_path should be set for I2V training" in r.stderr
     assert "Encoding image to image encoder context" not in r.stderr
+    # the same file, checked before stage 1: refused, naming the prompts without an image
+    with pytest.raises(UserError, match=r"prompt 1: i2v samples need an image[\s\S]*prompt 2: i2v samples need"):
+        prompts.check_file(runs["root"] / "prompts.txt", "i2v", HV15_SAMPLES)
 
 
 def _load_optim():
@@ -388,6 +412,30 @@ def _load_optim():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_our_schedule_arguments_give_musubis_scheduler_the_whole_runs_curve():
+    """musubi.lr_schedule's --lr_scheduler_type/args (every segment, any number of processes) built into a scheduler
+    as musubi builds it (the stand-in's get_lr_scheduler): the LR at each true step is transformers' curve over
+    the whole run, although musubi steps the scheduler num_processes times per optimizer step."""
+    optim = _load_optim()
+    for name, fn in (("cosine", cosine), ("linear", lambda k, t, w=1: min(k / w, max(0.0, (t - k) / (t - w))))):
+        for processes in (1, 2):
+            argv = musubi.lr_schedule(name, 1, 6, processes)
+            args = SimpleNamespace(
+                lr_scheduler="constant", lr_scheduler_type=argv[1], lr_scheduler_args=argv[3:], max_train_steps=3,
+                lr_warmup_steps=0, lr_decay_steps=0, lr_scheduler_num_cycles=1, lr_scheduler_power=1.0,
+                lr_scheduler_timescale=None, lr_scheduler_min_lr_ratio=None,
+            )  # fmt: skip
+            opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+            sched = optim.get_lr_scheduler(args, opt, processes)
+            lrs = []
+            for _ in range(6):
+                opt.step()
+                for _ in range(processes):  # accelerate's AcceleratedScheduler
+                    sched.step()
+                lrs.append(sched.get_last_lr()[0])
+            assert lrs == pytest.approx([fn(k, 6) for k in range(1, 7)], abs=1e-12), (name, processes)
 
 
 def test_lr_scheduler_precedence_warmup_and_processes_follow_musubi():
@@ -439,13 +487,10 @@ def test_cache_kill_after_items_leaves_a_truncated_file_and_skip_existing_keeps_
         assert r.returncode == -9 and f"standin: STANDIN_KILL_AFTER_ITEMS={n}" in r.stderr
 
     def split(pattern):
+        """Whole and cut files, as the cache store judges them before musubi's --skip_existing would keep them."""
         good, bad = [], []
         for p in sorted(cache.glob(pattern)):
-            try:
-                load_file(p)
-                good.append(p)
-            except SafetensorError:
-                bad.append(p)
+            (bad if lorameta.safetensors_problem(p) else good).append(p)
         return good, bad
 
     (lat_good,), (lat_bad,) = split("*_hv15.safetensors")

@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.fsutil import atomic_write_json
+from ..core.fsutil import atomic_write_json, link_or_copy
 from ..training import lorameta
 
-FORMAT = 3  # bump when the layout or what the keys cover changes
+FORMAT = 4  # bump when the layout or what the keys cover changes (4: no VAE tiling; TE precision)
 TE_NAME_END = "_te.safetensors"  # musubi names every text-encoder cache file {stem}_{architecture}_te.safetensors
 
 
@@ -75,9 +75,10 @@ class Store:
     """One settings key's cache folder. `valid()` is the one test of a cache file; `missing()` is what musubi must
     encode; `take_staged()` moves what it encoded in; `link_view()` shows a run its files."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, precision: str | None = None):
         self.root = root
         self.staging = root / ".staging"
+        self.precision = precision  # what its items were made with, for the console (e.g. "bf16")
 
     def path(self, e: Entry) -> Path:
         return self.root / e.store_name
@@ -122,6 +123,20 @@ class Store:
             if problem is not None or recache:
                 todo.append(e)
         return todo, removed
+
+    def reuse_from(self, others: list[Store], entries: list[Entry]) -> dict[Path, int]:
+        """Entries this store lacks but another (of higher precision, the same files) holds whole: hard-linked in
+        (no extra disk), so they count as cached here. Returns {other store's root: items taken}."""
+        taken: dict[Path, int] = {}
+        for e in {e.store_name: e for e in entries}.values():
+            if self.valid(e):
+                continue
+            source = next((o for o in others if o.valid(e)), None)
+            if source is not None:
+                self.path(e).unlink(missing_ok=True)
+                link_or_copy(source.path(e), self.path(e))
+                taken[source.root] = taken.get(source.root, 0) + 1
+        return taken
 
     def prepare_staging(self, todo: list[Entry], recache: bool = False) -> list[str]:
         """Keep the complete staged files of `todo` (left by a killed run: musubi's --skip_existing then skips
@@ -172,7 +187,7 @@ class Store:
                 if target.stat().st_ino == self.path(e).stat().st_ino:
                     continue
                 target.unlink()
-            _link(self.path(e), target)
+            link_or_copy(self.path(e), target)
 
     def size_bytes(self, entries: list[Entry]) -> int:
         return sum(
@@ -182,13 +197,6 @@ class Store:
 
 def _kind(name: str) -> str:
     return "te" if name.endswith(TE_NAME_END) else "latents" if name.endswith(".safetensors") else "other"
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system (a bind mount): a copy costs disk but works
-        shutil.copy2(src, dst)
 
 
 class DigestIndex:

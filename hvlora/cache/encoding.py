@@ -21,7 +21,7 @@ from ..core.errors import StageFailed
 from ..core.runner import run_logged
 from ..data import datasetconfig
 from ..data.preflight import FileRecord
-from ..training import progress
+from ..training import progress, resume
 from ..training.musubi import Command
 from .cachestore import Entry, Store
 
@@ -44,16 +44,27 @@ def encode(
     entries: list[Entry],
     staged: dict[str, Staged],
     command: Callable[[Path], Command],
+    reuse: list[Store] | None = None,
 ) -> dict:
     """Encode the entries `store` lacks (all with --recache) and link the run's view. `staged` maps an entry's
-    item key to what musubi reads for it; `command(dataset_config)` builds the musubi invocation. Returns summary
-    info: items encoded and reused, damaged files removed, the cache's size. Raises StageFailed if musubi fails or
-    does not write an expected file."""
+    item key to what musubi reads for it; `command(dataset_config)` builds the musubi invocation; `reuse`: stores
+    of higher precision whose whole items count as cached (`Store.reuse_from`). A run that has begun training keeps
+    its view as it is (`kept_view`). Returns summary info: items encoded and reused, damaged files removed, the
+    cache's size. Raises StageFailed if musubi fails or does not write an expected file."""
     s, log = ctx.settings, ctx.log(stage)
+    kept = kept_view(ctx, stage, entries)
+    if kept is not None:
+        return kept
+    total = len({e.store_name for e in entries})
+    if not s.recache:
+        for root, n in store.reuse_from(reuse or [], entries).items():
+            log(
+                f"{n} of {total} items reused from {root} ({_precision(reuse, root)}: higher precision than the "
+                f"{store.precision} asked for)"
+            )
     todo, damaged = store.missing(entries, recache=s.recache)
     for problem in damaged:
         log(f"removed a damaged cache file: {problem}")
-    total = len({e.store_name for e in entries})
     log(f"{len(todo)} of {total} items to encode ({total - len(todo)} cached already in {store.root})")
     salvaged = 0
     if todo:
@@ -67,7 +78,14 @@ def encode(
         counter = _CacheCounter(store, todo, stage)
         console = ProgressConsole(is_bar, counter.status_line, tick=counter.count)
         try:
-            run_logged(cmd.executable(), stage=stage, log_path=ctx.paths.log(stage), env=ctx.env, console=console)
+            run_logged(
+                cmd.executable(),
+                stage=stage,
+                log_path=ctx.paths.log(stage),
+                env=ctx.env,
+                console=console,
+                on_start=ctx.on_child,
+            )
         finally:
             console.close()
         problems = store.take_staged(todo)
@@ -91,6 +109,28 @@ def encode(
     info["cache_bytes"] = store.size_bytes(entries)
     info["store"] = str(store.root)
     return info
+
+
+def kept_view(ctx: RunContext, stage: str, entries: list[Entry]) -> dict | None:
+    """A run that has begun training trains on the caches it began with: RUN/cache/ holds hard links to them, so
+    when every entry's file there is whole nothing is encoded or linked again, whatever the cache settings say now
+    (another VAE tiling, --fp8_vl, another device). Returns the stage's info then, else None."""
+    if not resume.SegmentLog.in_run(ctx.paths.root).all():
+        return None
+    view = ctx.paths.cache_view
+    if any(Store.problem(view / e.block / e.view_name, e) for e in entries):
+        return None
+    total = len({e.store_name for e in entries})  # counted as `encode` counts them: files sharing content once
+    ctx.log(stage)(
+        f"0 of {total} items to encode: this run began training on the caches in {view} and keeps them (settings "
+        "that change only how an encoder fits in memory never re-encode a run's data)"
+    )
+    size = sum((view / e.block / e.view_name).stat().st_size for e in entries)
+    return {"encoded": 0, "reused": total, "salvaged": 0, "damaged_removed": 0, "cache_bytes": size, "store": str(view)}
+
+
+def _precision(stores: list[Store] | None, root: Path) -> str:
+    return next((st.precision or "" for st in stores or [] if st.root == root), "")
 
 
 def _staging_config(ctx: RunContext, stage: str, store: Store, todo: list[Entry], staged: dict[str, Staged]) -> Path:

@@ -28,7 +28,8 @@ Stages: [1/7] download weights, [2/7] extract the zip, [3/7] write the musubi da
 [5/7] cache text-encoder outputs, [6/7] train the LoRA, [7/7] convert it to ComfyUI format (families with a checked
 conversion). Results: OUTPUT_DIR/<output_name>.safetensors (musubi format) and OUTPUT_DIR/<output_name>_comfyui
 .safetensors, plus a run folder OUTPUT_DIR/runs/<output_name>-<UTC time>/ with logs, checkpoints, state and
-summary.json.
+summary.json. With captions to generate (--missing_caption generate), a caption stage follows the
+download.
 After training: --generate renders the base model and the LoRA side by side (RUN/compare/); --push_to_hub REPO_ID
 uploads the run with a model card to the Hugging Face Hub (private unless --hub_public; needs HF_TOKEN)."""
 
@@ -86,6 +87,7 @@ def _describe_default(opt: config.Option) -> str:
             "guidance_scale": "the model's",
             "flow_shift": "the model's",
             "lora": "the run's final LoRA",
+            "caption_prompt": "written for the model family",
         }.get(opt.name, "set by --vram" if opt.name in MEMORY_KNOBS else "unset")
     if isinstance(d, bool):
         return "on" if d else "off"

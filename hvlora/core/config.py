@@ -27,7 +27,7 @@ from .errors import ConfigError
 OPTIMIZERS = ("adamw8bit", "adamw", "AdaFactor")
 FRAME_EXTRACTIONS = ("head", "chunk", "slide", "uniform", "full")
 SAVE_PRECISIONS = ("bf16", "fp16", "fp32")
-MISSING_CAPTION = ("error", "trigger", "skip")
+MISSING_CAPTION = ("error", "trigger", "skip", "generate")
 DEVICES = ("cuda", "cpu")
 RANK_RANGE = (4, 128)
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
@@ -376,8 +376,41 @@ OPTIONS: tuple[Option, ...] = (
         _as_str,
         "error",
         "Media without a caption: error stops the run; trigger "
-        "captions them with the trigger word; skip leaves them out. Either way they are reported.",
+        "captions them with the trigger word; skip leaves them out; generate captions them with the Qwen2.5-VL "
+        "text encoder (into output/captions/<dataset>/, where they can be reviewed and edited). Either way they are "
+        "reported.",
         choices=MISSING_CAPTION,
+    ),
+    Option(
+        "caption_prompt",
+        _as_str,
+        None,
+        "The instruction Qwen2.5-VL gets for every generated caption (images and videos). Unset: the default, "
+        "written for HunyuanVideo 1.5's prompts.",
+        metavar="TEXT",
+    ),
+    Option(
+        "caption_prompt_file",
+        _as_str,
+        None,
+        "A UTF-8 text file holding the caption instruction (instead of caption_prompt).",
+        metavar="FILE",
+        is_path=True,
+    ),
+    Option(
+        "caption_max_tokens",
+        _as_int,
+        256,
+        "Generated captions are at most this many tokens (a caption cut there ends at its last full sentence).",
+        metavar="N",
+    ),
+    Option(
+        "recaption",
+        _as_bool,
+        False,
+        "Generate again every generated caption the user has not edited (with --missing_caption generate or "
+        "--caption_only); edited ones are kept.",
+        toml=False,
     ),
     Option("strict", _as_bool, False, "Treat every data warning as an error (the run stops before any weights load)."),
     Option(
@@ -521,6 +554,14 @@ OPTIONS: tuple[Option, ...] = (
         False,
         "Only fetch and verify the model files the task and DiT variant "
         "need, then stop (to pre-fetch before a training session).",
+        toml=False,
+    ),
+    Option(
+        "caption_only",
+        _as_bool,
+        False,
+        "Only caption the media without a caption (downloading just the Qwen2.5-VL file), write the captions into "
+        "output/captions/<dataset>/ for review, then stop.",
         toml=False,
     ),
     Option(
@@ -681,6 +722,10 @@ class Settings:
     frame_sample: int
     max_frames: int
     missing_caption: str
+    caption_prompt: str | None
+    caption_prompt_file: Path | None
+    caption_max_tokens: int
+    recaption: bool
     strict: bool
     max_unpacked_gb: float
     num_repeats: int
@@ -712,6 +757,7 @@ class Settings:
     output_dir: Path
     device: str
     download_only: bool
+    caption_only: bool
     check_data: bool
     dry_run: bool
     new_run: bool
@@ -738,6 +784,11 @@ class Settings:
     def revision_for(self, repo_id: str) -> str:
         """The revision to download from `repo_id` (per-repo value, else the general one, else main)."""
         return self.revision.get(repo_id, self.revision.get("*", "main"))
+
+    @property
+    def generates_captions(self) -> bool:
+        """Captions are generated for media without one (--missing_caption generate or --caption_only)."""
+        return self.missing_caption == "generate" or self.caption_only
 
     @property
     def alpha(self) -> float:
@@ -872,6 +923,7 @@ INT_RANGES = {
     "max_data_loader_n_workers": (0, 64),
     # musubi's set_seed seeds numpy, which accepts 0 <= seed < 2**32 only (ValueError at training start otherwise)
     "seed": (0, 2**32 - 1),
+    "caption_max_tokens": (16, 1024),  # the text encoder keeps 1024 tokens of a caption
 }
 MAX_TRAIN_STEPS = 100_000_000
 MAX_RESOLUTION = 4096  # per side; video DiTs train at 1280x720 at most, 4096 leaves room for any sane choice
@@ -924,7 +976,8 @@ def validate(s: Settings) -> None:
         p.append("input_zip and input_dir: give one of them, not both")
     p += _trigger_problems(s)
     p += _after_training_problems(s)
-    actions = [a for a in ("check_data", "dry_run", "download_only", "generate") if getattr(s, a)]
+    p += _caption_problems(s)
+    actions = [a for a in ("check_data", "dry_run", "download_only", "generate", "caption_only") if getattr(s, a)]
     if len(actions) > 1:
         p.append(f"{' and '.join(actions)} together: choose one")
     if s.offline and s.download_only:
@@ -954,8 +1007,8 @@ def _launch_problems(s: Settings) -> list[str]:
         out.append(f"machine_rank: {s.machine_rank} must be 0..{s.num_machines - 1} for num_machines {s.num_machines}")
     if s.num_machines > 1 and not s.main_process_ip:
         out.append("num_machines > 1 needs --main_process_ip (the address of machine 0, reachable from every machine)")
-    if s.device == "cpu" and (s.num_gpus != 1 or s.num_machines > 1):
-        out.append("device cpu trains in one process: leave num_gpus at 1 and num_machines at 1")
+    if s.device == "cpu" and s.num_gpus != 1:
+        out.append("device cpu trains in one process per machine: leave num_gpus at 1")
     return out
 
 
@@ -1041,6 +1094,47 @@ def _after_training_problems(s: Settings) -> list[str]:
                 "push_to_hub uploads a run's final LoRA: use --resume RUN_DIR (or the run's --output_name), not --lora"
             )
     return out
+
+
+def _caption_problems(s: Settings) -> list[str]:
+    out = []
+    if s.caption_prompt is not None and s.caption_prompt_file is not None:
+        out.append("caption_prompt and caption_prompt_file together: give one of them")
+    elif s.caption_prompt is not None and not s.caption_prompt.strip():
+        out.append("caption_prompt: is empty; give an instruction, or leave it unset for the default")
+    elif s.caption_prompt_file is not None:
+        try:
+            read_caption_prompt(s.caption_prompt_file)
+        except ConfigError as e:
+            out.append(str(e))
+    if s.generates_captions and s.family.captioner is None:
+        what = "--caption_only" if s.caption_only else "--missing_caption generate"
+        out.append(
+            f"{what}: {s.family.title} has no captioner here; write the captions, or use --missing_caption trigger"
+        )
+    if s.recaption and not s.generates_captions:
+        out.append("recaption needs --missing_caption generate or --caption_only (captions are generated there)")
+    if s.caption_only and s.missing_caption not in ("error", "generate"):
+        out.append(
+            f"caption_only generates a caption for every media file without one; drop --missing_caption "
+            f"{s.missing_caption}"
+        )
+    return out
+
+
+def read_caption_prompt(path: Path) -> str:
+    """The instruction in a caption prompt file (UTF-8, stripped). Raises ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"caption_prompt_file {path} is not UTF-8 text: save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(
+            f"caption_prompt_file {path} cannot be read ({e.strerror or e}): pass an existing file"
+        ) from None
+    if not text:
+        raise ConfigError(f"caption_prompt_file {path} is empty: write the instruction into it")
+    return text
 
 
 def _trigger_problems(s: Settings) -> list[str]:
@@ -1135,6 +1229,8 @@ def _toml_example(opt: Option) -> str:
         "infer_steps": "20",
         "guidance_scale": "6.0",
         "flow_shift": "7.0",
+        "caption_prompt": '"Describe the video in one paragraph."',
+        "caption_prompt_file": '"caption_prompt.txt"',
     }
     return examples.get(opt.name, '""')
 

@@ -10,12 +10,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Settings
 from .fsutil import atomic_write_json
+from .timefmt import utc_now, utc_stamp
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,7 @@ class RunPaths:
 
 def new_run_paths(output_dir: Path, output_name: str, now: dt.datetime | None = None) -> RunPaths:
     """Create a fresh run folder named after output_name and the UTC time; never reuses an existing one."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    stamp = now.strftime("%Y%m%d-%H%M%S")
+    stamp = utc_stamp(now)
     runs = output_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for n in range(1000):
@@ -118,7 +119,7 @@ class Summary:
             return
         self.data: dict[str, Any] = {
             "status": "running",
-            "started_at": _utc_now(),
+            "started_at": utc_now(),
             "finished_at": None,
             "run_dir": str(path.parent),
             "settings": settings.to_toml_dict(),
@@ -135,7 +136,7 @@ class Summary:
         except (OSError, ValueError):
             return False
         self.data.update(status="running", finished_at=None, settings=settings.to_toml_dict())
-        self.data.setdefault("attempts", []).append({"started_at": _utc_now(), "first_stage": len(self.data["stages"])})
+        self.data.setdefault("attempts", []).append({"started_at": utc_now(), "first_stage": len(self.data["stages"])})
         self.write()
         return True
 
@@ -156,15 +157,20 @@ class Summary:
 
     def finish(self, status: str) -> None:
         self.data["status"] = status
-        self.data["finished_at"] = _utc_now()
+        self.data["finished_at"] = utc_now()
         self.write()
 
     def write(self) -> None:
         atomic_write_json(self.path, self.data)
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+def say(message: str, *, err: bool = True) -> None:
+    """Print a line (stderr by default) that must not fail when no terminal is left (after SIGHUP: it was closed;
+    the log files still get what matters)."""
+    try:
+        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class StageLog:
@@ -175,7 +181,7 @@ class StageLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, message: str, *, err: bool = False) -> None:
-        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+        say(message, err=err)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
@@ -195,17 +201,21 @@ class RunContext:
     dataset_toml: Path | None = None  # dataset_toml stage
     lora: Path | None = None  # train stage: musubi-format LoRA
     lora_comfyui: Path | None = None  # convert stage
+    on_child: Callable[[int], None] | None = None  # told each child's process group (the run lock records it)
 
     def log(self, stage: str) -> StageLog:
         return StageLog(self.paths.log(stage))
 
 
-def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(base: dict[str, str] | None = None, device: str = "cuda") -> dict[str, str]:
     """Environment for musubi processes: ours (PYTHONPATH, HF_HOME, HF_TOKEN, ...) plus unbuffered output so
     progress bars stream, and HF_HUB_OFFLINE=1: every file was fetched by the download stage, so a child that tried
-    the network would be a bug to surface, not hide (musubi-tuner#773)."""
+    the network would be a bug to surface, not hide (musubi-tuner#773). With device "cpu", ACCELERATE_USE_CPU
+    (what `accelerate launch --cpu` sets, for launches that cannot take that flag: musubi.launcher)."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if device == "cpu":
+        env["ACCELERATE_USE_CPU"] = "true"
     return env

@@ -4,8 +4,11 @@ The kernel drops a flock when its holder's last file descriptor closes, so a loc
 OOM kill, a power cut, a container stopped) can always be taken again: a lock *file* whose flock can be taken is
 stale; one whose flock is held is live. flock works across processes and containers that share a host folder
 (one kernel); on NFS Linux maps it to a POSIX lock held by the server. The JSON inside ({pid, host, started_at,
-argv}) is only there to name the holder; pid and host are as the holder saw them (a container's own pid and host
-name).
+argv, token, child_pgid}) names the holder and what it started: pid and host are as the holder saw them (a
+container's own pid and host name); every child process of the run carries `HVLORA_RUN_TOKEN=<token>` in its
+environment, and `child_pgid` is the process group of the newest one. A lock is stale when its holder died, but
+its children may live on (they should not: runner.py ties them to us; an older version did not), so taking one
+over first stops whatever still carries its token (`stop_leftovers`).
 
 Starting a run takes a short-held exclusive guard flock on `OUTPUT/runs/.lock` while it scans its sibling run
 folders and creates its own lock, so two runs started at the same moment cannot both pass the check; probing
@@ -14,11 +17,12 @@ folders and creates its own lock, so two runs started at the same moment cannot 
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import fcntl
 import json
 import os
+import secrets
+import signal
 import socket
 import sys
 import time
@@ -26,10 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .timefmt import utc_now
 
 LOCK_NAME = "lock.json"
 GUARD_NAME = ".lock"
 BUSY_RETRY_S = 0.2  # retry a busy flock this long before calling it live (probers hold theirs for microseconds)
+TOKEN_VAR = "HVLORA_RUN_TOKEN"  # in the environment of every child process of a run
+STOP_GRACE_S = 10.0  # a leftover process of a dead run gets this long after SIGTERM before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class LockInfo:
     started_at: str | None
     argv: list[str]
     stale: bool
+    token: str | None = None
+    child_pgid: int | None = None
 
     def describe(self) -> str:
         """'pid 1234 on host gpu1, started 2025-01-02T03:04:05+00:00' (with 'unknown' for missing fields)."""
@@ -78,6 +87,8 @@ def _read_info(fd: int, path: Path, stale: bool) -> LockInfo:
         started_at=data.get("started_at") if isinstance(data.get("started_at"), str) else None,
         argv=[str(a) for a in argv] if isinstance(argv, list) else [],
         stale=stale,
+        token=data.get("token") if isinstance(data.get("token"), str) else None,
+        child_pgid=data.get("child_pgid") if isinstance(data.get("child_pgid"), int) else None,
     )
 
 
@@ -133,7 +144,8 @@ def find_live_lock(output_dir: Path) -> LockInfo | None:
 
 
 class RunLock:
-    """Context manager: hold RUN/lock.json ({pid, host, started_at, argv}) with an exclusive flock while a run works.
+    """Context manager: hold RUN/lock.json ({pid, host, started_at, argv, token, child_pgid}) with an exclusive flock
+    while a run works. `token` goes into every child's environment (TOKEN_VAR); `record_child` notes a child's group.
 
     On entry (under the guard of RUN's parent folder, `OUTPUT/runs/.lock`): raises LockHeld if a sibling run folder
     or RUN itself has a live lock; removes stale sibling lock files and takes over RUN's own stale one (each listed
@@ -148,7 +160,9 @@ class RunLock:
         self.argv = list(sys.argv if argv is None else argv)
         self.timeout = timeout
         self.took_over: list[LockInfo] = []
+        self.token = secrets.token_hex(8)
         self._fd: int | None = None
+        self._info: dict = {}
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -227,10 +241,21 @@ class RunLock:
                 return fd
             os.close(fd)
 
+    def record_child(self, pgid: int) -> None:
+        """Note the process group of the child just started (runner.run_logged's on_start)."""
+        if self._fd is not None:
+            self._info["child_pgid"] = pgid
+            self._write_info()
+
     def _write_info(self) -> None:
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now, "argv": self.argv}
-        data = (json.dumps(info, indent=2) + "\n").encode("utf-8")
+        self._info = self._info or {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": utc_now(),
+            "argv": self.argv,
+            "token": self.token,
+        }
+        data = (json.dumps(self._info, indent=2) + "\n").encode("utf-8")
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
         os.fsync(self._fd)
@@ -259,3 +284,87 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
     own = os.fstat(fd)
     return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def stop_leftovers(info: LockInfo, grace_s: float = STOP_GRACE_S) -> str | None:
+    """Before a stale lock is taken over: stop every process that still carries its run's token (a trainer left by
+    a killed command keeps the GPU and writes into the run folder). SIGTERM to each, SIGKILL to what is left after
+    `grace_s`. Returns what was done, for the console, or None when nothing of that run is alive. A lock of another
+    host cannot be checked from here: says so. Raises UserError when a leftover cannot be stopped (another user's)."""
+    if info.host and info.host != socket.gethostname():
+        return (
+            f"the stale lock was taken on host {info.host}: processes there cannot be checked from here; make sure "
+            "nothing of that run still trains"
+        )
+    pids = _carrying(info.token) if info.token else []
+    if not pids:
+        return None
+    names = sorted({_cmdline(p) for p in pids})
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        alive = _signal_all(pids, sig)
+        alive = _wait_gone(alive, wait)
+        if not alive:
+            break
+    if alive:
+        raise UserError(
+            f"processes of the earlier run {info.run_dir.name} are still alive and cannot be stopped from here (pids "
+            f"{', '.join(map(str, alive))}): stop them, then run the same command again"
+        )
+    group = f" (process group {info.child_pgid})" if info.child_pgid else ""
+    return f"stopped {len(pids)} process(es) the killed run left running{group}: {'; '.join(names)[:300]}"
+
+
+def _carrying(token: str) -> list[int]:
+    """Pids (of this user, readable in /proc) whose environment holds TOKEN_VAR=token; never our own."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:  # gone, or another user's
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:120]
+    except OSError:
+        return str(pid)
+
+
+def _signal_all(pids: list[int], sig: int) -> list[int]:
+    """Send `sig` to each pid; the ones that were there to receive it."""
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            alive.append(pid)
+    return alive
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Poll until none of `pids` exists (zombies count as gone) or `timeout` passes; the ones left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in pids if _exists(p)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False

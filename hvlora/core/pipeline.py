@@ -6,6 +6,8 @@ TOML -> [4/7] cache latents -> [5/7] cache text-encoder outputs -> [6/7] train -
 `--dry_run` runs the preflight and stages 2 and 3, then writes plan.json; `--check_data` runs only the preflight.
 After training: `--generate` compares base model and LoRA of a finished run (compare/) and trains nothing;
 `--push_to_hub` uploads the run once it has finished (share/), also on its own for a finished `--resume` run.
+With captions to generate, a caption stage follows the download ([2/8] caption media; the others move up
+by one); `--caption_only` runs the download (of the captioner's file only) and the caption stage.
 """
 
 from __future__ import annotations
@@ -26,47 +28,63 @@ from pathlib import Path
 import tomli_w
 
 from ..cache import caches, cachestore
-from ..compare import generate as compare
-from ..compare import locate
 from ..data import preflight
 from ..data import report as data_report
-from ..share import push
-from ..stages import cache_latents, cache_text_encoder, convert, dataset_toml, download, extract, train
-from ..training import hints, plan, sampling
+from ..stages import cache_latents, cache_text_encoder, caption, convert, dataset_toml, download, extract, train
+from ..training import hints, nodes, plan, prompts, sampling
 from ..training.musubi import launcher
 from . import runs
 from .config import Settings
-from .context import RunContext, RunPaths, Summary, child_env, new_run_paths
+from .context import RunContext, RunPaths, Summary, child_env, new_run_paths, say
 from .errors import DataError, InternalError, Interrupted, StageFailed, UserError
 from .fsutil import atomic_write_json, atomic_write_text
-from .lock import LockHeld, RunLock, find_live_lock
+from .lock import TOKEN_VAR, LockHeld, RunLock, find_live_lock, stop_leftovers
 from .runner import log_tail
+from .timefmt import format_duration
 
 STAGES = (download, extract, dataset_toml, cache_latents, cache_text_encoder, train, convert)
 PLANNED = (cache_latents, cache_text_encoder, train, convert)  # the musubi stages a dry run plans
 
 
+def stages_for(report) -> tuple:
+    """The stages of a run: the caption stage after the download when it has something to do."""
+    return (download, caption, *STAGES[1:]) if caption.needed(report) else STAGES
+
+
 def run(settings: Settings) -> RunContext | None:
-    """Run the whole pipeline, the dry run or the data check (their RunContext), or --generate / an upload alone
-    (None). Raises UserError, StageFailed, Interrupted or InternalError (an unexpected exception: its traceback is
+    """Run the whole pipeline, the dry run or the data check (their RunContext), or --generate / an upload alone, or,
+    on machine R > 0 of a multi-node run, join machine 0's training (nodes.py) (None). Raises UserError, StageFailed, Interrupted or InternalError (an unexpected exception: its traceback is
     in the run folder's logs/internal_error.log)."""
     with _sigterm_raises():
         return _run(settings)
 
 
+def _push():
+    """share.push, imported on use: it and --generate's compare need the training stack (numpy), which --check_data
+    and --dry_run must not (README: checking data without it)."""
+    from ..share import push
+
+    return push
+
+
 def _run(settings: Settings) -> RunContext | None:
     if settings.generate:
         return _generate(settings)
-    if settings.push_to_hub and settings.resume is not None and locate.status(settings.resume) == "succeeded":
+    if settings.push_to_hub and settings.resume is not None and _push().locate.status(settings.resume) == "succeeded":
         print(f"{settings.resume.name} has finished: uploading it as it is (nothing is trained)", flush=True)
-        push.push(settings, settings.resume)
+        _push().push(settings, settings.resume)
         return None
     training = not (settings.dry_run or settings.check_data or settings.download_only)
     if training:
         check_environment(settings)
+    if training and settings.machine_rank > 0:  # machine 0 prepares and writes everything; this one joins
+        nodes.join(settings)
+        return None
     check_folders(settings)
     if training or settings.dry_run:
         runs.check_resume(settings)  # seconds, before the data check; the same message for both
+    if not settings.download_only:  # musubi reads it only when training starts: refuse a bad one before stage 1
+        prompts.check_file(settings.sample_prompts, settings.task, settings.family.samples)
     if training:
         _refuse_a_live_run(settings)
     if settings.download_only:
@@ -97,6 +115,8 @@ def _run(settings: Settings) -> RunContext | None:
             _record_preflight(ctx, report, wall)
             print(f"\nThe data is usable. Report: {ctx.paths.root / 'dataset_report.json'}", flush=True)
         return _finish(ctx)
+    if settings.caption_only:
+        return _caption_only(settings, report, wall)
     the_plan, the_caches, ident = _plan(settings, report)
     if settings.dry_run:
         _describe_choice(runs.choose(settings, ident))  # refuses a --resume the real run would refuse
@@ -105,10 +125,10 @@ def _run(settings: Settings) -> RunContext | None:
             _record_preflight(ctx, report, wall)
             dry_run(ctx)
         return _finish(ctx)
-    unfinished_upload = push.pending_run(settings, ident)
+    unfinished_upload = _push().pending_run(settings, ident)
     if unfinished_upload is not None:
         print(f"{unfinished_upload.name} has finished training but not its upload: resuming the upload", flush=True)
-        push.push(settings, unfinished_upload)
+        _push().push(settings, unfinished_upload)
         return None
     choice = runs.choose(settings, ident)
     for message in choice.messages:
@@ -116,19 +136,27 @@ def _run(settings: Settings) -> RunContext | None:
     with RunLock(choice.run_dir or new_run_paths(settings.output_dir, settings.output_name).root, sys.argv) as lock:
         for stale in lock.took_over:
             print(f"taking over the stale lock of {stale.describe()}", flush=True)
+            stopped = stop_leftovers(stale)
+            if stopped:
+                print(stopped, flush=True)
         ctx = _open_run(settings, lock.run_dir, plan=the_plan, caches=the_caches)
+        ctx.env[TOKEN_VAR] = lock.token  # every child carries it: a later takeover finds what this run left
+        ctx.on_child = lock.record_child
         with _guard(ctx):
             runs.record(ctx.paths.root, ident, settings, the_plan)
             if settings.push_to_hub:  # so that the same command resumes an upload cut after training
-                push.mark(ctx.paths.root, settings.push_to_hub, "pending")
+                _push().mark(ctx.paths.root, settings.push_to_hub, "pending")
             ctx.summary.put("run_identity", ident["data"])
             _record_preflight(ctx, report, wall)
-            for i, stage in enumerate(STAGES, 1):
-                _run_stage(ctx, i, stage)
+            stages = stages_for(report)
+            for i, stage in enumerate(stages, 1):
+                _run_stage(ctx, i, stage, len(stages))
+                if stage is download:
+                    _settle_weights(ctx)
             _report_success(ctx)
         result = _finish(ctx)
     if settings.push_to_hub:  # after the run is recorded as trained: a failed upload does not fail the training
-        push.push(settings, result.paths.root)
+        _push().push(settings, result.paths.root)
     return result
 
 
@@ -136,9 +164,11 @@ def _generate(settings: Settings) -> None:
     """--generate (then --push_to_hub of that run, if asked)."""
     check_environment(settings)
     check_folders(settings)
+    from ..compare import generate as compare
+
     plan = compare.run(settings)
     if settings.push_to_hub and plan.trained.run_dir is not None:
-        push.push(settings, plan.trained.run_dir)
+        _push().push(settings, plan.trained.run_dir)
 
 
 def _describe_choice(choice: runs.Choice) -> None:
@@ -149,12 +179,61 @@ def _describe_choice(choice: runs.Choice) -> None:
         print(f"a real run would continue {choice.run_dir}", flush=True)
 
 
+def _caption_only(settings: Settings, report, wall: float) -> RunContext:
+    """--caption_only: the captioner's file, the caption stage, then stop (one writer of OUTPUT_DIR at a time)."""
+    the_plan = plan.make(settings, report.buckets())
+    print("\n[plan]", flush=True)
+    print(f"  {plan.describe(settings, the_plan)[0]}", flush=True)
+    print(f"  {_captions_line(report, the_plan)}", flush=True)
+    with RunLock(new_run_paths(settings.output_dir, settings.output_name).root, sys.argv) as lock:
+        ctx = _open_run(settings, lock.run_dir, plan=the_plan)
+        with _guard(ctx):
+            _record_preflight(ctx, report, wall)
+            stages = (download, caption) if caption.needed(report) else ()
+            for i, stage in enumerate(stages, 1):
+                _run_stage(ctx, i, stage, len(stages))
+            if not report.overlay.root.is_dir():
+                print("\nNothing to caption: every media file has a caption in the data.", flush=True)
+            else:
+                print(
+                    f"\n{'Captions' if stages else 'Nothing to caption; the captions'}: {report.overlay.root} (a .txt "
+                    "per media file, and captions.jsonl). Edit any of them: an edited caption is never overwritten. "
+                    "Training on the same data uses them.",
+                    flush=True,
+                )
+        return _finish(ctx)
+
+
+def _captions_line(report, the_plan) -> str:
+    """The plan's line about captions: where each comes from, and how the caption stage generates."""
+    counts = data_report.caption_sources(report)
+    line = "captions: " + (", ".join(f"{n} {data_report.CAPTION_SOURCES[k]}" for k, n in counts.items()) or "none")
+    if report.to_caption:
+        fp8 = "fp8 (--fp8_vl)" if the_plan.memory.fp8_vl else "bf16"
+        line += f"; Qwen2.5-VL in {fp8} writes them into {report.overlay.root}"
+    return line
+
+
+def _settle_weights(ctx: RunContext) -> None:
+    """The commits the model files resolved to join the run's record; a run recorded on other commits (a branch such
+    as main moved on the hub) is not continued on them."""
+    changed = runs.settle_weights(ctx.paths.root, ctx.settings)
+    if changed:
+        raise UserError(
+            f"the model files changed under this run since it began ({'; '.join(changed)}): its LoRA would continue on "
+            "other weights. Pass --revision with the run's commit (REPO_ID=COMMIT) to continue it, or --new_run"
+        )
+
+
 def _plan(settings: Settings, report):
     """The plan, the cache entries and the run's identity, before anything is downloaded (--skip_cache and the
     items-vs-GPUs check are decided here)."""
     the_plan = plan.make(settings, report.buckets())
     print("\n[plan]", flush=True)
-    for line in plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]:
+    lines = plan.describe(settings, the_plan) + [sampling.describe(settings, the_plan)]
+    if settings.generates_captions or any(f.caption_source in ("generated", "edited") for f in report.planned):
+        lines.append(_captions_line(report, the_plan))
+    for line in lines:
         print(f"  {line}", flush=True)
     if the_plan.items * settings.num_repeats < the_plan.launch.num_processes:
         raise DataError(
@@ -164,6 +243,11 @@ def _plan(settings: Settings, report):
     index = cachestore.DigestIndex(settings.output_dir / "cache" / "digests.json")
     the_caches = caches.plan(settings, report, the_plan.memory, index)
     index.save()
+    if settings.skip_cache and report.to_caption:
+        raise UserError(
+            f"--skip_cache: {len(report.to_caption)} caption(s) are still to be generated, so their text-encoder "
+            "outputs cannot be cached yet. Run without --skip_cache (or --caption_only first)."
+        )
     if settings.skip_cache:  # decided now, not after a 40 GB download
         missing = caches.missing(the_caches)
         if missing:
@@ -182,7 +266,12 @@ def _open_run(settings: Settings, run_dir: Path | None = None, plan=None, caches
     paths.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths.config_toml, "# effective settings of this run\n" + tomli_w.dumps(settings.to_toml_dict()))
     ctx = RunContext(
-        settings, paths, Summary(paths.summary, settings, resume=resumed), child_env(), plan=plan, caches=caches
+        settings,
+        paths,
+        Summary(paths.summary, settings, resume=resumed),
+        child_env(device=settings.device),
+        plan=plan,
+        caches=caches,
     )
     print(f"{'continuing' if resumed else 'run folder:'} {paths.root}", flush=True)
     return ctx
@@ -328,7 +417,7 @@ def _record_preflight(ctx: RunContext, report, wall: float) -> None:
             f"the data cannot be trained on as it is ({len(report.errors)} error(s); nothing was "
             f"downloaded or started):\n  {lines}{more}\nFull report (kept in the run folder): {json_path}"
         )
-    print(f"[preflight] check data: done in {format_seconds(wall)}", flush=True)
+    print(f"[preflight] check data: done in {format_duration(wall)}", flush=True)
     ctx.data = report
 
 
@@ -357,9 +446,9 @@ def _require_cuda() -> int:
     return torch.cuda.device_count()
 
 
-def _run_stage(ctx: RunContext, index: int, stage) -> None:
+def _run_stage(ctx: RunContext, index: int, stage, total: int = len(STAGES)) -> None:
     title = stage.title(ctx) if hasattr(stage, "title") else stage.TITLE  # some stages are named by the family
-    label = f"[{index}/{len(STAGES)}] {title}"
+    label = f"[{index}/{total}] {title}"
     print(f"\n{label}", flush=True)
     t0 = time.monotonic()
     try:
@@ -375,7 +464,7 @@ def _run_stage(ctx: RunContext, index: int, stage) -> None:
     wall = time.monotonic() - t0
     status = "skipped" if info.pop("skipped", False) else "ok"
     ctx.summary.stage(stage.NAME, status, wall, log=str(ctx.paths.log(stage.NAME)), **info)
-    print(f"{label}: {'skipped' if status == 'skipped' else 'done'} in {format_seconds(wall)}", flush=True)
+    print(f"{label}: {'skipped' if status == 'skipped' else 'done'} in {format_duration(wall)}", flush=True)
 
 
 def _log_to_file(path: Path, line: str) -> None:
@@ -388,22 +477,30 @@ def _log_to_file(path: Path, line: str) -> None:
 def dry_run(ctx: RunContext) -> dict:
     """Stages 2 and 3 for real; then report model files, print the musubi commands, write plan.json."""
     s = ctx.settings
-    _run_stage(ctx, 2, extract)
-    _run_stage(ctx, 3, dataset_toml)
-    found = download.presence(s.family, s.task, s.models_dir, ctx.env, s.dit_variant)
+    stages = stages_for(ctx.data)
+    for st in (extract, dataset_toml):
+        _run_stage(ctx, stages.index(st) + 1, st, len(stages))
+    found = download.presence(s.family, s.task, s.models_dir, ctx.env, s.dit_variant, download.tokenizer_repos(s))
     ctx.weights = found.weights
     print("\nmodel files:", flush=True)
     for line in found.present:
         print(f"  present  {line}")
     for line in found.missing:
         print(f"  missing  {line}  (the download stage would fetch it)")
-    commands = {STAGES.index(st) + 1: st.command(ctx) for st in PLANNED}  # None: a stage this family skips
-    planned = {i: cmd for i, cmd in commands.items() if cmd is not None}
+    commands = {st: st.command(ctx) for st in PLANNED}  # None: a stage this family skips
+    planned = {st: cmd for st, cmd in commands.items() if cmd is not None}
     plan = {"dataset_config": str(ctx.dataset_toml), "stages": [cmd.plan_entry() for cmd in planned.values()]}
+    if caption in stages:
+        plan["captions_to_generate"] = len(ctx.data.to_caption)
     atomic_write_json(ctx.paths.plan, plan)
     print("\ncommands a real run would start (nothing was started):", flush=True)
-    for i, cmd in planned.items():
-        print(f"  [{i}/{len(STAGES)}] {cmd.display()}")
+    if caption in stages:
+        print(
+            f"  [2/{len(stages)}] {len(ctx.data.to_caption)} caption(s) to generate into {ctx.data.overlay.root}: "
+            f"python -m {caption.WORKER} RUN/caption_job.json (Qwen2.5-VL, one model load)"
+        )
+    for st, cmd in planned.items():
+        print(f"  [{stages.index(st) + 1}/{len(stages)}] {cmd.display()}")
     _print_nodes(ctx)
     print(f"\nplan: {ctx.paths.plan}", flush=True)
     return plan
@@ -429,7 +526,7 @@ def _report_success(ctx: RunContext) -> None:
     outs = ctx.summary.data["outputs"]
     attempts = ctx.summary.data.get("attempts") or [{"first_stage": 0}]
     total = sum(st["wall_s"] for st in ctx.summary.data["stages"][attempts[-1]["first_stage"] :])  # this command
-    print(f"\nDone in {format_seconds(total)}.", flush=True)
+    print(f"\nDone in {format_duration(total)}.", flush=True)
     converter = ctx.settings.family.converter
     for name, rec in outs.items():
         converted = converter is not None and name.endswith(f"{converter.suffix}.safetensors")
@@ -465,7 +562,11 @@ def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
         dit_variant=s.dit_variant,
         vram_preset=m.preset if m else None,
         fp8=m.fp8 if m else bool(s.fp8),
+        fp8_vl=m.fp8_vl if m else bool(s.fp8_vl),
         blocks_to_swap=m.blocks_to_swap if m else (s.blocks_to_swap or 0),
+        vae_sample_size=m.vae_sample_size if m else s.vae_sample_size,
+        vae_enable_patch_conv=m.vae_enable_patch_conv if m else bool(s.vae_enable_patch_conv),
+        samples_off=sampling.off_flags(s) if ctx.plan and sampling.enabled(s, ctx.plan) else (),
         resolution=s.resolution,
         target_frames=s.target_frames,
         num_gpus=ctx.plan.launch.num_processes if ctx.plan else 1,
@@ -478,42 +579,30 @@ def _hint_context(ctx: RunContext, stage: str) -> hints.HintContext:
 
 def _report_interrupted(ctx: RunContext, e: Interrupted) -> None:
     stage = e.stage or (ctx.summary.data["stages"][-1]["name"] if ctx.summary.data["stages"] else "startup")
-    print(
+    say(
         f"\nStopped ({signal.Signals(e.signum).name}) during {stage}; every process it started has exited.\n"
         f"Nothing is lost: {ctx.paths.root} keeps the logs, summary.json and every checkpoint and training state "
         "written so far; cached items are kept one by one; downloaded model files are kept and a partial download "
         "resumes.\nTo continue, run the same command again: it continues this run from its newest saved state "
         "(steps after it are trained again).",
-        file=sys.stderr,
-        flush=True,
     )
 
 
 @contextmanager
 def _sigterm_raises():
-    """In-process stages: SIGTERM (docker stop) ends them like Ctrl-C, with the resume message."""
+    """In-process stages: SIGTERM (docker stop) and SIGHUP end them like Ctrl-C, with the resume message."""
 
     def handler(signum, _frame):
         raise Interrupted(signum)
 
-    old = signal.signal(signal.SIGTERM, handler) if _in_main_thread() else None
+    # SIGHUP (a closed terminal or SSH session) stops a run as SIGTERM does: never a half-dead run going on
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)} if _in_main_thread() else {}
     try:
         yield
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-def format_seconds(s: float) -> str:
-    """1.23 -> '1.2 s', 75 -> '1m15s', 3725 -> '1h02m05s'."""
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}m{sec:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{sec:02d}s"

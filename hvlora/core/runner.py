@@ -1,8 +1,14 @@
 """Run one child process (a musubi entry point) in its own process group, teeing its output to a log file.
 
-- The child gets a new session (`start_new_session=True`), so a terminal's Ctrl-C reaches only us; we forward it to
-  the child's whole group (accelerate's workers included), wait up to `grace_s`, then SIGKILL what is left. A second
-  Ctrl-C kills at once. This mirrors how SimpleTuner stops its trainer.
+- The child gets a new session (`start_new_session=True`), so a terminal's Ctrl-C reaches only us; we forward it
+  (and SIGTERM, and SIGHUP: a closed terminal or SSH session) to the child's whole group (accelerate's workers
+  included), wait up to `grace_s`, then SIGKILL what is left. A second signal kills at once. This mirrors how
+  SimpleTuner stops its trainer.
+- The child never outlives us, even when we die without running a handler (SIGKILL, the OOM killer): it runs under
+  childguard.py, which the kernel tells when we die (PR_SET_PDEATHSIG) and which then kills the whole group.
+- One thread reads the child's output and drives the `console` (a progress display may write the summary and draw
+  plots from there); `run_logged` returns only after that thread has ended, so from then on the caller's thread is
+  the only one writing them.
 - Output goes to the console unchanged (musubi's tqdm bars keep working) and to the log with carriage returns turned
   into line breaks, so the log reads as lines and its tail can be shown when the stage fails.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -23,10 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .context import say
 from .errors import Interrupted, StageFailed
 
 GRACE_S = 30.0
 TAIL_LINES = 40
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GUARD = str(Path(__file__).with_name("childguard.py"))
+POLL_S = 0.2  # the output thread looks for its stop request this often while the pipe is silent
+DRAIN_S = 5.0  # after the child's group is gone, what is still in the pipe is read for at most this long
 
 
 class _LineLog:
@@ -61,7 +73,7 @@ class _GroupStopper:
 
     def __enter__(self) -> _GroupStopper:
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 self._saved[s] = signal.signal(s, self._handle)
         return self
 
@@ -71,17 +83,15 @@ class _GroupStopper:
 
     def _handle(self, signum: int, _frame) -> None:
         if self.signum is not None:  # second signal: no more waiting
-            print(f"\nkilling {self.stage} now", file=sys.stderr, flush=True)
+            say(f"\nkilling {self.stage} now")
             kill_group(self.proc, signal.SIGKILL)
             return
         self.signum = signum
-        print(
+        say(
             f"\n{signal.Signals(signum).name}: stopping {self.stage} (waiting up to {self.grace_s:.0f} s; "
-            f"press Ctrl-C again to kill it at once)",
-            file=sys.stderr,
-            flush=True,
+            f"press Ctrl-C again to kill it at once)"
         )
-        kill_group(self.proc, signum)
+        kill_group(self.proc, signal.SIGTERM if signum == signal.SIGHUP else signum)
         timer = threading.Timer(self.grace_s, kill_group, (self.proc, signal.SIGKILL))
         timer.daemon = True
         timer.start()
@@ -99,27 +109,30 @@ def run_logged(
     argv: list[str],
     *,
     stage: str,
-    log_path: Path,
+    log_path: Path | None,
     env: dict[str, str],
     cwd: Path | None = None,
     grace_s: float = GRACE_S,
     console: BinaryIO | None = None,
     abort: Callable[[], str | None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> None:
     """Run `argv` (a list, never a shell string) to completion, streaming its output to the console and `log_path`.
 
     `console` gets every raw chunk (a progress display may stand in for the terminal; an exception in it is
     logged and the raw output shown instead). `abort` is asked after each chunk: a reason (e.g. the loss went NaN) stops the
-    child's group and fails the stage with it. Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
+    child's group and fails the stage with it. `on_start(pgid)` is called once the child's process group exists (the
+    run lock records it). Raises StageFailed (non-zero exit, or the log could not be written, e.g. a full
     disk: the child is then stopped rather than left blocked on a pipe nobody reads; carries the command and log
-    path) or Interrupted (Ctrl-C/SIGTERM, after the child's group has exited). The log is appended to, so one file
-    can hold several commands of a stage.
+    path) or Interrupted (Ctrl-C/SIGTERM/SIGHUP, after the child's group has exited). The log is appended to, so one
+    file can hold several commands of a stage; `log_path` None keeps no log (a machine that writes no file).
     """
     console = console if console is not None else sys.stdout.buffer
     try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
         # unbuffered: a write that fails (disk full) fails once, in the pump, not again when the file is closed
-        logf = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed below, after the pump has drained
+        logf = open(log_path or os.devnull, "ab", buffering=0)  # noqa: SIM115 - closed below, after the pump drained
         logf.write(f"$ {shlex.join(argv)}\n".encode())
         logf.flush()
     except OSError as e:
@@ -127,8 +140,10 @@ def run_logged(
     with logf:
         log = _LineLog(logf)
         try:
+            if shutil.which(argv[0]) is None:  # say so here: the guard would only report it in its exit code
+                raise FileNotFoundError(errno.ENOENT, "no such program", argv[0])
             proc = subprocess.Popen(
-                argv,
+                [sys.executable, GUARD, str(os.getpid()), "--", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -138,16 +153,19 @@ def run_logged(
             )
         except OSError as e:
             raise StageFailed(stage, f"could not start {argv[0]}: {e}", argv, log_path) from None
+        if on_start is not None:
+            on_start(proc.pid)
         pump = _Pump(proc, console, log, abort)
-        thread = threading.Thread(target=pump.run, daemon=True)
+        thread = threading.Thread(target=pump.run, name="hvlora-output", daemon=True)
         with _GroupStopper(proc, stage, grace_s) as stopper:
             thread.start()
             rc = _wait(proc)
-            # Leftover grandchildren (dataloader workers) may hold the pipe open: end them, then drain.
-            thread.join(timeout=5)
+            # Leftover grandchildren (dataloader workers) may hold the pipe open: end them, then drain what is left
+            # and wait for the output thread to finish whatever it is doing (drawing a plot, writing the summary).
             kill_group(proc, signal.SIGKILL)
             _wait_group_gone(proc.pid)
-            thread.join(timeout=5)
+            pump.stop()
+            thread.join()
         if pump.log_error is None:
             try:
                 log.close()
@@ -208,10 +226,25 @@ class _Pump:
         self.proc, self.console, self.log, self.abort = proc, console, log, abort
         self.log_error: OSError | None = None
         self.aborted: str | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Finish once the pipe has nothing more to read: a process outside the child's group (one that left it)
+        may keep the pipe open for ever, and the caller must not wait for it."""
+        self._stop.set()
 
     def run(self) -> None:
         fd = self.proc.stdout.fileno()
+        stopping_since = None
         while True:
+            ready, _, _ = select.select([fd], [], [], POLL_S)
+            if self._stop.is_set():
+                stopping_since = stopping_since or time.monotonic()
+                # drained, or a stray writer that never pauses: either way the caller gets its thread back
+                if not ready or time.monotonic() - stopping_since > DRAIN_S:
+                    break
+            if not ready:
+                continue
             try:
                 chunk = os.read(fd, 65536)
             except OSError:

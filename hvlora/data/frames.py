@@ -62,17 +62,25 @@ def cropped_fraction(size: tuple[int, int], bucket: tuple[int, int]) -> float:
 
 
 def frames_read(frame_count: int, source_fps: float | None, end_frame: int | None, target_fps: float) -> int:
-    """How many frames musubi's load_video returns from a video of `frame_count` frames.
+    """How many frames musubi's load_video returns from a video of `frame_count` frames (see kept_source_frames)."""
+    return len(kept_source_frames(frame_count, source_fps, end_frame, target_fps))
+
+
+def kept_source_frames(
+    frame_count: int, source_fps: float | None, end_frame: int | None, target_fps: float
+) -> list[int]:
+    """The decoded frames (0-based, in decoding order) that musubi's load_video keeps: position k of its frame list
+    is decoded frame `result[k]`, and clips index that list.
 
     With source_fps, frames are dropped to target_fps (VideoDataset.TARGET_FPS_*) by a fractional index (at 24 fps a
     30 fps video keeps 4 of every 5); a slower source is not padded. With end_frame (head mode: the longest target),
-    reading stops there.
+    reading stops once the resampled index reaches it.
     """
     if source_fps is None:
-        return frame_count if end_frame is None else min(frame_count, end_frame)
+        return list(range(frame_count if end_frame is None else min(frame_count, end_frame)))
     delta = target_fps / source_fps
-    index_with_fraction, previous, kept = 0.0, -1, 0
-    for _ in range(frame_count):
+    index_with_fraction, previous, kept = 0.0, -1, []
+    for decoded in range(frame_count):
         index = int(index_with_fraction)
         index_with_fraction += delta
         if index == previous:
@@ -80,7 +88,7 @@ def frames_read(frame_count: int, source_fps: float | None, end_frame: int | Non
         previous = index
         if end_frame is not None and index >= end_frame:
             break
-        kept += 1
+        kept.append(decoded)
     return kept
 
 

@@ -83,10 +83,29 @@ def totals(report: DataReport) -> dict:
         "items": items,
         "items_per_bucket": {f"{w}x{h}x{n}": c for (w, h, n), c in buckets.items()},
         "training_items_per_epoch": items * s.num_repeats,
+        "captions": caption_sources(report),
         "blocks": {
             b.name: {"kind": b.kind, "source_fps": b.source_fps, "files": len(b.files)} for b in report.blocks.values()
         },
     }
+
+
+CAPTION_SOURCES = {
+    "user": "from the data",
+    "generated": "generated",
+    "edited": "edited in the overlay",
+    "trigger": "the trigger word",
+    "pending": "to generate",
+}
+
+
+def caption_sources(report: DataReport) -> dict[str, int]:
+    """How many usable files take their caption from each source (user, generated, edited, trigger, pending)."""
+    counts: dict[str, int] = {}
+    for f in report.usable:
+        if f.caption_source is not None and (f.caption_source != "pending" or f.block is not None):
+            counts[f.caption_source] = counts.get(f.caption_source, 0) + 1
+    return {k: counts[k] for k in CAPTION_SOURCES if k in counts}
 
 
 def text(report: DataReport) -> str:
@@ -116,6 +135,9 @@ def text(report: DataReport) -> str:
             f"{t['video_frames']} frames (at {report.settings.family.frames.target_fps:g} fps) train ({t['video_frames_trained'] / t['video_frames']:.0%}; "
             f"--frame_extraction {report.settings.frame_extraction})"
         )
+    if set(t["captions"]) - {"user"}:
+        sources = ", ".join(f"{n} {CAPTION_SOURCES[k]}" for k, n in t["captions"].items())
+        parts.append(f"captions of the usable files: {sources} (overlay: {report.overlay.root})")
     parts.append(f"musubi items per bucket (WxHxframes): {per_bucket}")
     parts.append(
         f"dataset blocks: {fps or 'none'}; training items per epoch: {t['training_items_per_epoch']} "
@@ -141,6 +163,8 @@ def file_json(f: FileRecord) -> dict:
         "variable_frame_rate": info.vfr if info else None,
         "caption_file": f.caption_file,
         "caption": f.caption,
+        "caption_source": f.caption_source,
+        "overlay_caption": f.overlay_caption if f.caption_file is None else None,
         "problems": [p.to_json() for p in f.problems],
         "block": f.block,
         "dataset_name": f.flat,
@@ -163,6 +187,7 @@ def write(report: DataReport, run_dir: Path) -> Path:
             "usable": not report.errors,
             "files": [file_json(f) for f in report.files],
             "problems": [p.to_json() for p in report.problems],
+            "caption_overlay": str(report.overlay.root) if report.overlay else None,
             "totals": totals(report),
         },
     )

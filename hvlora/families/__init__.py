@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: config imports this registry, so it imports no other hvlora module at run time
+    from ..captioning.spec import CaptionModel
     from ..core.config import Settings
     from ..data.frames import FrameRules
     from ..training.musubi import Command, TrainSegment
@@ -58,31 +59,46 @@ class Scripts(Protocol):
         launch: Launch,
     ) -> Command: ...
 
+    def minimum_metadata(self, s: Settings) -> dict[str, str]:
+        """The ss_* keys musubi writes even with --no_metadata (base model version, network module, dim, alpha), for
+        a LoRA file made from a training state."""
+        ...
+
+    def read_paths(self, argv: tuple[str, ...] | list[str]) -> dict[str, Path]:
+        """flag -> path of every file or folder a training command reads (a joining machine checks it sees them)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CacheInputs:
     """What changes the files one cache stage writes besides the item itself (the cache's settings key):
     `settings` (names of Settings fields, e.g. task, resolution), `components` (weight files of the catalog, with
-    their revisions; every file of a folder), `knobs` (MemoryPlan fields, e.g. the VAE tiling) and `derived(s)`
-    (values the family's argv fixes or derives from the settings that change the output, e.g. a text encoder's
-    token limit, the prompt template its script picks, a resize some variants need; None: nothing). The device
-    always counts."""
+    their revisions; every file of a folder), `knobs` (MemoryPlan fields that change the values; never one that only
+    changes how an encoder fits in memory, such as a VAE's tiling) and `derived(s)` (values the family's argv fixes
+    or derives from the settings that change the output, e.g. a text encoder's token limit, the prompt template its
+    script picks, a resize some variants need; None: nothing). `precision_knob`: a MemoryPlan field that lowers the
+    encoder's precision (e.g. fp8_vl): the store is keyed by "fp8"/"bf16", and an fp8 run reuses bf16 outputs of the
+    same files. The device always counts."""
 
     settings: tuple[str, ...]
     components: tuple[str, ...]
     knobs: tuple[str, ...]
     derived: Callable[[Settings], Mapping[str, object]] | None = None
+    precision_knob: str | None = None
 
 
 @dataclass(frozen=True)
 class SampleDefaults:
-    """Samples during training in the family's own terms (musubi's prompt-file options): `steps` (--s),
-    `guidance` (--l), `flow_shift` (--fs; None: the option is not written), `video_frames` (--f for video data),
-    `area` (pixels: the most common bucket is scaled to about this), `image_tasks` (tasks whose prompts need an init
-    image, --i), and `auto_above_preset`: samples are on by default only with a --vram preset above this (GB).
-    `latent_frames`: the family's sampler reads --f as latent frames (the VAE's frame_step packs frames after the
-    first: 17 frames -> --f 5 with 4), not as video frames; `guidance_option`: the option its sampler reads the
-    guidance from ("l": musubi's cfg_scale, "g": its guidance_scale); `parse_name(filename, output_name)`: (kind
+    """Samples during training in the family's own terms (musubi's prompt dict keys; the prompt-file options in
+    brackets): `steps` (sample_steps, --s), `guidance` (written under `guidance_key`), `flow_shift`
+    (discrete_flow_shift, --fs; None: not written), `video_frames` (frame_count, --f, for video data), `area` (pixels:
+    the most common bucket is scaled to about this), `image_tasks` (tasks whose prompts need an init image,
+    image_path, --i), `auto_above_preset`: samples are on by default only with a --vram preset above this (GB), and
+    `prompt_keys`: the prompt dict keys its sampler reads (a prompt text that begins like one of their options is
+    read as that option too: training/prompts.line_problems).
+    `latent_frames`: the family's sampler reads frame_count as latent frames (the VAE's frame_step packs frames
+    after the first: 17 frames -> 5 with 4), not as video frames; `guidance_key`: the key its sampler reads the
+    guidance from ("cfg_scale": --l, "guidance_scale": --g); `parse_name(filename, output_name)`: (kind
     "step"/"epoch", number, prompt index) of a sample file its trainer writes (None: musubi's common trainer names,
     training/plots.parse_sample_name)."""
 
@@ -93,8 +109,9 @@ class SampleDefaults:
     area: int
     image_tasks: tuple[str, ...]
     auto_above_preset: int
+    prompt_keys: tuple[str, ...]
     latent_frames: bool = False
-    guidance_option: str = "l"
+    guidance_key: str = "cfg_scale"
     parse_name: Callable[[str, str | None], tuple[str, int, int] | None] | None = None
 
 
@@ -209,7 +226,8 @@ class Family:
       lora_check: the key check of the musubi file when there is no converter (LoraCheck), or None.
     - help: option name -> the family's sentence added to that option's --help and train.toml comment.
     - generator: its musubi video generator for --generate (Generator), or None; card: its model-card facts for
-      --push_to_hub (HubCard), or None.
+      --push_to_hub (HubCard), or None; captioner: the Qwen2.5-VL among its weights that writes missing captions
+      (--missing_caption generate, --caption_only; CaptionModel), or None.
     """
 
     name: str
@@ -234,6 +252,7 @@ class Family:
     generator: Generator | None = None
     card: HubCard | None = None
     lora_check: LoraCheck | None = None
+    captioner: CaptionModel | None = None
 
     def memory_for(self, variant: str | None) -> MemoryModel:
         """The memory model of a DiT variant: its own in variant_memory (e.g. a 2B and a 19B model of one family),

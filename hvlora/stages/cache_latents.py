@@ -26,7 +26,8 @@ def run(ctx: RunContext) -> dict:
     before stage 1)."""
     c = ctx.caches
     if ctx.settings.skip_cache:
-        c.latent_store.link_view(c.latents, ctx.paths.cache_view)
+        if encoding.kept_view(ctx, NAME, c.latents) is None:
+            c.latent_store.link_view(c.latents, ctx.paths.cache_view)
         return {"skipped": True, "reused": len(c.latents), "store": str(c.latent_store.root)}
     staged = encoding.staged_media(ctx.data.planned, c.media_keys, ctx.paths.block)
     info = encoding.encode(ctx, NAME, c.latent_store, c.latents, staged, lambda cfg: command(ctx, cfg))

@@ -25,7 +25,9 @@ def run(ctx: RunContext) -> dict:
     missing, so every planned file gets one)."""
     c = ctx.caches
     if ctx.settings.skip_cache:
-        c.te_store.link_view(c.te, ctx.paths.cache_view)
+        if encoding.kept_view(ctx, NAME, c.te) is None:
+            c.te_store.reuse_from(c.te_reuse, c.te)
+            c.te_store.link_view(c.te, ctx.paths.cache_view)
         return {"skipped": True, "reused": len(c.te), "store": str(c.te_store.root)}
     staged = {}
     for f, e in zip(ctx.data.planned, c.te, strict=True):
@@ -33,7 +35,7 @@ def run(ctx: RunContext) -> dict:
             e.item_key,
             encoding.Staged(f.block, e.item_key + Path(f.flat).suffix, ctx.paths.block(f.block) / f.flat, e.caption),
         )
-    info = encoding.encode(ctx, NAME, c.te_store, c.te, staged, lambda cfg: command(ctx, cfg))
+    info = encoding.encode(ctx, NAME, c.te_store, c.te, staged, lambda cfg: command(ctx, cfg), c.te_reuse)
     ctx.summary.update(
         "items",
         {

@@ -52,7 +52,7 @@ def run(ctx: RunContext) -> dict:
         ctx.summary.update("outputs", outputs.publish({src.name: src}, s.output_dir, log))
         return report if report else {"skipped": True}
     cmd, dst = command(ctx), converted_path(ctx)
-    run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env)
+    run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env, on_start=ctx.on_child)
     try:
         report = converter.verify(src, dst)
     except LoraCheckError as e:

@@ -10,7 +10,9 @@ them).
   and verified as above; a catalog file that holds the folder's weights (its `shared` file, e.g. the Qwen2.5-VL file
   another family uses) is linked in as model.safetensors after its header is checked against the folder's index,
   else the folder's own shards are fetched (weights/folders.py).
-- The tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline.
+- The tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline; so do
+  the captioner's processor files when captions are generated (--missing_caption generate, --caption_only).
+- --caption_only fetches only the file the captioner loads (the family's Qwen2.5-VL), not the DiT or VAE.
 - --offline / --skip_download: no network; every file must be present and pass the quick check (or a hash against
   what huggingface_hub recorded when it downloaded it). --verify_weights re-hashes every file.
 HF_ENDPOINT, HF_TOKEN and HF_HOME are honoured (read from ctx.env when the stage runs); HF_TOKEN is never logged.
@@ -23,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
 from ..core.fsutil import human_bytes
@@ -53,10 +56,36 @@ def hub_cache_dir(env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def presence(family: Family, task: str, models_dir: Path, env: dict[str, str], variant: str | None = None) -> Presence:
-    """Check, without network or hashing, which of the family's weight files and tokenizers for `task` and the DiT
-    `variant` (None: the family's default) are on disk."""
-    weights, present, missing = {}, [], []
+def weight_files(s: Settings) -> dict[str, WeightFile | WeightFolder]:
+    """component -> file this run needs: the family's for the task and DiT variant, or with --caption_only the
+    captioner's only."""
+    files = s.family.weights_for(s.task, s.dit_variant)
+    if s.caption_only and s.family.captioner is not None:
+        return {c: w for c, w in files.items() if c == s.family.captioner.weight_component}
+    return files
+
+
+def tokenizer_repos(s: Settings) -> tuple[TokenizerRepo, ...]:
+    """The repos fetched into the HF cache: the family's tokenizers, and the captioner's processor files when
+    captions are generated."""
+    captioner = s.family.captioner
+    if not s.generates_captions or captioner is None:
+        return s.family.tokenizers
+    files = captioner.processor_files
+    return (*s.family.tokenizers, TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor"))
+
+
+def presence(
+    family: Family,
+    task: str,
+    models_dir: Path,
+    env: dict[str, str],
+    variant: str | None = None,
+    tokenizers: tuple[TokenizerRepo, ...] | None = None,
+) -> Presence:
+    """Check, without network or hashing, which of the family's weight files for `task` and the DiT `variant`
+    (None: the family's default), and which `tokenizers` (None: the family's), are on disk."""
+    present, missing = [], []
     manifest = Manifest(models_dir)
     entries = family.weights_for(task, variant or family.defaults["dit_variant"])
     weights = {comp: w.local_path(models_dir) for comp, w in entries.items()}
@@ -65,9 +94,9 @@ def presence(family: Family, task: str, models_dir: Path, env: dict[str, str], v
         state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
         (present if path.is_file() else missing).append(f"{label}: {path}" + (f" ({state})" if path.is_file() else ""))
     cache = hub_cache_dir(env)
-    for tok in family.tokenizers:
+    for tok in tokenizers if tokenizers is not None else family.tokenizers:
         absent = _missing_tokenizer_files(tok, cache)
-        desc = f"tokenizer {tok.repo_id} in {cache}"
+        desc = f"{tok.component} {tok.repo_id} in {cache}"
         (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
 
@@ -110,7 +139,7 @@ def _corrupt_tokenizer_files(tok: TokenizerRepo, cache: Path) -> list[Path]:
 def run(ctx: RunContext) -> dict:
     """Make the files present and verified; sets ctx.weights. Returns summary info (files, commits, bytes)."""
     s = ctx.settings
-    entries = s.family.weights_for(s.task, s.dit_variant)
+    entries = weight_files(s)
     ctx.weights = {comp: w.local_path(s.models_dir) for comp, w in entries.items()}
     fetcher = _Fetcher(ctx)
     if s.offline or s.skip_download:
@@ -154,7 +183,7 @@ class _Fetcher:
         for w in entries.values():
             if isinstance(w, WeightFolder) and w.shared is not None:
                 self._assemble(w)
-        for tok in self.s.family.tokenizers:
+        for tok in tokenizer_repos(self.s):
             self._fetch_tokenizer(tok)
         for r in self.repaired:
             self.log(f"repaired: {r['file']} failed its sha256 check and was fetched again")
@@ -298,10 +327,10 @@ class _Fetcher:
 
     def _fetch_tokenizer(self, tok: TokenizerRepo) -> None:
         if not _missing_tokenizer_files(tok, self.cache) and not _corrupt_tokenizer_files(tok, self.cache):
-            self.log(f"tokenizer {tok.repo_id}: in {self.cache}")
+            self.log(f"{tok.component} {tok.repo_id}: in {self.cache}")
             return
         for attempt in (1, 2):
-            self.log(f"tokenizer {tok.repo_id} -> {self.cache}")
+            self.log(f"{tok.component} {tok.repo_id} -> {self.cache}")
             hub.snapshot(
                 tok.repo_id,
                 tok.allow_patterns,
@@ -363,10 +392,11 @@ class _Fetcher:
                 problem = self._verify_offline(wf, path)
                 if problem:
                     missing.append(f"{wf.component}: {path} ({problem})")
-        for tok in self.s.family.tokenizers:
+        repos = tokenizer_repos(self.s)
+        for tok in repos:
             absent = _missing_tokenizer_files(tok, self.cache)
             if absent:
-                missing.append(f"tokenizer {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
+                missing.append(f"{tok.component} {tok.repo_id} in {self.cache} (no {', '.join(absent)})")
             bad = [] if absent else _corrupt_tokenizer_files(tok, self.cache)
             if bad:
                 missing.append(
@@ -378,8 +408,7 @@ class _Fetcher:
                 + "\n  ".join(missing)
                 + f"\nRun once without {flag} (with network) to fetch them."
             )
-        count = len(files) + len(self.s.family.tokenizers)
-        self.log(f"{flag}: all {count} model files present and checked; nothing downloaded")
+        self.log(f"{flag}: all {len(files) + len(repos)} model files present and checked; nothing downloaded")
 
     def _verify_offline(self, wf: WeightFile, path: Path) -> str | None:
         """Hash the file and compare with the manifest, or with the ETag huggingface_hub stored beside it."""

@@ -68,24 +68,45 @@ def metadata_flags(ctx: RunContext) -> dict[str, str]:
 def run(ctx: RunContext) -> dict:
     """Train the remaining steps (none if a complete state already holds them all); sets ctx.lora to the final
     musubi-format LoRA in RUN/checkpoints."""
-    s, plan, log = ctx.settings, ctx.plan, ctx.log(NAME)
+    plan, log = ctx.plan, ctx.log(NAME)
     seglog = resume.SegmentLog.in_run(ctx.paths.root)
     _adopt_leftovers(ctx, seglog)
-    state = resume.newest_state(
-        ctx.paths.checkpoints, s.output_name, plan.launch.num_processes, plan.steps_per_epoch, log
-    )
+    state = _newest_state(ctx, seglog)
     done = state.true_step if state else 0
     if state is not None:
         log("resuming: " + resume.describe_resume(ctx.paths.root, state, plan.total_steps, time.time()))
     info: dict = {}
     if done < plan.total_steps:
         info = _train_segment(ctx, seglog, state, done)
+        state = _newest_state(ctx, seglog, quiet=True)
     else:
         log(f"the state of step {done} already holds all {plan.total_steps} steps: nothing to train")
-    lora = _final_lora(ctx, max(done, plan.total_steps) if info else done)
+    lora = _final_lora(ctx, state)
     ctx.lora = lora
     ctx.summary.put("segments", [_segment_json(g) for g in seglog.all()])
     return {"lora": str(lora), "true_steps": plan.total_steps, **info}
+
+
+def _newest_state(ctx: RunContext, seglog: resume.SegmentLog, quiet: bool = False) -> resume.StateInfo | None:
+    """The state to continue from; says which when a NaN loss set the newer ones aside (adopt gave them `~nan`
+    names, so no resume can pick them)."""
+    plan, log = ctx.plan, ctx.log(NAME)
+    state = resume.newest_state(
+        ctx.paths.checkpoints,
+        ctx.settings.output_name,
+        plan.launch.num_processes,
+        plan.steps_per_epoch,
+        None if quiet else log,
+    )
+    nan = [g for g in seglog.all() if g.nan_step is not None]
+    if nan and not quiet:
+        first = min(nan, key=lambda g: g.nan_step)
+        used = f"the state of step {state.true_step}" if state else "no state (training starts again from step 0)"
+        log(
+            f"the loss became NaN at step {first.nan_step} (segment {first.index}): never resuming from a state "
+            f"saved at or after it (set aside with `~nan` names); using {used}"
+        )
+    return state
 
 
 def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int) -> dict:
@@ -101,6 +122,7 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
     )
     tb = ctx.paths.tensorboard / f"segment-{seg.index:02d}"
     cmd = command(ctx, segment_args(ctx, seg.dir, tb, done, state.path if state else None))
+    seglog.set_command(seg.index, cmd.plan_entry())  # machines 1.. of a multi-node run join this command
     sampler = _sampler(plan)
     watcher = watch.TrainWatch(ctx, seg, tb, sampler, _gpu_total(plan))
     log(f"segment {seg.index}: steps {done + 1}..{plan.total_steps} into {seg.dir}")
@@ -113,6 +135,7 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
             env=ctx.env,
             console=watcher.console,
             abort=watcher.abort,
+            on_start=ctx.on_child,
         )
         status = "ok"
     except Interrupted:
@@ -120,11 +143,12 @@ def _train_segment(ctx: RunContext, seglog: resume.SegmentLog, state, done: int)
         raise
     finally:
         # whatever happened, the segment is recorded and its files adopted; a failure in this bookkeeping is logged
-        # and must not hide how training itself ended
+        # and must not hide how training itself ended. run_logged returned only after its output thread (which
+        # drives the watcher) ended, so from here this thread alone writes the summary and the console.
         snapshot = _safely(log, "finish the progress record", watcher.finish) or {}
         peaks = dict(sampler.peak_bytes) if sampler else {}
-        seglog.end(seg.index, status)
-        _safely(log, "adopt the segment's files", _adopt, ctx, seg)
+        ended = seglog.end(seg.index, status)  # also carries a NaN step the watcher recorded
+        _safely(log, "adopt the segment's files", _adopt, ctx, ended)
         _safely(log, "draw loss.png", watcher.draw_loss)
         _safely(log, "draw samples.png", watcher.draw_samples)
         ctx.summary.update("vram", {"peak_bytes_per_gpu": peaks, "measured_with": "NVML (all processes on the GPU)"})
@@ -141,24 +165,28 @@ def _safely(log, what: str, fn, *args):
 
 
 def _adopt_leftovers(ctx: RunContext, seglog: resume.SegmentLog) -> None:
-    """A segment whose process (and ours) was killed left its files in its folder: adopt them first."""
+    """A segment whose process (and ours) was killed left its files in its folder: adopt them first, each stamped
+    with the step it was saved at (a final LoRA with its own segment's total, not this command's)."""
     for seg in seglog.all():
         if seg.status is None:  # killed with us: its last scalars never reached metrics.jsonl
-            _import_scalars(ctx, seg)
+            nan_step = _import_scalars(ctx, seg)
+            if nan_step is not None:
+                seg = seglog.mark_nan(seg.index, nan_step)
         if Path(seg.dir).is_dir() and any(Path(seg.dir).iterdir()):
             _adopt(ctx, seg)
         if seg.status is None:
             seglog.end(seg.index, "killed")
 
 
-def _import_scalars(ctx: RunContext, seg: resume.Segment) -> None:
-    """A killed segment's TensorBoard values (loss, LR per step) into metrics.jsonl under true steps."""
+def _import_scalars(ctx: RunContext, seg: resume.Segment) -> int | None:
+    """A killed segment's TensorBoard values (loss, LR per step) into metrics.jsonl under true steps; returns the true
+    step of its first NaN loss, if any."""
     try:
         rows, state = progress.read_tb_scalars(ctx.paths.tensorboard / f"segment-{seg.index:02d}")
     except ImportError:
-        return
+        return None
     state.close()
-    watch.log_scalars(progress.MetricsLog(ctx.paths.metrics), rows, seg)
+    return watch.log_scalars(progress.MetricsLog(ctx.paths.metrics), rows, seg)
 
 
 def _adopt(ctx: RunContext, seg: resume.Segment) -> None:
@@ -166,16 +194,10 @@ def _adopt(ctx: RunContext, seg: resume.Segment) -> None:
     moved = resume.adopt(seg, ctx.paths.checkpoints, s.output_name, log=log)
     watch.adopt_samples(seg, ctx.paths.samples, s.output_name, s.family.samples.parse_name)
     base = _base_metadata(ctx)
-    for path in moved:
-        if path.suffix != ".safetensors":
-            continue
+    for path, step in moved.items():
         art = resume.parse_name(path.name, s.output_name)
-        step = (
-            plan.total_steps
-            if art.kind == "final"
-            else (art.number if art.kind == "step" else art.number * plan.steps_per_epoch)
-        )
-        lorainfo.stamp(path, base, step, plan.steps_per_epoch, plan.total_steps)
+        if art is not None and not art.is_state:  # `~nan` files are left as musubi wrote them
+            lorainfo.stamp(path, base, step, seg.steps_per_epoch, seg.total_steps)
     resume.prune(
         ctx.paths.checkpoints,
         s.output_name,
@@ -198,25 +220,77 @@ def _base_metadata(ctx: RunContext) -> dict[str, str]:
     )
 
 
-def _final_lora(ctx: RunContext, done: int) -> Path:
-    """RUN/checkpoints/NAME.safetensors. A run killed between its last state and its final file has a checkpoint of
-    the same step (with a step save on it): that becomes the final file."""
-    s, plan = ctx.settings, ctx.plan
-    lora = trained_lora(ctx.paths.checkpoints, s.output_name)
-    if lora.is_file() and lorameta.read_metadata(lora).get("ss_steps") == str(plan.total_steps):
+def _final_lora(ctx: RunContext, state: resume.StateInfo | None) -> Path:
+    """RUN/checkpoints/NAME.safetensors holding all plan.total_steps steps (its ss_steps says so).
+
+    musubi v0.3.4 writes the final state first and the final LoRA second, so a run stopped between the two (a full
+    disk, `docker stop`, a failed metadata stamp) has the state of the last step but no final file. Then the final
+    file is made from a LoRA checkpoint of that step, else from the state's own weights (`lorainfo.from_state`:
+    musubi's key names, the --save_precision dtype, this run's metadata); the console says which. A final file of
+    another step count is kept aside, never used. Raises UserError when the newest state is past the steps asked
+    for, StageFailed when no file or state holds the last step.
+    """
+    s, plan, log = ctx.settings, ctx.plan, ctx.log(NAME)
+    total, ckpt = plan.total_steps, ctx.paths.checkpoints
+    lora = trained_lora(ckpt, s.output_name)
+    if lora.is_file() and lorameta.read_metadata(lora).get("ss_steps") == str(total):
         return lora
-    same_step = ctx.paths.checkpoints / resume.lora_name(s.output_name, "step", plan.total_steps)
-    if done == plan.total_steps and same_step.is_file():
-        atomic_copy(same_step, lora)
-        lorainfo.stamp(lora, _base_metadata(ctx), plan.total_steps, plan.steps_per_epoch, plan.total_steps)
-        return lora
-    if done > plan.total_steps:
+    done = state.true_step if state else 0
+    if done > total:
         raise UserError(
-            f"this run's newest state is at step {done}, past the {plan.total_steps} steps asked for: pass "
-            f"--max_train_steps {done} or more to finish it, --new_run to train afresh, or use a checkpoint from "
-            f"{ctx.paths.checkpoints}"
+            f"this run's newest state is at step {done}, past the {total} steps asked for: pass "
+            f"--max_train_steps {done} or more to finish it, --new_run to train afresh, or use a checkpoint from {ckpt}"
         )
-    raise StageFailed(NAME, f"training ended without writing {lora}", None, ctx.paths.log(NAME))
+    if done < total:
+        raise StageFailed(NAME, f"training ended without writing {lora}", None, ctx.paths.log(NAME))
+    if lora.is_file():
+        resume.keep_aside(lora, log)
+    same_step = _checkpoint_at(ctx, total)
+    if same_step is not None:
+        atomic_copy(same_step, lora)
+        lorainfo.stamp(lora, _base_metadata(ctx), total, plan.steps_per_epoch, total)
+        log(f"the final LoRA was missing: copied from {same_step.name}, the checkpoint of step {total}")
+        return lora
+    meta = {
+        **_musubi_metadata(ctx),
+        **_base_metadata(ctx),
+        **lorainfo.step_metadata(total, plan.steps_per_epoch, total),
+    }
+    lorainfo.from_state(state.path, lora, s.save_precision, meta)
+    log(
+        f"the final LoRA was missing (training stopped between musubi's final state and its final file): built from "
+        f"the weights of the state of step {total} ({state.path.name}/model.safetensors) in {s.save_precision}"
+    )
+    return lora
+
+
+def _checkpoints(ctx: RunContext) -> list[tuple[int, Path]]:
+    """(true step, path) of the run's whole LoRA checkpoints (step- or epoch-named, canonical names), oldest first."""
+    name, spe = ctx.settings.output_name, ctx.plan.steps_per_epoch
+    found = []
+    for path in ctx.paths.checkpoints.glob("*.safetensors"):
+        art = resume.parse_name(path.name, name)
+        if art is not None and art.kind != "final" and art.aside is None and not lorameta.safetensors_problem(path):
+            found.append((resume.end_step(art.kind, art.number, spe), path))
+    return sorted(found)
+
+
+def _checkpoint_at(ctx: RunContext, step: int) -> Path | None:
+    """A LoRA checkpoint saved at true step `step`, or None."""
+    return next((path for at, path in _checkpoints(ctx) if at == step), None)
+
+
+def _musubi_metadata(ctx: RunContext) -> dict[str, str]:
+    """musubi's ss_* keys for a file made from a state: those of this run's newest LoRA checkpoint (the same musubi
+    arguments wrote them), else musubi's minimum set; step counts and hashes are set by the caller."""
+    keys = ctx.settings.family.scripts.minimum_metadata(ctx.settings)
+    found = _checkpoints(ctx)
+    if found:
+        md = lorameta.read_metadata(found[-1][1])
+        keys.update(
+            {k: v for k, v in md.items() if k.startswith(("ss_", "modelspec.")) and k not in lorameta.HASH_KEYS}
+        )
+    return keys
 
 
 def _sampler(plan) -> gpu.PeakSampler | None:

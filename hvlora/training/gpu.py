@@ -17,7 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-GIB = 1024**3
+from ..core.fsutil import GIB
+
 # cgroup v1 reports "no limit" as a huge page-aligned number (9223372036854771712); anything above this is no limit.
 _CGROUP_UNLIMITED = 1 << 60
 

@@ -19,6 +19,8 @@ from ..core.fsutil import free_bytes as disk_free
 from ..families import Family
 from .progress import NAN_STOP_MARK  # the line the NaN guard (watch.py) writes into the log
 
+# advice that changes what defines the LoRA (runs.py) says so: the same command with it trains a new run
+NEW_RUN = " (this changes the LoRA: a new run starts)"
 # accelerate's and torch elastic's report that the child failed: a wrapper, not a cause
 _LAUNCHER_ERRORS = frozenset({"CalledProcessError", "ChildFailedError"})
 _EXCEPTION_LINE = re.compile(r"^\s*(?:\[rank\d+\]:\s*)?(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*)(?::|$)")
@@ -31,10 +33,15 @@ class HintContext:
 
     stage: "cache_latents" | "cache_text_encoder_outputs" | "train" | "convert" | "download" ...; family: the run's
     model family (its presets, --blocks_to_swap ladder, bucket and frame steps, advice) and dit_variant its variant
-    (None: the family's memory model); vram_preset: the --vram preset in use (16, 24, 32, 48, 80) or None; folders:
-    name -> folder, the candidates for a full disk (names like "output_dir" are also the flags that move them);
-    free_bytes: free space of a path (injectable for tests); checkpoint_bytes: size of one checkpoint + training
-    state, when known.
+    (None: the family's memory model); vram_preset: the --vram preset in use (16, 24, 32, 48, 80) or None; fp8,
+    fp8_vl, blocks_to_swap, vae_sample_size (None: musubi's default; 0: no tiling), vae_enable_patch_conv: the memory
+    knobs in use; samples_off: the flags that turn this run's samples off (sampling.off_flags; empty when it makes
+    none); folders: name -> folder, the candidates for a full disk (names like "output_dir" are also the flags that
+    move them); free_bytes: free space of a path (injectable for tests); checkpoint_bytes: size of one checkpoint +
+    training state, when known.
+
+    Every piece of advice is a change that alters what failed when followed (tests/test_hints_followed.py applies
+    each to the settings); one that changes what the LoRA is says that it starts a new run.
     """
 
     stage: str
@@ -42,7 +49,11 @@ class HintContext:
     dit_variant: str | None = None
     vram_preset: int | None = None
     fp8: bool = False
+    fp8_vl: bool = False
     blocks_to_swap: int = 0
+    vae_sample_size: int | None = None
+    vae_enable_patch_conv: bool = False
+    samples_off: tuple[str, ...] = ()
     resolution: tuple[int, int] = (960, 544)
     target_frames: tuple[int, ...] = (1, 13, 25)
     num_gpus: int = 1
@@ -140,7 +151,10 @@ def _smaller_preset(ctx: HintContext, total_gib: float | None) -> int | None:
     fits = memory.preset_for_vram(total_gib) if total_gib else None  # presets' rule for a GPU of this size
     if ctx.vram_preset is None:
         return fits
-    below = [p for p in memory.presets if p < ctx.vram_preset]
+    now = _train_knobs(memory, ctx.vram_preset)
+    below = [
+        p for p in memory.presets if p < ctx.vram_preset and _train_knobs(memory, p) != now
+    ]  # e.g. 48 trains as 80
     candidates = [p for p in (max(below, default=None), fits) if p is not None and p < ctx.vram_preset]
     return min(candidates, default=None)
 
@@ -148,6 +162,11 @@ def _smaller_preset(ctx: HintContext, total_gib: float | None) -> int | None:
 def _more_swap(ctx: HintContext) -> int | None:
     """The next step of the family's --blocks_to_swap ladder (each step saves VRAM, costs speed)."""
     return next((s for s in ctx.memory.swap_ladder if s > ctx.blocks_to_swap), None)
+
+
+def _train_knobs(memory, preset: int) -> tuple:
+    m = memory.resolve(preset, {})
+    return m.fp8, m.blocks_to_swap, m.block_swap_h2d_only, m.gradient_checkpointing_cpu_offload
 
 
 def _less_swap(ctx: HintContext) -> int | None:
@@ -198,9 +217,10 @@ def _cuda_oom(lines: list[str], ctx: HintContext) -> Advice:
         todo += _text_encoder_oom(ctx)
     elif ctx.stage == "train" and _while_sampling(lines):
         what += " while making samples (musubi stops the training there; the states saved so far are kept)"
+        off = " ".join(ctx.samples_off) or "--sample_every_n_epochs 0"
         todo.append(
-            "run the same command again without the --sample_* flags (it continues from the newest state), or make "
-            "smaller samples: lower --w/--h/--f in the --sample_prompts file"
+            f"`{off}`: no samples; the same command with it continues from the newest state. Or make smaller "
+            "samples: lower --w/--h/--f in a --sample_prompts file"
         )
         todo += _train_oom(ctx, total)
     elif ctx.stage == "train":
@@ -233,7 +253,18 @@ def _others_on_gpu(sizes: re.Match | None, total: float | None) -> float | None:
 
 def _cache_latents_oom(ctx: HintContext) -> list[str]:
     todo = []
-    if ctx.vram_preset is None or ctx.vram_preset > ctx.memory.presets[0]:
+    if "vae_sample_size" in ctx.memory.knobs:  # the family's VAE tiles: name the knobs themselves
+        default = ctx.memory.vae_default_tile
+        tile = default if ctx.vae_sample_size is None else ctx.vae_sample_size
+        knobs = [f"--vae_sample_size {tile // 2 if tile else default}"] if tile == 0 or tile > 64 else []
+        if not ctx.vae_enable_patch_conv and "vae_enable_patch_conv" in ctx.memory.knobs:
+            knobs.append("--vae_enable_patch_conv")
+        if knobs:
+            todo.append(
+                f"`{' '.join(knobs)}`: the VAE encodes in smaller tiles / with patch-wise convolution (the latents "
+                "cached so far are kept and used)"
+            )
+    elif ctx.vram_preset is None or ctx.vram_preset > ctx.memory.presets[0]:
         todo.append(ctx.family.hints.latents_smallest_preset)
     todo += _size_knobs(ctx, "latent caching memory grows with frames x area")
     return todo
@@ -241,7 +272,7 @@ def _cache_latents_oom(ctx: HintContext) -> list[str]:
 
 def _text_encoder_oom(ctx: HintContext) -> list[str]:
     advice = ctx.family.hints
-    return [advice.text_encoder_fp8_on if ctx.fp8 else advice.text_encoder_fp8]
+    return [advice.text_encoder_fp8_on if ctx.fp8_vl else advice.text_encoder_fp8]
 
 
 def _train_oom(ctx: HintContext, total: float | None) -> list[str]:
@@ -265,11 +296,11 @@ def _size_knobs(ctx: HintContext, why: str) -> list[str]:
     res = _smaller_resolution(*ctx.resolution, ctx.family.frames.reso_step)
     if res:
         w, h = ctx.resolution
-        todo.append(f"`--resolution {res[0]}x{res[1]}` (now {w}x{h}, about 0.7x the pixels): {why}")
+        todo.append(f"`--resolution {res[0]}x{res[1]}` (now {w}x{h}, about 0.7x the pixels): {why}{NEW_RUN}")
     frames = _shorter_frames(ctx.target_frames, ctx.family.frames.frame_step)
     if frames:
         now = ",".join(map(str, ctx.target_frames))
-        todo.append(f"`--target_frames {','.join(map(str, frames))}` (now {now}): shorter clips, {why}")
+        todo.append(f"`--target_frames {','.join(map(str, frames))}` (now {now}): shorter clips, {why}{NEW_RUN}")
     return todo
 
 
@@ -287,7 +318,9 @@ def _host_oom(_lines, ctx: HintContext) -> Advice:
             f"once per GPU process{per}; fewer need more VRAM"
         )
     if ctx.num_gpus > 1:
-        todo.append(f"`--num_gpus {ctx.num_gpus // 2}` (now {ctx.num_gpus}): each GPU process holds its own model copy")
+        todo.append(
+            f"`--num_gpus {ctx.num_gpus // 2}` (now {ctx.num_gpus}): each GPU process holds its own model copy{NEW_RUN}"
+        )
     todo.append("close other programs that use RAM; with Docker Desktop or WSL raise the VM's memory limit")
     todo.append("add swap space (e.g. a 32 GB swap file) so loading the models does not hit the limit")
     return what, tuple(todo)
@@ -367,7 +400,9 @@ def _free(ctx: HintContext, folder: Path) -> int | None:
 def _bitsandbytes(_lines, ctx: HintContext) -> Advice:
     what = "bitsandbytes could not load its CUDA library, which the 8-bit AdamW optimizer needs"
     if ctx.optimizer == "adamw8bit":
-        return what, ("`--optimizer adamw`: plain AdamW, no bitsandbytes (more GPU memory for the optimizer state)",)
+        return what, (
+            "`--optimizer adamw`: plain AdamW, no bitsandbytes (more GPU memory for the optimizer state)" + NEW_RUN,
+        )
     return what, ("reinstall bitsandbytes for this CUDA version (`python -m bitsandbytes` says what it finds)",)
 
 
@@ -441,7 +476,8 @@ def _loss_nan(lines: list[str], ctx: HintContext) -> Advice:
     at = f" at step {step}" if step else ""
     what = ("the loss became NaN and hvlora stopped the run" if stopped else "the training loss became NaN") + at
     todo = [
-        f"`--learning_rate {ctx.learning_rate / 2:g}` (now {ctx.learning_rate:g}): a lower rate, the usual cause",
+        f"`--learning_rate {ctx.learning_rate / 2:g}` (now {ctx.learning_rate:g}): a lower rate, the usual cause"
+        + NEW_RUN,
         "check the data for broken files: `--check_data` reports media that do not decode and empty captions",
     ]
     if ctx.fp8:
@@ -457,7 +493,7 @@ def _nccl(lines: list[str], _ctx) -> Advice:
         ": a collective timed out, so one GPU process stalled or died (its error may be above)" if timeout else ""
     )
     return what, (
-        "`--num_gpus 1` to confirm that training works on one GPU",
+        f"`--num_gpus 1` to confirm that training works on one GPU{NEW_RUN}",
         "`NCCL_P2P_DISABLE=1` for consumer GPUs without peer-to-peer: "
         "`docker compose run -e NCCL_P2P_DISABLE=1 train ...`",
         "`NCCL_DEBUG=INFO` prints why: `docker compose run -e NCCL_DEBUG=INFO train ...`",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.config import Settings
+from ..core.fsutil import atomic_write_bytes
 from ..weights.manifest import Manifest
 from . import lorameta
 
@@ -68,3 +69,33 @@ def missing_keys(path: Path, expected: dict[str, str]) -> list[str]:
     """Keys of `expected` that `path`'s metadata lacks or holds with another value (e.g. after a conversion)."""
     md = lorameta.read_metadata(path)
     return [k for k, v in expected.items() if md.get(k) != v]
+
+
+LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")  # musubi networks/lora.py LoRAModule's keys
+DDP_PREFIX = "module."  # accelerate's save_state keeps a DDP-wrapped network's prefix (unwrap=False)
+
+
+def from_state(state_dir: Path, dst: Path, save_precision: str, metadata: dict[str, str]) -> int:
+    """Write the LoRA file musubi would have saved from the training state `state_dir`, atomically, and return its
+    tensor count.
+
+    A state's model.safetensors is the LoRA network's state dict (accelerate's save_state after musubi's hook drops
+    the DiT): musubi's own key names (`lora_unet_..._attn_q.lora_down.weight`, `.lora_up.weight`, `.alpha`); a
+    `module.` prefix of a network DDP-wrapped over several GPUs is dropped. As musubi's LoRANetwork.save_weights does,
+    every tensor is cast to the --save_precision dtype and the metadata gets sshs_model_hash/sshs_legacy_hash
+    (`lorameta.musubi_hashes`). Raises ValueError when the file holds anything but LoRA weights, SafetensorsError
+    or OSError when it cannot be read.
+    """
+    import torch
+    from safetensors.torch import load_file, save
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[save_precision]
+    weights = load_file(Path(state_dir) / "model.safetensors")
+    tensors = {k.removeprefix(DDP_PREFIX): v.to(dtype).contiguous() for k, v in weights.items()}
+    odd = sorted(k for k in tensors if not k.endswith(LORA_SUFFIXES))
+    if not tensors or odd:
+        raise ValueError(f"{state_dir}/model.safetensors holds no LoRA network weights ({odd[:3] or 'empty'})")
+    meta = dict(metadata)
+    meta["sshs_model_hash"], meta["sshs_legacy_hash"] = lorameta.musubi_hashes(tensors, meta)
+    atomic_write_bytes(dst, save(tensors, meta))
+    return len(tensors)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..core.fsutil import atomic_write_bytes
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 HASH_KEYS = ("sshs_model_hash", "sshs_legacy_hash")
@@ -142,7 +142,7 @@ def rewrite_metadata(path: Path, updates: Mapping[str, str], remove: Iterable[st
     tensors = load_file(path)
     if had_hashes:
         meta["sshs_model_hash"], meta["sshs_legacy_hash"] = musubi_hashes(tensors, meta)
-    _atomic_replace(path, save(tensors, meta or None))
+    atomic_write_bytes(path, save(tensors, meta or None), mode=path.stat().st_mode & 0o7777)
 
 
 def _check_strings(updates: Mapping[str, str]) -> None:
@@ -150,37 +150,3 @@ def _check_strings(updates: Mapping[str, str]) -> None:
     for k, v in updates.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"metadata must map str to str, got {k!r}: {v!r}")
-
-
-def _atomic_replace(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it and the folder, then os.replace it over `path`."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """fsync a folder so that renames inside it survive a power cut (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

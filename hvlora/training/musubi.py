@@ -62,7 +62,9 @@ class Command:
 def launcher(s: Settings, launch: Launch) -> tuple[str, ...]:
     """`accelerate launch` flags, every value given so that no accelerate config file or GPU count changes the run
     behind the user's back: bf16, the process count (`--multi_gpu` for more than one), accelerate's multi-node
-    flags when there are several machines. With --device cpu: forced CPU, all cores."""
+    flags when there are several machines. With --device cpu: forced CPU (`--cpu`; with several machines, where
+    accelerate's --cpu launcher would start one lone process, `--multi_gpu`'s torchrun with ACCELERATE_USE_CPU in
+    the environment: gloo), all cores."""
     threads = (os.cpu_count() or 1) if s.device == "cpu" else 1
     flags = ["accelerate", "launch", "--num_cpu_threads_per_process", str(threads)]
     if launch.multi:
@@ -72,7 +74,7 @@ def launcher(s: Settings, launch: Launch) -> tuple[str, ...]:
         flags += ["--machine_rank", str(launch.machine_rank), "--main_process_ip", str(launch.main_process_ip)]
         flags += ["--main_process_port", str(launch.main_process_port)]
     flags += ["--mixed_precision", "bf16", "--dynamo_backend", "no"]
-    if s.device == "cpu":
+    if s.device == "cpu" and not launch.multi:
         flags.append("--cpu")
     return tuple(flags)
 
@@ -197,6 +199,29 @@ def _sampling(seg: TrainSegment, sample_models: list[str]) -> list[str]:
     if seg.sample_at_first:
         argv.append("--sample_at_first")
     return argv
+
+
+def minimum_metadata(s: Settings, base_model_version: str, network_module: str) -> dict[str, str]:
+    """The metadata keys musubi writes even with --no_metadata (trainer_base SS_METADATA_MINIMUM_KEYS), for a LoRA
+    file made without musubi (from a training state): the architecture's ss_base_model_version (its
+    ARCHITECTURE_*_FULL), the --network_module, dim and alpha."""
+    return {
+        "ss_base_model_version": base_model_version,
+        "ss_network_module": network_module,
+        "ss_network_dim": str(s.rank),
+        "ss_network_alpha": str(float(s.alpha)),  # musubi: str() of the float argparse gives
+    }
+
+
+# the flags of the common trainer that name something a train command reads
+READ_FLAGS = ("--dataset_config", "--resume", "--sample_prompts")
+
+
+def read_paths(argv: tuple[str, ...] | list[str], model_flags: tuple[str, ...]) -> dict[str, Path]:
+    """flag -> path for every file or folder a musubi train command reads: the architecture's `model_flags` (e.g.
+    --dit, --vae) and the common READ_FLAGS present in `argv`."""
+    flags = (*model_flags, *READ_FLAGS)
+    return {a: Path(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in flags}
 
 
 def trained_lora(output_dir: Path, output_name: str) -> Path:

@@ -8,7 +8,6 @@ The new file arrives by copy to a temporary name and a rename, so OUTPUT_DIR/X i
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.fsutil import atomic_copy
+from ..core.timefmt import utc_stamp
 
 
 def sha256_file(path: Path) -> str:
@@ -62,8 +62,7 @@ def _held_by_a_run(dst: Path, output_dir: Path) -> bool:
 
 
 def _keep_aside(dst: Path, output_dir: Path) -> Path:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    folder = output_dir / "runs" / f"kept-{stamp}"
+    folder = output_dir / "runs" / f"kept-{utc_stamp()}"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / dst.name
     os.replace(dst, target)  # same filesystem: a rename, nothing copied or lost

@@ -108,9 +108,14 @@ def _memory(s: Settings, used: list[gpu.GpuInfo], notes: list[str]) -> presets.M
         raise ConfigError(str(e)) from None
 
 
+def launch_for(s: Settings, gpus: list[gpu.GpuInfo]) -> Launch:
+    """The launch these settings make on a machine with `gpus` (machines 1.. of a multi-node run need no plan)."""
+    return _launch(s, gpus, [])
+
+
 def _launch(s: Settings, gpus: list[gpu.GpuInfo], notes: list[str]) -> Launch:
-    if s.device == "cpu":
-        return Launch(1, 1)
+    if s.device == "cpu":  # one process per machine (a multi-node smoke run: gloo)
+        return Launch(s.num_machines, 1, s.num_machines, s.machine_rank, s.main_process_ip, s.main_process_port)
     if s.num_gpus == "all":
         here = len(gpus) or 1
         if not gpus:

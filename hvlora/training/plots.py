@@ -8,15 +8,15 @@ folder, then os.replace). matplotlib is imported when a plot is drawn, not with 
 from __future__ import annotations
 
 import math
-import os
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import av
 from PIL import Image, ImageDraw, ImageFont
+
+from ..core.fsutil import atomic_writer
 
 PLOT_SIZE_PX = (1200, 600)  # loss.png: width, height
 PLOT_DPI = 100
@@ -278,15 +278,7 @@ def parse_sample_name(name: str, output_name: str | None) -> tuple[str, int, int
 
 
 def _write_atomic(path: Path, write) -> Path:
-    """Call write(binary file) on a new temporary file beside `path` (mode from the umask, like any new file),
-    then os.replace it onto `path`; the temporary file is removed on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Call write(binary file) through fsutil.atomic_writer (readers never see a half-drawn image); returns path."""
+    with atomic_writer(path) as f:
+        write(f)
     return path

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-GIB = 1024**3
+from ..core.fsutil import GIB
 
 # A card reports a little less than its nominal size: the driver and ECC keep some (A100 40GB: 39.4 GiB, H100 80GB:
 # 79.6 GiB, a "24 GB" card 23.5-24.0 GiB). A preset is picked when the card has at least (1 - margin) x its size.

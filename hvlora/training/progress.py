@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..core.timefmt import format_duration
+
 NAN_STOP_MARK = "hvlora: stopped: loss is NaN"
 STEPS_DESC = "steps"  # the desc of musubi's training bar (trainer_base.py)
 
@@ -192,20 +194,6 @@ def _parse_postfix(text: str) -> dict[str, float | str]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # formatting
-
-
-def format_duration(seconds: float | None) -> str:
-    """`2h12m`, `3m05s`, `12s` (rounded to whole seconds; hours drop the seconds); "?" for None/NaN/negative."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h:
-        return f"{h}h{m:02d}m"
-    if m:
-        return f"{m}m{sec:02d}s"
-    return f"{sec}s"
 
 
 def _fmt_loss(v: float) -> str:

@@ -26,7 +26,6 @@ hold the newest lineage, and nothing is lost. `~k` names parse as the same true 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import filecmp
 import json
 import math
@@ -39,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.fsutil import atomic_write_json
-from .lorameta import SafetensorsError, fsync_dir, read_header, read_metadata, safetensors_problem
+from ..core.fsutil import atomic_write_json, fsync_dir
+from ..core.timefmt import ago, utc_now
+from .lorameta import SafetensorsError, read_header, read_metadata, safetensors_problem
 
 Log = Callable[[str], None]
 KINDS = ("epoch", "step", "final")
@@ -244,7 +244,9 @@ class Segment:
     `dir`: its --output_dir; `from_step`/`from_epoch`: true global step / completed epochs of the state it resumed
     from (0 for the first); `resumed_from`: that state's folder or None; `steps_per_epoch`: optimizer steps per
     epoch; `total_steps`: the run's target, so the segment trains `max_train_steps = total_steps - from_step`;
-    times are ISO 8601 UTC strings; `status`/`returncode` are set by `SegmentLog.end`.
+    times are ISO 8601 UTC strings; `status`/`returncode` are set by `SegmentLog.end`; `nan_step`: the true step of
+    its first NaN loss (`SegmentLog.mark_nan`), None while the loss stayed finite; `command`: the musubi command it runs
+    (Command.plan_entry: what the other machines of a multi-node run join with).
     """
 
     index: int
@@ -260,6 +262,8 @@ class Segment:
     ended_at: str | None = None
     status: str | None = None
     returncode: int | None = None
+    nan_step: int | None = None
+    command: dict | None = None
 
     @property
     def max_train_steps(self) -> int:
@@ -270,11 +274,6 @@ class Segment:
     def at_epoch_boundary(self) -> bool:
         """True when the segment resumed at the end of a true epoch, so its local epochs are true epochs."""
         return self.from_step % self.steps_per_epoch == 0
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with seconds, e.g. '2025-01-02T03:04:05+00:00'."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class SegmentLog:
@@ -353,6 +352,26 @@ class SegmentLog:
         self._write(segments)
         return seg
 
+    def set_command(self, index: int, command: dict) -> Segment:
+        """Record the command segment `index` runs, before it starts. Raises IndexError for an unknown index."""
+        segments = self.all()
+        if not 0 <= index < len(segments):
+            raise IndexError(f"no segment {index} in {self.path}")
+        segments[index] = dataclasses.replace(segments[index], command=command)
+        self._write(segments)
+        return segments[index]
+
+    def mark_nan(self, index: int, step: int) -> Segment:
+        """Record that segment `index` had a NaN loss at true step `step` (the earliest one is kept); what it saved
+        from that step on is set aside by `adopt`. Raises IndexError for an unknown index."""
+        segments = self.all()
+        if not 0 <= index < len(segments):
+            raise IndexError(f"no segment {index} in {self.path}")
+        old = segments[index].nan_step
+        segments[index] = dataclasses.replace(segments[index], nan_step=step if old is None else min(old, step))
+        self._write(segments)
+        return segments[index]
+
     def _write(self, segments: list[Segment]) -> None:
         atomic_write_json(self.path, {"version": 1, "segments": [self._dump(s) for s in segments]})
         fsync_dir(self.root)
@@ -381,13 +400,21 @@ class SegmentLog:
 # --- true steps --------------------------------------------------------------------------------------------------
 
 
+def end_step(kind: str, number: int | None, steps_per_epoch: int, final_step: int | None = None) -> int | None:
+    """The global step at which musubi wrote an output, counted as its name counts: a step save `stepN` at N, the
+    end of epoch E at E x steps_per_epoch (at most `final_step`: the loop stops at max_train_steps, possibly inside
+    its last epoch), the final file at `final_step` (None when unknown). The one place epochs become steps."""
+    if kind == "step":
+        return number
+    if kind == "epoch":
+        step = number * steps_per_epoch
+        return step if final_step is None else min(step, final_step)
+    return final_step
+
+
 def _local_end_step(art: Artifact, segment: Segment) -> int:
     """The segment-local global step at which musubi wrote this artifact (final: the segment's max_train_steps)."""
-    if art.kind == "step":
-        return art.number
-    if art.kind == "epoch":
-        return art.number * segment.steps_per_epoch
-    return segment.max_train_steps
+    return end_step(art.kind, art.number, segment.steps_per_epoch, segment.max_train_steps)
 
 
 def _guess_artifact(name: str) -> Artifact | None:
@@ -427,9 +454,7 @@ def true_step_of(state_dir: Path, segment: Segment, output_name: str | None = No
 
 def _implied_true_step(art: Artifact, spe: int) -> int | None:
     """The true step a name in checkpoints/ stands for (None for a final state: only its scheduler knows)."""
-    if art.kind == "step":
-        return art.number
-    return art.number * spe if art.kind == "epoch" else None
+    return end_step(art.kind, art.number, spe)
 
 
 def _checked_state(path: Path, art: Artifact, num_processes: int, spe: int) -> StateInfo:
@@ -540,6 +565,14 @@ def _aside_name(dst: Path) -> Path:
         k += 1
 
 
+def keep_aside(path: Path, log: Log) -> Path:
+    """Rename `path` to its lowest free `~k` name (so a newer file can take the canonical one) and return it."""
+    aside = _aside_name(path)
+    os.rename(path, aside)
+    log(f"kept the earlier, different {path.name} as {aside.name}")
+    return aside
+
+
 def _remove(p: Path) -> None:
     if p.is_dir():
         shutil.rmtree(p)
@@ -554,9 +587,7 @@ def _place(src: Path, dst: Path, same: Callable[[Path, Path], bool], log: Log) -
         log(f"{src} is the same as {dst.name}, already in checkpoints: removed")
         return None
     if dst.exists():
-        aside = _aside_name(dst)
-        os.rename(dst, aside)
-        log(f"kept the earlier, different {dst.name} as {aside.name}")
+        keep_aside(dst, log)
     os.rename(src, dst)
     log(f"moved {src} -> {dst}")
     return dst
@@ -594,8 +625,28 @@ def _in_written_order(segment: Segment, output_name: str, *, states: bool) -> li
     return sorted(entries, key=lambda e: (e[1].kind == "final", _local_end_step(e[1], segment), order[e[1].kind]))
 
 
-def _adopt_states(segment: Segment, dst_dir: Path, output_name: str, log: Log) -> list[Path]:
-    moved = []
+def _destination(dst: Path, true_step: int, segment: Segment, log: Log) -> Path:
+    """`dst`, or for an artifact saved at or after the segment's first NaN loss a `~nan` name beside it: its weights
+    are poisoned, so no resume may pick it (`parse_name` does not read `~nan` names) and pruning leaves it to the
+    user, who may want to look at it."""
+    if segment.nan_step is None or true_step < segment.nan_step:
+        return dst
+    k, stem, ext = (
+        1,
+        (dst.name[: -len(SUFFIX)] if dst.name.endswith(SUFFIX) else dst.name),
+        (SUFFIX if dst.name.endswith(SUFFIX) else ""),
+    )
+    while (cand := dst.with_name(f"{stem}~nan{k if k > 1 else ''}{ext}")).exists():
+        k += 1
+    log(
+        f"setting {dst.name} aside as {cand.name}: saved at step {true_step}, at or after the first NaN loss (step "
+        f"{segment.nan_step})"
+    )
+    return cand
+
+
+def _adopt_states(segment: Segment, dst_dir: Path, output_name: str, log: Log) -> dict[Path, int]:
+    moved = {}
     for path, art in _in_written_order(segment, output_name, states=True):
         ok, why = is_complete(path)
         if not ok:
@@ -608,14 +659,17 @@ def _adopt_states(segment: Segment, dst_dir: Path, output_name: str, log: Log) -
         except ResumeError as e:
             log(f"not adopting {path}: {e}")
             continue
-        dst = dst_dir / _adopted_name(art, true_step, segment, output_name, rs_step)
+        dst = _destination(
+            dst_dir / _adopted_name(art, true_step, segment, output_name, rs_step), true_step, segment, log
+        )
         same = lambda a, b: _same_state(a, b, segment.num_processes)  # noqa: E731
-        moved.append(_place(path, dst, same, log))
-    return [m for m in moved if m is not None]
+        if (placed := _place(path, dst, same, log)) is not None:
+            moved[placed] = true_step
+    return moved
 
 
-def _adopt_loras(segment: Segment, dst_dir: Path, output_name: str, log: Log) -> list[Path]:
-    moved = []
+def _adopt_loras(segment: Segment, dst_dir: Path, output_name: str, log: Log) -> dict[Path, int]:
+    moved = {}
     for path, art in _in_written_order(segment, output_name, states=False):
         cut = safetensors_problem(path)
         if cut:
@@ -627,25 +681,28 @@ def _adopt_loras(segment: Segment, dst_dir: Path, output_name: str, log: Log) ->
             log(f"not adopting {path}: {problem}")
             continue
         true_step = segment.from_step + _local_end_step(art, segment)
-        dst = dst_dir / _adopted_name(art, true_step, segment, output_name)
-        moved.append(_place(path, dst, _same_lora, log))
-    return [m for m in moved if m is not None]
+        dst = _destination(dst_dir / _adopted_name(art, true_step, segment, output_name), true_step, segment, log)
+        if (placed := _place(path, dst, _same_lora, log)) is not None:
+            moved[placed] = true_step
+    return moved
 
 
-def adopt(segment: Segment, checkpoints_dir: Path, output_name: str, log: Log = print) -> list[Path]:
+def adopt(segment: Segment, checkpoints_dir: Path, output_name: str, log: Log = print) -> dict[Path, int]:
     """Move a finished (or killed) segment's LoRA files and states into checkpoints_dir under true numbers.
 
     Naming and collision rules: the module docstring. Complete states whose scheduler step matches their name are
     moved (`true_step_of`); incomplete states and cut-short LoRA files are deleted; a complete state that fails the
-    cross-check or a LoRA whose ss_steps contradicts its name stays in the segment folder (logged). Every move is
-    an os.rename (one filesystem, atomic per entry), so a kill mid-way leaves each entry in one place and a second
-    call finishes the job; on a segment already adopted it does nothing. Call it only while no musubi process
-    writes into segment.dir (after the segment ended, or under the run lock after a crash). Returns the new paths.
+    cross-check or a LoRA whose ss_steps contradicts its name stays in the segment folder (logged). What was saved
+    at or after the segment's first NaN loss (`Segment.nan_step`) gets a `~nan` name. Every move is an os.rename
+    (one filesystem, atomic per entry), so a kill mid-way leaves each entry in one place and a second call finishes
+    the job; on a segment already adopted it does nothing. Call it only while no musubi process writes into
+    segment.dir (after the segment ended, or under the run lock after a crash). Returns {new path: the true step
+    it was saved at} (a final LoRA's step is its segment's total_steps: what the file is, whatever is asked now).
     """
     dst_dir = Path(checkpoints_dir)
     dst_dir.mkdir(parents=True, exist_ok=True)
     moved = _adopt_states(segment, dst_dir, output_name, log)
-    moved += _adopt_loras(segment, dst_dir, output_name, log)
+    moved.update(_adopt_loras(segment, dst_dir, output_name, log))
     if moved:
         fsync_dir(dst_dir)
     return moved
@@ -712,19 +769,6 @@ def remaining(total_steps: int, state: StateInfo | None) -> int:
     """Optimizer steps still to train: total_steps minus the state's true step (all of them without a state),
     never below 0."""
     return max(total_steps - (state.true_step if state else 0), 0)
-
-
-def ago(seconds: float) -> str:
-    """A rough age: '40 s ago', '14 min ago', '3 h ago', '2 days ago' ('just now' for under 5 s or the future)."""
-    if seconds < 5:
-        return "just now"
-    if seconds < 60:
-        return f"{int(seconds)} s ago"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min ago"
-    if seconds < 48 * 3600:
-        return f"{round(seconds / 3600)} h ago"
-    return f"{round(seconds / 86400)} days ago"
 
 
 def describe_resume(run_dir: Path, state: StateInfo | None, total_steps: int, now: float) -> str:

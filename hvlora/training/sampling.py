@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..core.config import Settings
 from ..core.context import RunContext
-from ..core.fsutil import atomic_write_text
+from . import prompts
 
 
 def asked(s: Settings) -> bool:
@@ -39,6 +39,17 @@ def enabled(s: Settings, plan) -> bool:
     if s.sample_every_n_epochs == 0 and not (s.sample_every_n_steps or s.sample_at_first):
         return False
     return asked(s) or auto_on(s, plan)
+
+
+def off_flags(s: Settings) -> tuple[str, ...]:
+    """The flags that turn samples off for these settings (`enabled` is False with them): the epoch trigger, which
+    a preset above 24 GB turns on by default, and the step trigger and the baseline when they are set."""
+    flags = ["--sample_every_n_epochs 0"]
+    if s.sample_every_n_steps:
+        flags.append("--sample_every_n_steps 0")
+    if s.sample_at_first:
+        flags.append("--no-sample_at_first")
+    return tuple(flags)
 
 
 def every_n_epochs(s: Settings, plan) -> int:
@@ -99,36 +110,43 @@ def prompts_from(trigger_word: str, captions: list[str | None]) -> list[str]:
     return ([trigger] if trigger else []) + chosen or ["a video"]
 
 
-def prompt_file(ctx: RunContext) -> Path:
-    """The prompt file musubi gets: the user's, or RUN/sample_prompts.txt made from the data (written here)."""
+def sample_prompts(ctx: RunContext) -> list[dict]:
+    """The prompts made from the data, as musubi's prompt dicts (keys of sampling_prompts.line_to_prompt_dict)."""
     s = ctx.settings
-    if s.sample_prompts is not None:
-        return s.sample_prompts
     d = s.family.samples
-    w, h = size(ctx.data.buckets(), s.family.samples.area, s.family.frames.reso_step)
+    w, h = size(ctx.data.buckets(), d.area, s.family.frames.reso_step)
     has_video = any(f.kind == "video" for f in ctx.data.planned)
     frames = min(d.video_frames, max(s.target_frames)) if has_video else 1
     if d.latent_frames:  # the family's sampler counts latent frames: 4n+1 video frames are n+1 latents
         frames = (frames - 1) // s.family.frames.frame_step + 1
     image = _first_frame(ctx) if s.task in d.image_tasks else None
-    shift = f" --fs {d.flow_shift}" if d.flow_shift is not None else ""
-    lines = []
+    out = []
     for i, prompt in enumerate(default_prompts(ctx)):
-        line = f"{prompt} --w {w} --h {h} --f {frames} --s {d.steps}{shift} --{d.guidance_option} {d.guidance}"
-        line += f" --d {s.seed + i}"
+        p = {"prompt": prompt, "width": w, "height": h, "frame_count": frames, "sample_steps": d.steps}
+        if d.flow_shift is not None:  # a family without it samples with its scheduler's own shift
+            p["discrete_flow_shift"] = d.flow_shift
+        p.update({d.guidance_key: d.guidance, "seed": s.seed + i})
         if image is not None:
-            line += f" --i {image}"
-        lines.append(line)
-    path = ctx.paths.root / "sample_prompts.txt"
-    atomic_write_text(
-        path, "# made by train_local.py from the dataset (see README: samples)\n" + "\n".join(lines) + "\n"
-    )
-    return path
+            p["image_path"] = str(image)
+        out.append(p)
+    return out
+
+
+def prompt_file(ctx: RunContext) -> Path:
+    """The prompt file musubi gets: the user's, or RUN/sample_prompts.json made from the data (written here; JSON,
+    so that a caption with line breaks or " --" is exactly one prompt: see prompts.py)."""
+    if ctx.settings.sample_prompts is not None:
+        return ctx.settings.sample_prompts
+    return prompts.write(ctx.paths.root / "sample_prompts.json", sample_prompts(ctx))
 
 
 def _first_frame(ctx: RunContext) -> Path:
-    """The first frame of the first training video as a PNG (musubi's i2v sampling needs an image per prompt)."""
-    video = next(f for f in sorted(ctx.data.planned, key=lambda r: r.name) if f.kind == "video")
+    """The first frame of the first training video as a PNG (musubi's i2v sampling needs an image per prompt); the
+    first image itself for data without videos."""
+    planned = sorted(ctx.data.planned, key=lambda r: r.name)
+    video = next((f for f in planned if f.kind == "video"), None)
+    if video is None:
+        return planned[0].path
     return save_first_frame(video.path, ctx.paths.samples / "inputs" / (Path(video.flat).stem + "_first.png"))
 
 

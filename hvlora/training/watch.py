@@ -8,6 +8,7 @@ appears. A failure in here never stops training: the runner catches it and the r
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class TrainWatch:
         self._last = {"summary": float("-inf"), "tb": float("-inf"), "samples": float("-inf")}
         self._plot_due = False
         self._samples_seen = 0
+        self.nan_step: int | None = None
 
     # -- hooks ------------------------------------------------------------------------------------------------
 
@@ -54,6 +56,8 @@ class TrainWatch:
         kind = self.progress.feed_line(line)
         if kind == "steps":
             self.metrics.log_progress(self.progress, self.seg.index)
+            if self.progress.nan_streak:  # avr_loss is a moving average: NaN from the first NaN loss on
+                self._mark_nan(self.progress.step - self.progress.nan_streak + 1)
             if self.progress.nan_stop(NAN_LIMIT) and self.abort_reason is None:
                 self.abort_reason = progress.nan_stop_line(NAN_LIMIT, self.progress.step)
             return True
@@ -95,7 +99,16 @@ class TrainWatch:
             rows, self.tb_state = progress.read_tb_scalars(self.tb_dir, state=self.tb_state)
         except ImportError:
             return
-        log_scalars(self.metrics, rows, self.seg, self.progress)
+        nan_step = log_scalars(self.metrics, rows, self.seg, self.progress)
+        if nan_step is not None:
+            self._mark_nan(nan_step)
+
+    def _mark_nan(self, step: int) -> None:
+        """Record the segment's first NaN loss in segments.json (once per earlier step): what it saves from then on
+        is set aside when adopted, so no resume picks poisoned weights."""
+        if self.nan_step is None or step < self.nan_step:
+            self.nan_step = step
+            resume.SegmentLog.in_run(self.ctx.paths.root).mark_nan(self.seg.index, step)
 
     def _write_summary(self) -> None:
         snap = self.progress.snapshot()
@@ -152,16 +165,21 @@ class TrainWatch:
         return self.progress.snapshot()
 
 
-def log_scalars(metrics: progress.MetricsLog, rows: list[dict], seg: resume.Segment, live=None) -> None:
+def log_scalars(metrics: progress.MetricsLog, rows: list[dict], seg: resume.Segment, live=None) -> int | None:
     """TensorBoard rows of segment `seg` (its run-local steps) into metrics.jsonl under true steps, and into the
-    live progress when given."""
+    live progress when given. Returns the true step of the first NaN loss among them (TensorBoard has every step's
+    loss, where the progress bar may skip some), or None."""
+    first_nan = None
     for row in sorted(rows, key=lambda r: r["step"]):
         true = seg.from_step + row["step"]
         loss, lr, avg = row.get("loss/current"), row.get("lr/unet"), row.get("loss/average")
+        if first_nan is None and loss is not None and math.isnan(loss):
+            first_nan = true
         if live is not None:
             live.update_scalars(true, loss=loss, lr=lr, avg_loss=avg)
         if loss is not None or lr is not None:
             metrics.log(true, loss=loss, avg_loss=avg, lr=lr, segment=seg.index, wall_time=row.get("wall_time"))
+    return first_nan
 
 
 def checkpoint_steps(ctx: RunContext) -> set[int]:
@@ -172,7 +190,7 @@ def checkpoint_steps(ctx: RunContext) -> set[int]:
         art = resume.parse_name(path.name, ctx.settings.output_name)
         if art is None or art.is_state or art.kind == "final":
             continue
-        steps.add(art.number if art.kind == "step" else art.number * spe)
+        steps.add(resume.end_step(art.kind, art.number, spe))
     return steps
 
 
@@ -200,9 +218,7 @@ def true_sample_step(filename: str, output_name: str, seg: resume.Segment, parse
     if parsed is None:
         return None
     kind, number, prompt = parsed
-    # the segment's last epoch ends where its loop stops (max_train_steps), possibly before a whole epoch
-    local = min(number * seg.steps_per_epoch, seg.max_train_steps) if kind == "epoch" else number
-    return seg.from_step + local, prompt
+    return seg.from_step + resume.end_step(kind, number, seg.steps_per_epoch, seg.max_train_steps), prompt
 
 
 def adopt_samples(seg: resume.Segment, samples_dir: Path, output_name: str, parse=None) -> list[Path]:

@@ -8,7 +8,6 @@ ETag is its git blob sha1.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -16,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.fsutil import atomic_write_json
+from ..core.timefmt import utc_now
 
 NAME = "manifest.json"
 CHUNK = 16 * 1024 * 1024
@@ -75,8 +75,7 @@ class Manifest:
 
 def record_for(path: Path, repo_id: str, filename: str, revision: str, commit: str, sha256: str) -> Record:
     st = path.stat()
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return Record(repo_id, filename, revision, commit, st.st_size, sha256, st.st_mtime_ns, now)
+    return Record(repo_id, filename, revision, commit, st.st_size, sha256, st.st_mtime_ns, utc_now())
 
 
 def hashes(path: Path) -> tuple[str, str]:

@@ -5,7 +5,7 @@ conversion check (comfyui.py); the rules and defaults below are from musubi's co
 from __future__ import annotations
 
 from .. import CacheInputs, Converter, Family, HintAdvice
-from . import card, catalog, comfyui, generate, musubi
+from . import captioning, card, catalog, comfyui, generate, musubi
 from .memory import MODEL
 from .rules import FRAMES, SAMPLES
 
@@ -22,13 +22,10 @@ FAMILY = Family(
     frames=FRAMES,
     # What changes musubi's files (contract §4): i2v adds image latents and SigLIP features; an image's latent file
     # is named after its original size, not its bucket, so the resolution counts; the device picks bf16 (CPU) or
-    # fp16; the VAE tiling changes the values. Text-encoder outputs: Qwen2.5-VL (fp8 or not) and byT5.
-    latent_cache=CacheInputs(
-        settings=("task", "resolution"),
-        components=("vae", "image_encoder"),
-        knobs=("vae_sample_size", "vae_enable_patch_conv"),
-    ),
-    text_encoder_cache=CacheInputs(settings=(), components=("text_encoder", "byt5"), knobs=("fp8_vl",)),
+    # fp16; the VAE tiling only changes how the VAE fits in memory (not in the key). Text-encoder outputs: Qwen2.5-VL
+    # (its precision: fp8 reuses bf16) and byT5.
+    latent_cache=CacheInputs(settings=("task", "resolution"), components=("vae", "image_encoder"), knobs=()),
+    text_encoder_cache=CacheInputs(settings=(), components=("text_encoder", "byt5"), knobs=(), precision_knob="fp8_vl"),
     text_encoder_max_tokens=1024,  # Qwen2.5-VL after its prompt template (TOKENIZER_MAX_LENGTH)
     # musubi v0.3.4's i2v latent cache takes content[0] as the first video frame; for a still image that is a pixel
     # row, and its SigLIP step asserts (seen with the real engine in the rig).
@@ -40,7 +37,10 @@ FAMILY = Family(
     },
     samples=SAMPLES,
     hints=HintAdvice(
-        text_encoder_fp8="`--fp8`: Qwen2.5-VL runs in fp8 while caching (musubi --fp8_vl), about half the memory",
+        text_encoder_fp8=(
+            "`--fp8_vl`: Qwen2.5-VL runs in fp8 while caching, about half the memory (the captions cached so far "
+            "are kept and used)"
+        ),
         text_encoder_fp8_on=(
             "close other programs that use the GPU (`nvidia-smi` lists them); Qwen2.5-VL already runs in fp8"
         ),
@@ -67,4 +67,5 @@ FAMILY = Family(
     },
     generator=generate,
     card=card,
+    captioner=captioning.CAPTIONER,
 )

@@ -16,9 +16,8 @@ import json
 from pathlib import Path
 
 from .. import LoraCheckError
+from .dit import HIDDEN, NUM_BLOCKS
 
-NUM_BLOCKS = 54
-HIDDEN = 2048
 STREAMS = ("img", "txt")
 # module -> (in_features, out_features) of the Linear it adapts, HV1.5 (hidden 2048, mlp 8192, modulation 6x).
 MUSUBI_MODULES = {

@@ -11,17 +11,14 @@ anchor (musubi-training.md §3.1, an unverified claim) is a 3090 at 544x960, fra
 from __future__ import annotations
 
 from ...training.presets import GIB, KNOBS, Estimate, MemoryModel, MemoryPlan, gib_parts
+from .dit import HIDDEN, MAX_BLOCKS_TO_SWAP, NUM_BLOCKS
 
 # --- DiT facts (musubi hunyuan_video_1_5/hunyuan_video_1_5_models.py, hunyuan_video_1_5_modules.py) -----------------
 DIT_PARAMS = 8_326_608_160
-NUM_BLOCKS = 54  # MMDoubleStreamBlock, no single-stream blocks
-HIDDEN = 2048
 HEADS = 16
 HEAD_DIM = HIDDEN // HEADS
 MLP_HIDDEN = 4 * HIDDEN  # mlp_width_ratio 4
 MOD_FACTOR = 6  # ModulateDiT(hidden, factor=6): shift/scale/gate x2 per stream
-# musubi asserts blocks_to_swap < num_double_blocks - 2 (enable_block_swap), so 51 at most.
-MAX_BLOCKS_TO_SWAP = NUM_BLOCKS - 3
 STREAMS = ("img", "txt")
 # The 7 nn.Linear of one stream of a block: (name, in_features, out_features); all have a bias.
 STREAM_LINEARS = (

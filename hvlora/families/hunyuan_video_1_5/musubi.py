@@ -21,7 +21,8 @@ CACHE_LATENTS = "musubi_tuner.hv_1_5_cache_latents"
 CACHE_TEXT_ENCODER = "musubi_tuner.hv_1_5_cache_text_encoder_outputs"
 TRAIN = "musubi_tuner.hv_1_5_train_network"
 CONVERT = "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy"
-NETWORK_MODULE = "networks.lora_hv_1_5"
+NETWORK_MODULE = "networks.lora_hv_1_5"  # musubi's LoRA network for HV1.5 (--network_module)
+BASE_MODEL_VERSION = "hunyuan_video_1_5"  # what musubi writes as ss_base_model_version (ARCHITECTURE_..._FULL)
 # The docs' HV1.5 timestep settings (musubi docs/hunyuan_video_1_5.md).
 TIMESTEPS = ("--timestep_sampling", "shift", "--weighting_scheme", "none", "--discrete_flow_shift", "2.0")
 TEXT_ENCODER_BATCH_SIZE = 16  # musubi docs' value for hv_1_5_cache_text_encoder_outputs
@@ -92,6 +93,20 @@ def _sample_models(s: Settings, weights: dict[str, Path]) -> list[str]:
     if s.device == "cpu":
         argv += ["--vae_dtype", "bfloat16"]
     return argv
+
+
+def minimum_metadata(s: Settings) -> dict[str, str]:
+    """musubi's minimum ss_* keys for a LoRA made from a training state (training/musubi.minimum_metadata)."""
+    return trainer.minimum_metadata(s, BASE_MODEL_VERSION, NETWORK_MODULE)
+
+
+# the HV1.5 model flags that name something a train command reads (a multi-node machine checks it sees them all)
+MODEL_READ_FLAGS = ("--dit", "--vae", "--text_encoder", "--byt5", "--image_encoder")
+
+
+def read_paths(argv: tuple[str, ...] | list[str]) -> dict[str, Path]:
+    """flag -> path for every file or folder a train command reads (training/musubi.read_paths)."""
+    return trainer.read_paths(argv, MODEL_READ_FLAGS)
 
 
 def convert(src: Path, dst: Path) -> Command:

@@ -24,6 +24,7 @@ CACHE_LATENTS = "musubi_tuner.kandinsky5_cache_latents"
 CACHE_TEXT_ENCODER = "musubi_tuner.kandinsky5_cache_text_encoder_outputs"
 TRAIN = "musubi_tuner.kandinsky5_train_network"
 NETWORK_MODULE = "networks.lora_kandinsky"
+BASE_MODEL_VERSION = "kandinsky5"  # what musubi writes as ss_base_model_version (ARCHITECTURE_KANDINSKY5_FULL)
 TIMESTEPS = ("--timestep_sampling", "shift", "--discrete_flow_shift", "5.0")  # docs/kandinsky5.md's training example
 TEXT_ENCODER_BATCH_SIZE = 4  # the docs' --batch_size for kandinsky5_cache_text_encoder_outputs
 
@@ -99,3 +100,17 @@ def _sample_models(weights: dict[str, Path]) -> list[str]:
         "--text_encoder_clip",
         str(weights["text_encoder_clip"]),
     ]
+
+
+def minimum_metadata(s: Settings) -> dict[str, str]:
+    """musubi's minimum ss_* keys for a LoRA made from a training state (training/musubi.minimum_metadata)."""
+    return trainer.minimum_metadata(s, BASE_MODEL_VERSION, NETWORK_MODULE)
+
+
+# the K5 model flags that name something a train command reads (a multi-node machine checks it sees them all)
+MODEL_READ_FLAGS = ("--dit", "--vae", "--text_encoder_qwen", "--text_encoder_clip")
+
+
+def read_paths(argv: tuple[str, ...] | list[str]) -> dict[str, Path]:
+    """flag -> path for every file or folder a train command reads (training/musubi.read_paths)."""
+    return trainer.read_paths(argv, MODEL_READ_FLAGS)

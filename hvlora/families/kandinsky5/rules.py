@@ -28,7 +28,7 @@ CACHE_TEMPLATE = "image"
 
 # Samples in K5's own terms (kandinsky5_train_network.sample_images): --f counts LATENT frames (shape (1, f, H/8,
 # W/8, 16); decoded to 4(f-1)+1 frames; musubi's default 5 = 17 frames), the guidance comes from --g (guidance_scale;
-# --l is not read), no flow shift (the task's scheduler_scale). Steps 50 and guidance 5.0: the SFT tasks' num_steps
+# --l is not read), no flow shift (the task's scheduler_scale); the keys it reads are prompt_keys. Steps 50 and guidance 5.0: the SFT tasks' num_steps
 # and guidance_weight; the area 768x512 (its "sd" sampling area, 512 * 768). Each sample loads Qwen2.5-VL (15.4 GiB
 # in bf16) on the GPU again, so samples are on by default only above the 24 GB preset.
 # kandinsky5_train_network.sample_images names its files sample_{steps:06d}_{idx:02d}.mp4 and .png (the first frame)
@@ -50,7 +50,9 @@ SAMPLES = SampleDefaults(
     area=768 * 512,
     image_tasks=("i2v",),
     auto_above_preset=24,
+    prompt_keys=("negative_prompt", "seed", "image_path", "width", "height", "frame_count", "sample_steps")
+    + ("guidance_scale",),
     latent_frames=True,
-    guidance_option="g",
+    guidance_key="guidance_scale",
     parse_name=parse_sample_name,
 )

@@ -8,6 +8,9 @@ Put `tests/standin` first on PYTHONPATH and run the same argv the project builds
     python -m musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy SRC DST
     python -m musubi_tuner.hv_1_5_generate_video ...      (writes small real videos; see its docstring)
 
+and one library function hvlora's captioner child imports: `musubi_tuner.qwen_image.qwen_image_utils.load_qwen2_5_vl`
+(qwen_image/qwen_image_utils.py: musubi's key handling and dtype steps; the model is tests/tinyqwen.py's tiny one).
+
 What is real here: the argparse parsers are rebuilt from `../musubi_flags.json`, captured from the real parsers by
 `../dump_musubi_flags.py`, so unknown flags, bad types/choices and missing required arguments fail with exit 2 and
 argparse's exact message; the post-parse checks, the dataset TOML schema, file discovery, video decoding (PyAV),
@@ -63,4 +66,13 @@ else is finished or cleaned up (files keep what was written; TensorBoard events 
 - ``STANDIN_NAN_FROM_STEP=N`` (trainer): the loss of every micro-batch of optimizer step N and later is NaN, and so
   are its gradients: the bar shows ``avr_loss=nan`` from step N on, TensorBoard logs NaN ``loss/*``, and the
   weights become NaN with that optimizer step (LoRA files saved at step N or later are NaN, samples black).
+- ``STANDIN_KILL_BEFORE_FINAL_LORA=1`` (trainer): dies right after the final state is saved, before the final LoRA
+  (musubi writes them in that order: what a full disk or `docker stop` between the two leaves). That state's
+  model.safetensors holds what a real one holds (the LoRA network's weights under musubi's key names, float32)
+  instead of the stand-in's tiny network.
+- ``STANDIN_FROZEN_DIT_AS_ON_GPUS=1`` (trainer): in a multi-process CPU run (accelerate MULTI_CPU, gloo) the frozen
+  DiT is prepared as accelerate 1.6.0 prepares it on GPUs, not wrapped in DistributedDataParallel. Real musubi on
+  several CPU processes fails there ("DistributedDataParallel is not needed when a module doesn't have any
+  parameter that requires a gradient": accelerate wraps every model on MULTI_CPU), so without this hook no
+  multi-process CPU run of musubi's trainer exists to test a multi-node launch with.
 """

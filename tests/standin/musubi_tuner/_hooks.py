@@ -171,6 +171,29 @@ def save_cache_file(sd: dict, path: str, metadata: dict[str, str]) -> None:
     _cache_files_written += 1
 
 
+def kill_before_final_lora(state_dir: str, network) -> None:
+    """STANDIN_KILL_BEFORE_FINAL_LORA=1: die between the final state and the final LoRA. The stand-in's states hold
+    its tiny network; this one then holds what a real musubi state's model.safetensors holds (the LoRA network's
+    state dict: musubi's key names, float32), so the LoRA can be rebuilt from it as from a real one."""
+    if not int_env("STANDIN_KILL_BEFORE_FINAL_LORA"):
+        return
+    import torch
+    from safetensors.torch import save_file
+
+    save_file(network.lora_state_dict(torch.float32), os.path.join(state_dir, "model.safetensors"))
+    kill_group("STANDIN_KILL_BEFORE_FINAL_LORA=1, the final state saved, the final LoRA not")
+
+
+def prepare_frozen(accelerator, module, **kwargs):
+    """accelerator.prepare of the frozen DiT; with STANDIN_FROZEN_DIT_AS_ON_GPUS=1 on MULTI_CPU, as on GPUs: moved
+    to the device, not DDP-wrapped (accelerate's prepare_model wraps only models with trainable parameters there)."""
+    from accelerate.utils import DistributedType
+
+    if int_env("STANDIN_FROZEN_DIT_AS_ON_GPUS") and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        return module.to(accelerator.device)
+    return accelerator.prepare(module, **kwargs)
+
+
 def nan_loss(step_no: int) -> bool:
     """STANDIN_NAN_FROM_STEP=N: is the loss of optimizer step `step_no` (1-based: the step that the micro-batch
     completes or accumulates into) NaN?"""

@@ -463,6 +463,9 @@ class Saver:
             utils_logger.info("saving last state.")
             os.makedirs(args.output_dir, exist_ok=True)
             self.save_state(os.path.join(args.output_dir, f"{args.output_name}-state"), global_step)
+            _hooks.kill_before_final_lora(
+                os.path.join(args.output_dir, f"{args.output_name}-state"), self.accelerator.unwrap_model(self.network)
+            )
         # musubi builds the name as output_name + ".safetensors" (a TypeError when --output_name is missing)
         self.save_model(args.output_name + ".safetensors", global_step, num_epochs)
 
@@ -717,7 +720,7 @@ def train(args, arch: Arch | None = None) -> None:
 
     args.full_fp16 = args.full_bf16 = False  # _prepare_with_accelerator: "temporary disabled" in v0.3.4
     swap = (args.blocks_to_swap or 0) > 0
-    transformer = accelerator.prepare(transformer, device_placement=[not swap])
+    transformer = _hooks.prepare_frozen(accelerator, transformer, device_placement=[not swap])
     network, optimizer, dataloader, lr_scheduler = accelerator.prepare(network, optimizer, dataloader, lr_scheduler)
     register_hooks(accelerator, network)
     if args.resume:
