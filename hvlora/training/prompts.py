@@ -141,7 +141,9 @@ def line_problems(line: str, read_keys: tuple[str, ...]) -> list[str]:
         if value is None or full is None:
             problems.append(f"`--{part.strip()}`: not a valid value for --{option}")
         elif key not in read_keys:
-            problems.append(f"`--{part.strip()}`: this model's sampler does not read --{found[0]} ({key}; it is ignored)")
+            problems.append(
+                f"`--{part.strip()}`: this model's sampler does not read --{found[0]} ({key}; it is ignored)"
+            )
     head = _match(parts[0])
     if head is not None and head[1] in read_keys and head[1] not in later:
         problems.append(
