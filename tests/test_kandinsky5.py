@@ -75,6 +75,14 @@ def test_every_variant_maps_to_a_task_of_musubis_table(make_settings):
         (("--task", "i2v", "--dit_variant", "pro-pretrain-5s"), "use --dit_variant pro-sft-5s"),
         (("--dit_variant", "t2v-lite-sft-5s"), "SimpleTuner's model_flavour.*--task t2v --dit_variant lite-sft-5s"),
         (("--dit_variant", "720p"), "'720p' is not a Kandinsky 5 DiT; use one of lite-sft-5s"),
+        # musubi's --task names, in our terms
+        (
+            ("--dit_variant", "k5-pro-t2v-5s-sd"),
+            "musubi's --task name: here it is --task t2v --dit_variant pro-sft-5s or "
+            "--task t2v --dit_variant pro-pretrain-5s",
+        ),
+        (("--dit_variant", "k5-lite-t2v-5s-distil-sd"), "musubi's --task name: a step-distilled .* Train lite-sft-5s"),
+        (("--dit_variant", "k5-pro-t2v-5s-hd"), "musubi's --task name: not one this trainer offers"),
         (("--vram", "16", "--dit_variant", "pro-sft-5s"), "vram: Kandinsky 5 Pro has presets 24, 32, 48, 80, not 16"),
         (("--blocks_to_swap", "32"), "blocks_to_swap: 32 is outside 0..31"),
         (("--fp8_vl",), "unknown memory setting"),
@@ -128,6 +136,7 @@ def test_download_links_the_shared_file_into_the_folder_and_fetches_no_shard(tmp
         assert "symbolic link" in info["shared"]["text_encoder"]
         assert info["files"]["text_encoder/qwen_2.5_vl_7b.safetensors"]["path"] == str(shared)
         assert (ctx.weights["text_encoder_clip"] / "model.safetensors").is_file()
+        assert catalog.qwen_folder().state_dict_file(s.models_dir) == link  # what the captioner loads
         # again: every file is verified from the manifest, the link stays, nothing is fetched
         before = len(hub.requests)
         fetch(tmp_path, make_settings, make_ctx, hub)
@@ -150,9 +159,11 @@ def test_a_shared_file_that_cannot_stand_in_brings_the_repos_own_shards(
     tmp_path, make_settings, make_ctx, metadata, names, why
 ):
     with FakeHub(k5_hub_repos(metadata, names)) as hub:
-        _, ctx, info = fetch(tmp_path, make_settings, make_ctx, hub)
+        s, ctx, info = fetch(tmp_path, make_settings, make_ctx, hub)
     folder = ctx.weights["text_encoder"]
     assert not (folder / "model.safetensors").exists() and len(list(folder.glob("model-0000*"))) == 5
+    # the captioner's loader (load_split_weights) reads every shard from the first one's name
+    assert catalog.qwen_folder().state_dict_file(s.models_dir) == folder / "model-00001-of-00005.safetensors"
     assert why in info["shared"]["text_encoder"]
     assert why in ctx.paths.log("download").read_text()
 
@@ -169,10 +180,11 @@ def test_cache_keys_count_what_changes_musubis_files(make_settings):
     lat, te = keys(k5(make_settings))
     assert te["derived"] == {"qwen_max_length": 256, "clip_max_length": 77, "template": "image"}
     assert {w.split("@")[0].rsplit("/", 1)[-1] for w in te["weights"]} >= {"config.json", "qwen_2.5_vl_7b.safetensors"}
-    assert te["text_encoder_cpu"] is False and lat["derived"] == {"nabla_resize": False}
+    assert "text_encoder_cpu" not in te and lat["derived"] == {"nabla_resize": False}
     # the text-encoder cache does not depend on the task or the DiT: Pro i2v and Lite t2v share it
     assert keys(k5(make_settings, "--task", "i2v", "--dit_variant", "pro-sft-5s"))[1] == te
-    assert keys(k5(make_settings, "--text_encoder_cpu"))[1] != te  # encoded on the CPU: other numerics
+    # the same bf16 Qwen2.5-VL moved to the CPU to fit: its outputs serve a run that encodes on the GPU and back
+    assert keys(k5(make_settings, "--text_encoder_cpu"))[1] == te
     lat10, _ = keys(k5(make_settings, "--dit_variant", "lite-sft-10s"))
     assert lat10["derived"] == {"nabla_resize": True} and lat10 != lat
     assert keys(k5(make_settings, "--dit_variant", "lite-pretrain-5s"))[0] == lat  # same VAE, same latents

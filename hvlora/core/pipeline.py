@@ -209,7 +209,8 @@ def _captions_line(report, the_plan) -> str:
     counts = data_report.caption_sources(report)
     line = "captions: " + (", ".join(f"{n} {data_report.CAPTION_SOURCES[k]}" for k, n in counts.items()) or "none")
     if report.to_caption:
-        fp8 = "fp8 (--fp8_vl)" if the_plan.memory.fp8_vl else "bf16"
+        knob = report.settings.family.captioner.fp8_knob
+        fp8 = f"fp8 (--{knob})" if caption.in_fp8(report.settings, the_plan.memory) else "bf16"
         line += f"; Qwen2.5-VL in {fp8} writes them into {report.overlay.root}"
     return line
 

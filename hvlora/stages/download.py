@@ -25,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..captioning.spec import LOADER_TOKENIZER
 from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
@@ -66,13 +67,15 @@ def weight_files(s: Settings) -> dict[str, WeightFile | WeightFolder]:
 
 
 def tokenizer_repos(s: Settings) -> tuple[TokenizerRepo, ...]:
-    """The repos fetched into the HF cache: the family's tokenizers, and the captioner's processor files when
-    captions are generated."""
+    """The repos fetched into the HF cache: the family's tokenizers, and when captions are generated the captioner's
+    processor files and the tokenizer its loader builds (unless the family's tokenizers hold that repo already)."""
     captioner = s.family.captioner
     if not s.generates_captions or captioner is None:
         return s.family.tokenizers
     files = captioner.processor_files
-    return (*s.family.tokenizers, TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor"))
+    extra = (TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor"), LOADER_TOKENIZER)
+    have = {t.repo_id for t in s.family.tokenizers}
+    return (*s.family.tokenizers, *(t for t in extra if t.repo_id not in have))
 
 
 def presence(

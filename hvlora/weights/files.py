@@ -36,6 +36,10 @@ class WeightFile:
         """The files that make it up (itself): what is downloaded, verified and keys a cache."""
         return (self,)
 
+    def state_dict_file(self, models_dir: Path) -> Path:
+        """The path a single-file state-dict loader reads (musubi's load_split_weights): the file itself."""
+        return self.local_path(models_dir)
+
 
 # transformers' from_pretrained reads a folder's weights from this one file when it is there, before any index.
 SINGLE_WEIGHTS_NAME = "model.safetensors"
@@ -90,6 +94,15 @@ class WeightFolder:
         first and what keys a cache (the shards hold the same tensors as the shared file)."""
         own = tuple(self.member(f) for f in self.files)
         return own + ((self.shared,) if self.shared else self.shard_parts())
+
+    def state_dict_file(self, models_dir: Path) -> Path:
+        """The one path a single-file state-dict loader reads for the folder's weights (musubi's load_split_weights,
+        e.g. load_qwen2_5_vl, which reads every shard when given a name ending -00001-of-0000N.safetensors):
+        model.safetensors when it is there (the shared file linked in) or the folder has no shards, else the first
+        shard."""
+        folder = self.local_path(models_dir)
+        single = folder / SINGLE_WEIGHTS_NAME
+        return single if single.exists() or not self.shards else folder / self.shards[0]
 
     def shard_parts(self) -> tuple[WeightFile, ...]:
         """The repo's own weight files (fetched when the shared file cannot stand in)."""

@@ -2,12 +2,12 @@
 musubi-tuner v0.3.4's kandinsky5_* scripts (experimental there: docs/kandinsky5.md). Its weights and variants
 (catalog.py), musubi argv (musubi.py), presets and memory estimate for Lite and Pro (memory.py), frame, text-encoder
 and sample rules (rules.py), the LoRA key check (lorakeys.py: ComfyUI loads the musubi file as it is, so there is
-no converter), generator (generate.py) and model-card facts (card.py)."""
+no converter), generator (generate.py), model-card facts (card.py) and captioner (captioning.py: its Qwen2.5-VL)."""
 
 from __future__ import annotations
 
 from .. import CacheInputs, Family, HintAdvice, LoraCheck
-from . import card, catalog, generate, lorakeys, musubi
+from . import captioning, card, catalog, generate, lorakeys, musubi
 from .memory import LITE_MODEL, PRO_MODEL, PRO_TABLE
 from .rules import CACHE_TEMPLATE, CLIP_MAX_LENGTH, FRAMES, QWEN_MAX_LENGTH, SAMPLES
 
@@ -38,10 +38,11 @@ FAMILY = Family(
     # What changes musubi's files: the latents are the VAE's (first and last frame latents always included, so the
     # task does not count), an image's file is named after its original size (the resolution counts), NABLA
     # variants resize; the text-encoder outputs are Qwen2.5-VL's and CLIP's (every file of both folders), their
-    # token limits and the template (derived), on the CPU or not (numerics).
+    # token limits and the template (derived). text_encoder_cpu is not in the key: it only moves the same bf16 model
+    # to the CPU to fit (no precision change), so captions encoded either way serve both.
     latent_cache=CacheInputs(settings=("resolution",), components=("vae",), knobs=(), derived=_latent_inputs),
     text_encoder_cache=CacheInputs(
-        settings=(), components=("text_encoder", "text_encoder_clip"), knobs=("text_encoder_cpu",), derived=_text_inputs
+        settings=(), components=("text_encoder", "text_encoder_clip"), knobs=(), derived=_text_inputs
     ),
     text_encoder_max_tokens=QWEN_MAX_LENGTH,
     samples=SAMPLES,
@@ -84,4 +85,5 @@ FAMILY = Family(
     },
     generator=generate,
     card=card,
+    captioner=captioning.CAPTIONER,
 )

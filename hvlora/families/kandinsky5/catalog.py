@@ -105,6 +105,15 @@ REFUSED_VARIANTS = {
     "Lite models are not supported",
 }
 I2V_ONLY = "pro-sft-5s"
+# musubi --task names (configs.TASK_CONFIGS) of the refused models, for a user who gives one as the variant
+MUSUBI_REFUSED_TASKS = {
+    "k5-lite-t2v-5s-nocfg-sd": "lite-nocfg-5s",
+    "k5-lite-t2v-10s-nocfg-sd": "lite-nocfg-10s",
+    "k5-lite-t2v-5s-distil-sd": "lite-distilled16steps-5s",
+    "k5-lite-t2v-10s-distil-sd": "lite-distilled16steps-10s",
+    "k5-lite-t2i-hd": "lite-t2i",
+    "k5-lite-i2i-hd": "lite-i2i",
+}
 
 
 def vae() -> WeightFile:
@@ -187,6 +196,9 @@ def check_variant(variant: str, task: str) -> Variant:
         return v
     if variant in REFUSED_VARIANTS:
         raise ConfigError(f"dit_variant {variant}: {REFUSED_VARIANTS[variant]}; trainable: {allowed}")
+    musubi = _musubi_task_problem(variant)
+    if musubi is not None:
+        raise ConfigError(f"dit_variant {variant!r} is musubi's --task name: {musubi}")
     flavour = variant.split("-", 1)
     if len(flavour) == 2 and flavour[0] in TASKS and flavour[1] in VARIANTS:
         raise ConfigError(
@@ -194,6 +206,22 @@ def check_variant(variant: str, task: str) -> Variant:
             f"--task {flavour[0]} --dit_variant {flavour[1]}"
         )
     raise ConfigError(f"dit_variant {variant!r} is not a Kandinsky 5 DiT; use one of {allowed}")
+
+
+def _musubi_task_problem(name: str) -> str | None:
+    """What a musubi --task name means here (the --task and --dit_variant that train it, or why it is refused), or
+    None for a name that is not one."""
+    pairs = [(t, v) for v, var in VARIANTS.items() for t, (_, _, mt) in var.tasks.items() if mt == name]
+    if pairs:
+        return "here it is " + " or ".join(f"--task {t} --dit_variant {v}" for t, v in pairs)
+    if name in MUSUBI_REFUSED_TASKS:
+        return REFUSED_VARIANTS[MUSUBI_REFUSED_TASKS[name]]
+    if name.startswith("k5-"):
+        return (
+            "not one this trainer offers (it trains the 512 px 'sd' tasks of the Lite and Pro T2V and the Pro I2V "
+            f"DiTs); use --dit_variant {', '.join(DIT_VARIANTS)}"
+        )
+    return None
 
 
 def musubi_task(task: str, variant: str) -> str:
