@@ -341,3 +341,7 @@ def test_the_card_names_the_loras_own_base_model_and_mit():
     assert data["base_model"] == "kandinskylab/Kandinsky-5.0-I2V-Pro-sft-5s" and data["license"] == "mit"
     assert data["pipeline_tag"] == "image-to-video" and "kandinsky-5-pro" in data["tags"]
     assert "LoraLoaderModelOnly" in card.usage("ohwx", "ohwx", "t2v", "the DiT")
+    # musubi's command on the card uses the --task of the LoRA's own DiT (was always Lite's)
+    pro_i2v = "`kandinskylab/Kandinsky-5.0-I2V-Pro-sft-5s/model/kandinsky5pro_i2v_sft_5s.safetensors`"
+    assert "--task k5-pro-i2v-5s-sd " in card.usage("ohwx", "ohwx", "i2v", pro_i2v)
+    assert "--task k5-lite-t2v-5s-sd " in card.usage("ohwx", "ohwx", "t2v", "the DiT")

@@ -385,8 +385,8 @@ OPTIONS: tuple[Option, ...] = (
         "caption_prompt",
         _as_str,
         None,
-        "The instruction Qwen2.5-VL gets for every generated caption (images and videos). Unset: the default, "
-        "written for HunyuanVideo 1.5's prompts.",
+        "The instruction Qwen2.5-VL gets for every generated caption (images and videos). Unset: the family's "
+        "default, written in the shape of its own prompts.",
         metavar="TEXT",
     ),
     Option(
@@ -560,7 +560,7 @@ OPTIONS: tuple[Option, ...] = (
         "caption_only",
         _as_bool,
         False,
-        "Only caption the media without a caption (downloading just the Qwen2.5-VL file), write the captions into "
+        "Only caption the media without a caption (downloading just the family's Qwen2.5-VL), write the captions into "
         "output/captions/<dataset>/ for review, then stop.",
         toml=False,
     ),

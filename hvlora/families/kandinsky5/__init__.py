@@ -78,7 +78,11 @@ FAMILY = Family(
             f"0 to {LITE_MODEL.max_blocks_to_swap} (Lite) or {PRO_MODEL.max_blocks_to_swap} (Pro); a quarter of them "
             "are text blocks."
         ),
-        "text_encoder_cpu": "Qwen2.5-VL 7B (15.4 GiB in bf16): the 12 and 16 GB presets set it.",
+        "fp8_vl": "not taken (its text-encoder script has no fp8): --text_encoder_cpu instead.",
+        "text_encoder_cpu": (
+            "Qwen2.5-VL 7B (15.4 GiB in bf16): the 12 and 16 GB presets set it; generated captions then load "
+            "Qwen2.5-VL in fp8 on the GPU."
+        ),
         "resolution": f"sides are multiples of {FRAMES.reso_step}.",
         "target_frames": "each must be 4n+1 (1, 5, 9, 13, ...); its 5 s models were trained on 121-frame clips.",
         "sample_every_n_epochs": f"on by default with a --vram preset above {SAMPLES.auto_above_preset}.",

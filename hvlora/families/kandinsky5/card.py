@@ -40,6 +40,15 @@ def card_data(task: str, dit_variant: str = "") -> dict[str, object]:
     }
 
 
+def musubi_task_of(task: str, dit_file: str) -> str:
+    """musubi's --task for the DiT named in `dit_file` (the LoRA's hvlora.base_model, repo/file), else the default
+    variant's."""
+    for variant in catalog.VARIANTS.values():
+        if task in variant.tasks and "/".join(variant.tasks[task][:2]) in dit_file:
+            return variant.tasks[task][2]
+    return catalog.musubi_task("t2v", catalog.DIT_VARIANTS[0])
+
+
 def usage(name: str, trigger: str, task: str, dit_file: str) -> str:
     """The card's "How to use" section (Markdown) for `name`.safetensors."""
     prompt = f"{trigger}, " if trigger else ""
@@ -52,15 +61,15 @@ def usage(name: str, trigger: str, task: str, dit_file: str) -> str:
             f"- **musubi-tuner** (v0.3.4): `{name}.safetensors` is in musubi's own format:",
             "",
             "```bash",
-            f"python -m {GENERATE} --task k5-lite-t2v-5s-sd --dit DIT.safetensors \\",
+            f"python -m {GENERATE} --task {musubi_task_of(task, dit_file)} --dit DIT.safetensors \\",
             "    --vae hunyuanvideo-community/HunyuanVideo/vae/diffusion_pytorch_model.safetensors \\",
             "    --text_encoder_qwen Qwen/Qwen2.5-VL-7B-Instruct --text_encoder_clip openai/clip-vit-large-patch14 \\",
             f"    --lora_weight {name}.safetensors --lora_multiplier 1.0{image} \\",
             f'    --prompt "{prompt}..." --width 768 --height 512 --frames 5 --output out.mp4',
             "```",
             "",
-            "  (musubi's `--frames` counts latent frames: 5 are 17 video frames; use the --task of the DiT, e.g. "
-            "k5-pro-t2v-5s-sd for Pro.)",
+            "  (musubi's `--frames` counts latent frames: 5 are 17 video frames; `--task` is the one of the DiT "
+            "this LoRA was trained on.)",
         ]
     )
 
