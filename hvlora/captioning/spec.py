@@ -7,9 +7,12 @@ describes it with a `CaptionModel` in its own folder; nothing here knows a famil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..weights.files import TokenizerRepo
 from .qwen_vl import PixelBounds
+
+if TYPE_CHECKING:
+    from ..weights.files import TokenizerRepo
 
 PATCH_AREA = 28 * 28  # one merged Qwen2.5-VL vision token covers 28 x 28 pixels (patch 14, merge 2)
 # Images: musubi's caption_images_by_qwen_vl.py bounds (256 to 1280 tokens, about 0.2 to 1.0 MP).
@@ -21,40 +24,20 @@ MAX_VIDEO_FRAMES = 32  # frames given per video at most, evenly taken from the f
 # the vision tower pairs frames, temporal_patch_size 2)
 
 
-# The processor of Qwen2.5-VL-7B-Instruct, whichever family's file holds its weights: the small files it reads
-# (tokenizer, chat template, preprocessor and generation configs; about 25 MB).
-QWEN2_5_VL_7B_REPO = "Qwen/Qwen2.5-VL-7B-Instruct"
-QWEN2_5_VL_7B_PROCESSOR_FILES = (
-    "preprocessor_config.json",
-    "chat_template.json",
-    "generation_config.json",
-    "tokenizer_config.json",
-    "tokenizer.json",
-    "vocab.json",
-    "merges.txt",
-)
-
-# musubi's load_qwen2_5_vl, the captioner's loader, also builds the Qwen2 tokenizer of Qwen/Qwen-Image
-# (qwen_image_utils.QWEN_IMAGE_ID, subfolder tokenizer) from the HF cache, whichever family's weights it loads.
-LOADER_TOKENIZER = TokenizerRepo(
-    "Qwen/Qwen-Image",
-    ("tokenizer/*",),
-    ("tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt"),
-    "caption loader's tokenizer",
-)
-
-
 @dataclass(frozen=True)
 class CaptionModel:
     """A family's captioner. `weight_component`: the catalog component that holds the whole Qwen2.5-VL, loaded with
     musubi's `load_qwen2_5_vl` (a single file, or a model folder: its state_dict_file); `processor_repo_id` and
     `processor_files`: the small files the processor reads (tokenizer, chat template, preprocessor and generation
     configs), fetched with the weights when captioning is on; `prompts`: the default instruction per media kind
-    ('image', 'video'); `fp8_knob`: the MemoryPlan field under which the captioner loads its weights in fp8 (a GPU
-    where the text encoder does not fit in bf16)."""
+    ('image', 'video'); `loader_tokenizer`: the tokenizer repo musubi's `load_qwen2_5_vl` builds from the HF cache
+    (it loads Qwen/Qwen-Image's), fetched when captions are generated unless the family's tokenizers hold that repo;
+    `fp8_knob`: the MemoryPlan field under which the captioner loads its weights in fp8 (a GPU where the text
+    encoder does not fit in bf16)."""
 
     weight_component: str
     processor_repo_id: str
     processor_files: tuple[str, ...]
     prompts: dict[str, str]
+    loader_tokenizer: TokenizerRepo | None = None
     fp8_knob: str = "fp8_vl"

@@ -25,7 +25,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..captioning.spec import LOADER_TOKENIZER
 from ..core.config import Settings
 from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
@@ -73,7 +72,8 @@ def tokenizer_repos(s: Settings) -> tuple[TokenizerRepo, ...]:
     if not s.generates_captions or captioner is None:
         return s.family.tokenizers
     files = captioner.processor_files
-    extra = (TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor"), LOADER_TOKENIZER)
+    extra = [TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor")]
+    extra += [captioner.loader_tokenizer] if captioner.loader_tokenizer is not None else []
     have = {t.repo_id for t in s.family.tokenizers}
     return (*s.family.tokenizers, *(t for t in extra if t.repo_id not in have))
 

@@ -13,7 +13,19 @@ the text encoder keeps.
 
 from __future__ import annotations
 
-from ...captioning.spec import QWEN2_5_VL_7B_PROCESSOR_FILES, QWEN2_5_VL_7B_REPO, CaptionModel
+from ...captioning.spec import CaptionModel
+from .catalog import TOKENIZERS
+
+PROCESSOR_REPO = "Qwen/Qwen2.5-VL-7B-Instruct"
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "chat_template.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+)
 
 _RULES = (
     "Any text visible in the {kind} is written exactly as it appears, inside double quotes; put nothing else in "
@@ -41,7 +53,9 @@ IMAGE_PROMPT = (
 
 CAPTIONER = CaptionModel(
     weight_component="text_encoder",  # catalog.py: split_files/text_encoders/qwen_2.5_vl_7b.safetensors
-    processor_repo_id=QWEN2_5_VL_7B_REPO,
-    processor_files=QWEN2_5_VL_7B_PROCESSOR_FILES,
+    processor_repo_id=PROCESSOR_REPO,
+    processor_files=PROCESSOR_FILES,
     prompts={"video": VIDEO_PROMPT, "image": IMAGE_PROMPT},
+    # musubi's load_qwen2_5_vl builds Qwen/Qwen-Image's tokenizer, which HV1.5's text-encoder stage loads too
+    loader_tokenizer=next(t for t in TOKENIZERS if t.repo_id == "Qwen/Qwen-Image"),
 )

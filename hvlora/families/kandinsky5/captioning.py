@@ -17,7 +17,23 @@ captioner loads it in fp8 on the GPU (about 8.5 GB) rather than generating on th
 
 from __future__ import annotations
 
-from ...captioning.spec import QWEN2_5_VL_7B_PROCESSOR_FILES, QWEN2_5_VL_7B_REPO, CaptionModel
+from ...captioning.spec import CaptionModel
+from ...weights.files import TokenizerRepo
+from . import catalog
+
+# The processor reads the Qwen folder's small files but its model config and shard index (fetched into the HF cache
+# as for HunyuanVideo 1.5's captioner: the same 25 MB).
+PROCESSOR_FILES = tuple(
+    f for f in catalog.qwen_folder().files if f not in ("config.json", "model.safetensors.index.json")
+)
+# musubi's load_qwen2_5_vl builds the Qwen2 tokenizer of Qwen/Qwen-Image (qwen_image_utils.QWEN_IMAGE_ID, subfolder
+# tokenizer) from the HF cache whatever it loads; Kandinsky 5's own scripts never need it.
+LOADER_TOKENIZER = TokenizerRepo(
+    "Qwen/Qwen-Image",
+    ("tokenizer/*",),
+    ("tokenizer/tokenizer_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt"),
+    "caption loader's tokenizer",
+)
 
 _RULES = (
     "Describe only what can be seen: do not guess names, places, intentions or sounds, and do not mention the "
@@ -45,8 +61,9 @@ IMAGE_PROMPT = (
 
 CAPTIONER = CaptionModel(
     weight_component="text_encoder",  # catalog.qwen_folder(): Qwen/Qwen2.5-VL-7B-Instruct
-    processor_repo_id=QWEN2_5_VL_7B_REPO,
-    processor_files=QWEN2_5_VL_7B_PROCESSOR_FILES,
+    processor_repo_id=catalog.QWEN_REPO,
+    processor_files=PROCESSOR_FILES,
     prompts={"video": VIDEO_PROMPT, "image": IMAGE_PROMPT},
+    loader_tokenizer=LOADER_TOKENIZER,
     fp8_knob="text_encoder_cpu",
 )
