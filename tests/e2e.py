@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import safetensors.numpy
 from hubserver import FakeHub
 
 from hvlora.core.cli import load_settings
 from hvlora.core.context import RunContext, Summary, new_run_paths
 from hvlora.families.hunyuan_video_1_5 import catalog
+from hvlora.families.kandinsky5 import catalog as k5catalog
 from hvlora.stages import download
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +45,40 @@ def hub_repos() -> dict[str, dict[str, bytes]]:
     for tok in catalog.TOKENIZERS:
         for f in tok.required_files:
             repos.setdefault(tok.repo_id, {})[f] = json.dumps({"name": f}).encode()
+    return repos
+
+
+QWEN_TENSORS = ("lm_head.weight", "model.embed_tokens.weight", "visual.merger.mlp.0.weight")
+
+
+def tiny_safetensors(names, metadata: dict[str, str] | None = None) -> bytes:
+    """A real safetensors file with one small tensor per name."""
+    return safetensors.numpy.save({n: np.full((2, 2), i, dtype=np.float16) for i, n in enumerate(names)}, metadata)
+
+
+def k5_hub_repos(qwen_metadata: dict[str, str] | None = None, qwen_names=QWEN_TENSORS) -> dict[str, dict[str, bytes]]:
+    """Both families' repos: HunyuanVideo 1.5's (hub_repos), Kandinsky 5's DiTs and VAE as bytes, the
+    Qwen2.5-VL-7B-Instruct and CLIP folders as small files, and the Comfy-Org Qwen2.5-VL single file as a real
+    safetensors file holding the tensors of the Instruct repo's index (`qwen_names`, `qwen_metadata` change it)."""
+    repos = hub_repos()
+    for task in k5catalog.TASKS:
+        for variant in k5catalog.DIT_VARIANTS:
+            try:
+                entries = k5catalog.weights_for(task, variant)
+            except Exception:  # noqa: BLE001 - a task the variant does not train
+                continue
+            for w in (entries["dit"], entries["vae"]):
+                repos.setdefault(w.repo_id, {})[w.filename] = f"weights of {w.component} {w.filename}".encode() * 64
+    qwen, clip = k5catalog.qwen_folder(), k5catalog.clip_folder()
+    shards = {name: qwen.shards[i % len(qwen.shards)] for i, name in enumerate(QWEN_TENSORS)}
+    repo = repos.setdefault(qwen.repo_id, {})
+    for f in qwen.files:
+        repo[f] = json.dumps({"weight_map": shards} if f == qwen.index else {"name": f}).encode()
+    for shard in qwen.shards:
+        repo[shard] = tiny_safetensors([n for n, s in shards.items() if s == shard], {"format": "pt"})
+    repos[qwen.shared.repo_id][qwen.shared.filename] = tiny_safetensors(qwen_names, qwen_metadata)
+    repos[clip.repo_id] = {f: (tiny_safetensors(["text_model.embeddings.token_embedding.weight"], {"format": "pt"})
+                               if f.endswith(".safetensors") else json.dumps({"name": f}).encode()) for f in clip.files}  # fmt: skip
     return repos
 
 
@@ -102,8 +139,8 @@ class Workspace:
         return [json.loads(line) for line in self.calls.read_text().splitlines() if line.strip()]
 
 
-def prefetch(w: Workspace, task: str) -> None:
-    """The real download stage, in-process, against the fake hub."""
+def prefetch(w: Workspace, task: str, *flags: str) -> None:
+    """The real download stage, in-process, against the fake hub (`flags`: e.g. another --model_family)."""
     s = load_settings(
         [
             "--config",
@@ -116,6 +153,7 @@ def prefetch(w: Workspace, task: str) -> None:
             task,
             "--device",
             "cpu",
+            *flags,
         ]
     )
     paths = new_run_paths(s.output_dir, s.output_name)

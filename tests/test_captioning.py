@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tinyqwen
-from e2e import SMOKE, Workspace, hub_repos
+from e2e import SMOKE, Workspace, hub_repos, k5_hub_repos
 from hubserver import FakeHub
 from mediafactory import make_image, make_video, make_zip
 from safetensors import safe_open
@@ -25,6 +25,8 @@ from hvlora.core.errors import ConfigError
 from hvlora.data import frames
 from hvlora.families.hunyuan_video_1_5 import FRAMES, catalog
 from hvlora.families.hunyuan_video_1_5.captioning import CAPTIONER
+from hvlora.families.kandinsky5 import captioning as k5_captioning
+from hvlora.families.kandinsky5 import catalog as k5_catalog
 
 
 def _video_frames(n, fps, target, mode, **kw):
@@ -310,6 +312,50 @@ def test_caption_only_resumes_after_a_kill_and_recaption_spares_edits(ws, tmp_pa
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     laid_out = {p.name: p.read_text() for p in (ws.last_run / "dataset" / "images").glob("*.txt")}
     assert laid_out == {f"img{n}.txt": "ohwx, " + (overlay_of(ws) / f"img{n}.txt").read_text().strip() for n in (0, 1)}
+
+
+def test_kandinsky5_captions_with_the_qwen_folder_it_shares_with_hv15(tmp_path, model_bytes):
+    """Kandinsky 5's captioner is the Qwen2.5-VL of its text-encoder folder: --caption_only fetches that folder and the
+    single file it shares with HunyuanVideo 1.5 (nothing else), links the file in, and the worker loads it from
+    there; K5's own instructions; the 16 GB preset (Qwen2.5-VL does not fit in bf16: text_encoder_cpu) loads it in
+    fp8."""
+    folder = k5_catalog.qwen_folder()
+    repos = k5_hub_repos()
+    repos[folder.shared.repo_id][folder.shared.filename] = model_bytes
+    with safe_open_bytes(model_bytes) as names:
+        index = {"weight_map": {n: folder.shards[0] for n in names}}
+    repos[folder.repo_id].update(tinyqwen.processor_files())
+    repos[folder.repo_id][folder.index] = json.dumps(index).encode()
+    repos["Qwen/Qwen-Image"] = {f"tokenizer/{n}": b for n, b in tinyqwen.tokenizer_files().items()}
+    with FakeHub(repos) as hub:
+        ws = Workspace(tmp_path, hub)
+        make_zip(ws.data / "set.zip", {"clips/walk.mp4": make_video(tmp_path / "walk.mp4", frames=9, fps=24)})
+        r = ws.train(*CAPTION, "--model_family", "kandinsky5", "--caption_only", "--vram", "16")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Qwen2.5-VL in fp8 (--text_encoder_cpu)" in r.stdout and "[2/2] caption media: done" in r.stdout
+    job = json.loads((ws.last_run / "caption_job.json").read_text())
+    linked = ws.models / folder.repo_id / "model.safetensors"
+    assert job["model_file"] == str(linked) and linked.resolve() == folder.shared.local_path(ws.models).resolve()
+    assert job["fp8"] is True and job["items"][0]["prompt"] == k5_captioning.VIDEO_PROMPT
+    assert "<All keys matched successfully>" in (ws.last_run / "logs" / "caption.log").read_text()
+    fetched = {p.relative_to(ws.models).as_posix() for p in ws.models.rglob("*.safetensors") if not p.is_symlink()}
+    assert fetched == {f"{folder.shared.repo_id}/{folder.shared.filename}"}  # no DiT, VAE, CLIP or shard
+    assert (overlay_of(ws) / "clips" / "walk.txt").read_text().strip()
+
+
+class safe_open_bytes:
+    """The tensor names of a safetensors file given as bytes."""
+
+    def __init__(self, data: bytes):
+        from safetensors.torch import load
+
+        self.names = list(load(data))
+
+    def __enter__(self):
+        return self.names
+
+    def __exit__(self, *exc):
+        return False
 
 
 def test_worker_reads_what_the_model_sees(tmp_path):

@@ -143,7 +143,7 @@ def test_help_lists_every_flag_with_its_default(capsys):
     for expected in [
         "(default: 32)",
         "(default: 0.0001)",
-        "(default: 960x544)",
+        "(default: the family's (hunyuan_video_1_5: 960x544",  # the family's default since Kandinsky 5
         "(default: 1,13,25)",
         "(default: adamw8bit)",
         "(default: = rank)",

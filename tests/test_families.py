@@ -24,7 +24,7 @@ from hvlora.training import lorainfo, plan, prompts
 from hvlora.training import musubi as trainer
 from hvlora.training.plan import Launch
 from hvlora.training.presets import KNOBS, Estimate, MemoryModel, MemoryPlan
-from hvlora.weights.files import TokenizerRepo, WeightFile
+from hvlora.weights.files import TokenizerRepo, WeightFile, WeightFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
 from musubi_tuner import _flags  # noqa: E402  (musubi's parsers, captured from v0.3.4)
@@ -62,11 +62,19 @@ def test_every_family_answers_every_question(name):
             f.weights_for(task, "not-a-variant")
     components: set[str] = set()
     for task in f.tasks:
+        trainable = []
         for variant in f.variants:
-            weights = f.weights_for(task, variant)
-            assert "dit" in weights and all(isinstance(w, WeightFile) and task in w.tasks for w in weights.values())
-            assert weights["dit"].variant == variant
+            try:  # a task and variant together may be refused, with the family's reason
+                weights = f.weights_for(task, variant)
+            except ConfigError as e:
+                assert variant in str(e) and task in str(e), e
+                continue
+            trainable.append(variant)
+            assert all(isinstance(w, (WeightFile, WeightFolder)) and task in w.tasks for w in weights.values())
+            assert isinstance(weights["dit"], WeightFile) and weights["dit"].variant == variant
             components |= set(weights)
+        assert trainable, f"{name}: no variant trains {task}"
+    assert "dit" in f.weights_for(f.tasks[0], f.defaults["dit_variant"])
     assert all(isinstance(t, TokenizerRepo) for t in f.tokenizers)
     option_names = set(config.OPTION_BY_NAME)
     settings_fields = {fld.name for fld in dataclasses.fields(config.Settings)}
@@ -116,7 +124,8 @@ def test_every_familys_commands_parse_with_musubis_parsers(name, make_settings):
     f = families.get(name)
     segment = trainer.TrainSegment(Path("/r/seg"), Path("/r/tb"), 10, 10, sample_prompts=Path("/r/p.txt"))
     for task in f.tasks:
-        s = make_settings("--model_family", name, "--task", task)
+        variant = next(v for v in f.variants if _trains(f, task, v))
+        s = make_settings("--model_family", name, "--task", task, "--dit_variant", variant)
         weights = {c: w.local_path(s.models_dir) for c, w in f.weights_for(task, s.dit_variant).items()}
         model = f.memory_for(s.dit_variant)
         for preset in (None, *model.presets):
@@ -126,6 +135,14 @@ def test_every_familys_commands_parse_with_musubis_parsers(name, make_settings):
             parses(f.scripts.train(s, Path("/r/d.toml"), weights, segment, memory, Launch(1, 1)))
     if f.converter is not None:
         parses(f.converter.command(Path("/r/lora.safetensors"), Path("/r/lora_x.safetensors")))
+
+
+def _trains(f: Family, task: str, variant: str) -> bool:
+    try:
+        f.weights_for(task, variant)
+        return True
+    except ConfigError:
+        return False
 
 
 # --- nothing outside a family's folder knows its facts ----------------------------------------------------------------
@@ -159,7 +176,14 @@ def _family_facts(name: str, make_settings) -> set[str]:
     scripts' modules and network module."""
     f = families.get(name)
     facts = {f.name, f"_{f.frames.architecture}.", f"_{f.frames.architecture}_", *(t.repo_id for t in f.tokenizers)}
-    facts |= {w.repo_id for task in f.tasks for w in f.weights_for(task, f.variants[0]).values()}
+    facts |= {
+        p.repo_id
+        for task in f.tasks
+        for v in f.variants
+        if _trains(f, task, v)
+        for w in f.weights_for(task, v).values()
+        for p in w.parts()
+    }
     s = make_settings("--model_family", name)
     weights = {c: w.local_path(s.models_dir) for c, w in f.weights_for(s.task, s.dit_variant).items()}
     memory, seg, cfg = f.memory.resolve(None, {}), trainer.TrainSegment(Path("/r"), Path("/t"), 1, 1), Path("/d")
@@ -262,7 +286,7 @@ FAMILY = Family(  # what families.get("fake_family") finds in this module once t
     title="Fake Video",
     tasks=("t2v", "i2v", "v2v"),
     variants=("small", "large"),
-    defaults={"dit_variant": "small"},
+    defaults={"dit_variant": "small", "resolution": (128, 128)},
     weights_for=_fake_weights,
     tokenizers=(),
     scripts=SimpleNamespace(
@@ -277,7 +301,14 @@ FAMILY = Family(  # what families.get("fake_family") finds in this module once t
     text_encoder_cache=CacheInputs(settings=(), components=("dit",), knobs=()),
     text_encoder_max_tokens=512,
     samples=SampleDefaults(
-        steps=7, guidance=3.0, flow_shift=None, video_frames=9, area=128 * 128, image_tasks=(), auto_above_preset=0
+        steps=7,
+        guidance=3.0,
+        flow_shift=None,
+        video_frames=9,
+        area=128 * 128,
+        image_tasks=(),
+        auto_above_preset=0,
+        prompt_keys=("width", "height", "frame_count", "seed", "sample_steps", "cfg_scale"),
     ),
     hints=dataclasses.replace(HV15.hints, dit_fp8="`--fp8`: the fake DiT in fp8"),
     converter=None,
@@ -358,7 +389,7 @@ def test_the_config_checks_a_second_familys_own_limits(fake_family, make_setting
     large = make_settings("--model_family", "fake_family", "--dit_variant", "large", "--task", "i2v", "--vram", "40",
                           "--resolution", "128x128", "--target_frames", "1,9")  # fmt: skip
     assert plan.make(large, {(128, 128, 9): 4}, gpus=[]).memory.blocks_to_swap == 20  # the large variant's preset
-    with pytest.raises(ConfigError, match="model_family: 'nope' is not one of hunyuan_video_1_5, fake_family"):
+    with pytest.raises(ConfigError, match=f"model_family: 'nope' is not one of {', '.join(families.names())}"):
         config.build_settings({"model_family": "nope"}, Path("/"), {})  # as train.toml gives it
 
 
@@ -366,10 +397,12 @@ def test_help_and_train_toml_document_every_registered_family(fake_family, capsy
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--model_family {hunyuan_video_1_5,fake_family}" in out and "Fake Video (fake_family)" in out
+    assert f"--model_family {{{','.join(families.names())}}}" in out and "Fake Video (fake_family)" in out
+    assert families.names()[-1] == "fake_family"
     assert "--task {t2v,i2v,v2v}" in out and "--vram auto|12|16|24|32|40|48|80" in out
     assert "Fake Video: only t2v (the fake family's note)." in out
-    assert "(default: the family's (hunyuan_video_1_5: 720p, fake_family: small))" in out
+    assert "(default: the family's (hunyuan_video_1_5: 720p, kandinsky5: lite-sft-5s, fake_family: small))" in out
+    assert "(default: the family's (hunyuan_video_1_5: 960x544, kandinsky5: 768x512, fake_family: 128x128))" in out
     assert "Fake Video: only t2v (the fake family's note)." in " ".join(config.render_toml().replace("#", "").split())
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hvlora.families.hunyuan_video_1_5 import memory as presets
 from hvlora.families.hunyuan_video_1_5.memory import (
     MAX_BLOCKS_TO_SWAP,
+    MODEL,
     PRESET_TABLE,
     PRESETS,
     cache_estimates,
@@ -150,7 +151,7 @@ def test_preset_values_and_sources():
     plan = resolve(16, {})
     assert plan.preset == 16 and plan.fp8 and plan.blocks_to_swap == 36 and plan.block_swap_h2d_only
     assert not plan.gradient_checkpointing_cpu_offload and plan.fp8_vl and plan.vae_enable_patch_conv
-    assert {plan.sources[k] for k in KNOBS if k != "gradient_checkpointing_cpu_offload"} == {"preset 16"}
+    assert {plan.sources[k] for k in MODEL.knobs if k != "gradient_checkpointing_cpu_offload"} == {"preset 16"}
     assert resolve(80, {}).sources["block_swap_h2d_only"] == "default"
 
 
@@ -247,7 +248,7 @@ def assert_parses(module: str, argv: list[str]) -> None:
 
 def all_plans():
     yield from (resolve(p, {}) for p in (None, *PRESETS))
-    every = {k: True for k in KNOBS if k not in ("blocks_to_swap", "vae_sample_size")} | {"blocks_to_swap": 51}
+    every = {k: True for k in MODEL.knobs if k not in ("blocks_to_swap", "vae_sample_size")} | {"blocks_to_swap": 51}
     yield resolve(None, every | {"gradient_checkpointing_cpu_offload": False})
     yield resolve(None, every | {"block_swap_h2d_only": False})
     yield resolve(None, {"vae_sample_size": 0})
@@ -306,7 +307,7 @@ knob_values = {
 
 @st.composite
 def user_knobs(draw):
-    keys = draw(st.lists(st.sampled_from(KNOBS), unique=True))
+    keys = draw(st.lists(st.sampled_from(MODEL.knobs), unique=True))
     return {k: draw(knob_values[k]) for k in keys}
 
 

@@ -19,6 +19,8 @@ from mediafactory import dataset_zip, make_image
 
 from hvlora.core import pipeline
 from hvlora.core.errors import UserError
+from hvlora.families.hunyuan_video_1_5.rules import SAMPLES as HV15_SAMPLES
+from hvlora.families.kandinsky5.rules import SAMPLES as K5_SAMPLES
 from hvlora.stages import extract
 from hvlora.training import plan, prompts, sampling
 
@@ -134,15 +136,15 @@ def test_captions_of_several_lines_or_with_option_text_are_one_prompt_each(make_
     assert all("negative_prompt" not in p for p in read)  # musubi defaults it to "", as meant
     if MUSUBI_PYTHON:
         assert musubi_load(path) == [as_musubi_gives(p) for p in read]
-    prompts.check_file(path, "i2v")  # what we write passes our own check
+    prompts.check_file(path, "i2v", HV15_SAMPLES)  # what we write passes our own check
 
 
 # --- a user's --sample_prompts, checked before stage 1 ------------------------------------------------------------
 
 
-def refused(path: Path, task: str = "t2v") -> str:
+def refused(path: Path, task: str = "t2v", samples=HV15_SAMPLES) -> str:
     with pytest.raises(UserError) as e:
-        prompts.check_file(path, task)
+        prompts.check_file(path, task, samples)
     return str(e.value)
 
 
@@ -163,6 +165,20 @@ def test_lines_musubi_would_misread_are_named(tmp_path):
     assert "line 5: `--x 5` is not an option musubi reads" in text
     assert "line 6: `--w 64px`: not a valid value for --w" in text and "`--l 1.2.3`: not a valid value for --l" in text
     assert "line 2" not in text and "line 7" not in text  # a later --n sets what "N birds" would have set
+
+
+def test_options_the_familys_sampler_does_not_read_are_named(tmp_path):
+    """Kandinsky 5's sampler takes its guidance from --g and has no flow shift; HunyuanVideo 1.5's the other way."""
+    p = tmp_path / "p.txt"
+    p.write_text("a cat --w 64 --l 6.0 --fs 7.0\ng 3 dogs --w 64\n")
+    k5 = refused(p, samples=K5_SAMPLES)
+    assert "line 1: `--l 6.0`: this model's sampler does not read --l (cfg_scale" in k5
+    assert "line 1: `--fs 7.0`: this model's sampler does not read --fs" in k5
+    assert "line 2: the prompt text 'g 3 dogs' begins like the option --g" in k5
+    prompts.check_file(p, "t2v", HV15_SAMPLES)  # HV1.5 reads --l and --fs, and not --g
+    p.write_text("a cat --g 5.0\n")
+    assert "does not read --g (guidance_scale" in refused(p)
+    prompts.check_file(p, "t2v", K5_SAMPLES)
 
 
 def test_encoding_bom_empty_and_structure_are_refused(tmp_path):
@@ -186,17 +202,17 @@ def test_i2v_prompts_need_an_image_that_exists(tmp_path, monkeypatch):
     text = refused(p, "i2v")
     assert "prompt 2: i2v samples need an image" in text and "prompt 3: its image gone.png does not exist" in text
     assert "prompt 1" not in text
-    prompts.check_file(p, "t2v")  # t2v needs no image
+    prompts.check_file(p, "t2v", HV15_SAMPLES)  # t2v needs no image
 
 
 def test_good_files_pass(tmp_path):
     t = tmp_path / "p.txt"
     t.write_text("# tiny\nohwx, a card --w 64 --h 64 --f 1 --s 2 --d 7\n  a dog --n blurry --l 1.0\n")
-    prompts.check_file(t, "t2v")
+    prompts.check_file(t, "t2v", HV15_SAMPLES)
     toml = tmp_path / "p.toml"
     toml.write_text('[prompt]\nwidth = 64\n[[prompt.subset]]\nprompt = "a"\n')
-    prompts.check_file(toml, "t2v")
-    prompts.check_file(None, "t2v")
+    prompts.check_file(toml, "t2v", HV15_SAMPLES)
+    prompts.check_file(None, "t2v", HV15_SAMPLES)
 
 
 @pytest.mark.parametrize("mode", ["--check_data", "--dry_run"])

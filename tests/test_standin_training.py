@@ -30,6 +30,7 @@ from mediafactory import make_image
 from safetensors.torch import load_file
 
 from hvlora.core.errors import UserError
+from hvlora.families.hunyuan_video_1_5.rules import SAMPLES as HV15_SAMPLES
 from hvlora.training import (
     lorameta,
     musubi,  # the trainer flags every family shares (lr_schedule)
@@ -403,7 +404,7 @@ def test_i2v_sampling_needs_an_image_on_every_prompt_and_the_check_says_so_first
     assert "Encoding image to image encoder context" not in r.stderr
     # the same file, checked before stage 1: refused, naming the prompts without an image
     with pytest.raises(UserError, match=r"prompt 1: i2v samples need an image[\s\S]*prompt 2: i2v samples need"):
-        prompts.check_file(runs["root"] / "prompts.txt", "i2v")
+        prompts.check_file(runs["root"] / "prompts.txt", "i2v", HV15_SAMPLES)
 
 
 def _load_optim():

@@ -41,18 +41,24 @@ class Caches:
 
 def key_settings(s: Settings, memory: MemoryPlan, inputs: CacheInputs, low_precision: bool | None = None) -> dict:
     """What a store's files are made from, as JSON-ready values: the settings and memory knobs `inputs` names, the
-    weight files of its components (repo/file@revision), the device, and with a precision knob the precision
-    ("fp8" or "bf16"; `low_precision` None: as the memory plan says)."""
+    weight files of its components (repo/file@revision; each file of a folder), what the family derives for the
+    store, the device, and with a precision knob the precision ("fp8" or "bf16"; `low_precision` None: as the memory
+    plan says)."""
     out: dict = {}
     for name in inputs.settings:
         value = getattr(s, name)
         out[name] = list(value) if isinstance(value, tuple) else value
     files = s.family.weights_for(s.task, s.dit_variant)
     weights = (
-        f"{w.repo_id}/{w.filename}@{s.revision_for(w.repo_id)}" for c, w in files.items() if c in inputs.components
+        f"{p.repo_id}/{p.filename}@{s.revision_for(p.repo_id)}"
+        for c, w in files.items()
+        if c in inputs.components
+        for p in w.parts()
     )
     out.update(weights=sorted(weights), device=s.device)
     out.update((name, getattr(memory, name)) for name in inputs.knobs)
+    if inputs.derived is not None:
+        out["derived"] = dict(inputs.derived(s))
     if inputs.precision_knob is not None:
         low = bool(getattr(memory, inputs.precision_knob)) if low_precision is None else low_precision
         out["precision"] = "fp8" if low else "bf16"

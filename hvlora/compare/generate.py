@@ -4,7 +4,7 @@ Order: find the LoRA and its run (locate.py), refuse a file musubi's generator w
 inference (size and length from the run's buckets, the family's steps/guidance/flow shift, memory knobs and their
 ESTIMATE: printed before anything loads), then in RUN/compare/<UTC time>/:
   [1/4] model files       the family's weight files, present and verified (downloaded if missing, as stage 1)
-  [2/4] base model        one generator process over every prompt line, without the LoRA  -> base/
+  [2/4] base model        the generator over every prompt line, without the LoRA         -> base/
   [3/4] with the LoRA     the same command plus the LoRA                                   -> lora/
   [4/4] side by side      NN_promptP_seedS.mp4 (or .png for one frame) and sheet.png
 with `prompts.txt` (what both read), `logs/`, `summary.json` and `compare.json` (the record --push_to_hub reads).
@@ -72,7 +72,7 @@ def run(s: Settings) -> Plan:
     print("\n[plan] generate", flush=True)
     for line in plan.lines:
         print(f"  {line}", flush=True)
-    settings = dataclasses.replace(s, task=plan.task, dit_variant=plan.dit_variant)
+    settings = _as_trained(s, plan.trained, plan.task, plan.dit_variant)
     paths = RunPaths(plan.folder)
     ctx = RunContext(settings, paths, Summary(paths.summary, settings), child_env())
     print(f"comparison folder: {plan.folder}", flush=True)
@@ -118,7 +118,7 @@ def prepare(s: Settings) -> Plan:
     single = (batch[0].prompt.text, batch[0].seed) if len(batch) == 1 and not batch[0].prompt.options else None
     shape, several = (width, height, length), single is None
     gpu_total = _gpu_total(s)
-    memory = gen.plan_memory(s, gpu_total, shape, task, several)
+    memory = gen.plan_memory(_as_trained(s, trained, task, variant), gpu_total, shape, task, several)
     estimate = gen.estimate(memory, shape, task, several)
     seeds = sorted({i.seed for i in batch})
     lines = [
@@ -131,6 +131,12 @@ def prepare(s: Settings) -> Plan:
         "two generator runs, each loading the models once: the base model, then with the LoRA",
     ]
     return Plan(trained, gen, task, variant, inference, memory, lines, folder, image, batch, single)
+
+
+def _as_trained(s: Settings, trained: locate.Trained, task: str, variant: str) -> Settings:
+    """The settings with the LoRA's model family, task and DiT variant (its weights and memory, whatever this
+    command's --model_family says)."""
+    return dataclasses.replace(s, model_family=family.of(trained.metadata).name, task=task, dit_variant=variant)
 
 
 def _origin(found: list[prompts.Prompt]) -> str:
@@ -207,8 +213,9 @@ def _stage(ctx: RunContext, index: int, name: str, work) -> dict:
 
 
 def _render(ctx: RunContext, plan: Plan, lora: Path | None) -> dict:
-    """One generator process over every prompt line; returns its command and the videos in line order. Raises
-    StageFailed for a failed process, a LoRA it did not fully apply, or a video count that does not match."""
+    """The generator over every prompt line (one process, or one per line: the family's `commands`); returns the
+    command (the last one) and the videos in line order. Raises StageFailed for a failed process, a LoRA it did not
+    fully apply, or a video count that does not match."""
     save = plan.folder / ("lora" if lora is not None else "base")
     job = GenerateJob(
         plan.task,
@@ -219,13 +226,15 @@ def _render(ctx: RunContext, plan: Plan, lora: Path | None) -> dict:
         plan.image,
         plan.memory,
         plan.single,
+        plan.dit_variant,
     )
-    cmd = plan.gen.command(job, ctx.weights, lora)
-    log_path = ctx.paths.log(cmd.name)
-    try:
-        run_logged(cmd.executable(), stage=cmd.name, log_path=log_path, env=ctx.env)
-    except StageFailed as e:
-        raise StageFailed(cmd.name, _why(plan.gen, log_path, str(e)), e.command, log_path, e.returncode) from None
+    cmds = plan.gen.commands(job, ctx.weights, lora)  # one process, or one per prompt line (the family's generator)
+    cmd, log_path = cmds[0], ctx.paths.log(cmds[0].name)
+    for cmd in cmds:  # each appends to the run's one log
+        try:
+            run_logged(cmd.executable(), stage=cmd.name, log_path=log_path, env=ctx.env)
+        except StageFailed as e:
+            raise StageFailed(cmd.name, _why(plan.gen, log_path, str(e)), e.command, log_path, e.returncode) from None
     text = log_path.read_text(encoding="utf-8", errors="replace")
     unused = plan.gen.unused_keys_line(text) if lora is not None else None
     if unused:
@@ -251,9 +260,8 @@ def _why(gen: ModuleType, log_path: Path, message: str) -> str:
     text = "\n".join(log_tail(log_path, 400))
     if gen.needs_cuda(text):
         return (
-            f"{message}. musubi v0.3.4's generator cannot start without a CUDA GPU, even with --device cpu: it "
-            "calls torch.cuda.current_device() while importing (wan/modules/t5.py). Run --generate on a machine "
-            "with an NVIDIA GPU visible."
+            f"{message}. musubi v0.3.4's generator cannot start without a CUDA GPU, even with --device cpu: "
+            f"{gen.NEEDS_CUDA_WHY}. Run --generate on a machine with an NVIDIA GPU visible."
         )
     if any(marker in text for marker in _OOM):
         return (

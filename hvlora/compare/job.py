@@ -36,8 +36,9 @@ class Inference:
 class GenerateJob:
     """One generator process: `task` (t2v/i2v), `device` (cuda/cpu), the prompt file (musubi's `--from_file`
     format, one prompt and seed per line), the folder musubi saves into (`--save_path`), the shared `inference`
-    settings, the first frame for i2v (`image`, else None), the family's inference memory plan (`memory`), and
-    `single`: (prompt, seed) when the file holds one plain line (musubi then runs it as a single `--prompt`)."""
+    settings, the first frame for i2v (`image`, else None), the family's inference memory plan (`memory`),
+    `single`: (prompt, seed) when the file holds one plain line (musubi then runs it as a single `--prompt`), and
+    the LoRA's `dit_variant` (a family whose generator picks its architecture by it)."""
 
     task: str
     device: str
@@ -47,3 +48,4 @@ class GenerateJob:
     image: Path | None
     memory: Any
     single: tuple[str, int] | None = None
+    dit_variant: str = ""

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe_default(opt: config.Option) -> str:
     d = opt.default
     if opt.family_default:
-        return "the family's (" + ", ".join(f"{f.name}: {f.defaults[opt.name]}" for f in families.all_families()) + ")"
+        values = (f"{f.name}: {config.format_value(opt, f.defaults[opt.name])}" for f in families.all_families())
+        return "the family's (" + ", ".join(values) + ")"
     if d is None:
         return {
             "input_zip": "the only .zip in data_dir",

@@ -332,11 +332,20 @@ OPTIONS: tuple[Option, ...] = (
         "Patched VAE convolutions for the latent cache: less VRAM (musubi --vae_enable_patch_conv). Unset: preset.",
     ),
     Option(
+        "text_encoder_cpu",
+        _as_bool,
+        None,
+        "Encode the captions on the CPU while caching (the text-encoder cache stage's --device cpu): no VRAM for "
+        "the text encoder, slower, and the text encoder in host RAM. Unset: preset.",
+    ),
+    Option(
         "resolution",
         parse_resolution,
-        (960, 544),
-        "Training resolution WIDTHxHEIGHT; media are bucketed by aspect ratio around this area.",
+        None,
+        "Training resolution WIDTHxHEIGHT; media are bucketed by aspect ratio around this area. Unset: the "
+        "family's (the area its base model was trained at).",
         metavar="WxH",
+        family_default=True,
     ),
     Option(
         "target_frames",
@@ -377,8 +386,8 @@ OPTIONS: tuple[Option, ...] = (
         "caption_prompt",
         _as_str,
         None,
-        "The instruction Qwen2.5-VL gets for every generated caption (images and videos). Unset: the default, "
-        "written for HunyuanVideo 1.5's prompts.",
+        "The instruction Qwen2.5-VL gets for every generated caption (images and videos). Unset: the family's "
+        "default, written in the shape of its own prompts.",
         metavar="TEXT",
     ),
     Option(
@@ -552,7 +561,7 @@ OPTIONS: tuple[Option, ...] = (
         "caption_only",
         _as_bool,
         False,
-        "Only caption the media without a caption (downloading just the Qwen2.5-VL file), write the captions into "
+        "Only caption the media without a caption (downloading just the family's Qwen2.5-VL), write the captions into "
         "output/captions/<dataset>/ for review, then stop.",
         toml=False,
     ),
@@ -706,6 +715,7 @@ class Settings:
     fp8_vl: bool | None
     vae_sample_size: int | None
     vae_enable_patch_conv: bool | None
+    text_encoder_cpu: bool | None
     resolution: tuple[int, int]
     target_frames: tuple[int, ...]
     frame_extraction: str
@@ -1015,10 +1025,14 @@ def _range_problems(s: Settings) -> list[str]:
 def _resolution_problems(resolution: tuple[int, int], family: families.Family) -> list[str]:
     w, h = resolution
     step = family.frames.reso_step
+    default = "x".join(map(str, family.defaults["resolution"]))
     if w < 64 or h < 64:
-        return [f"resolution: {w}x{h} is too small; use at least 64x64 (960x544 is the default)"]
+        return [f"resolution: {w}x{h} is too small; use at least 64x64 ({default} is {family.title}'s default)"]
     if w > MAX_RESOLUTION or h > MAX_RESOLUTION:
-        return [f"resolution: {w}x{h} is too large; each side must be 64..{MAX_RESOLUTION} (960x544 is the default)"]
+        return [
+            f"resolution: {w}x{h} is too large; each side must be 64..{MAX_RESOLUTION} ({default} is "
+            f"{family.title}'s default)"
+        ]
     if w % step or h % step:
         return [
             f"resolution: {w}x{h} must be multiples of {step} ({family.title}'s buckets step by {step}), e.g. "
@@ -1194,7 +1208,7 @@ def render_toml() -> str:
 
 def _toml_example(opt: Option) -> str:
     if opt.family_default:  # the default family's value, as an example of the key's form
-        return _toml_string(families.get(families.DEFAULT).defaults[opt.name])
+        return _toml_string(format_value(opt, families.get(families.DEFAULT).defaults[opt.name]))
     examples = {
         "input_zip": '"mydata.zip"',
         "input_dir": '"data/mydata"',
@@ -1206,6 +1220,7 @@ def _toml_example(opt: Option) -> str:
         "fp8_vl": "true",
         "vae_sample_size": "256",
         "vae_enable_patch_conv": "true",
+        "text_encoder_cpu": "true",
         "main_process_ip": '"10.0.0.1"',
         "sample_prompts": '"prompts.txt"',
         "sample_every_n_epochs": "1",
@@ -1219,6 +1234,15 @@ def _toml_example(opt: Option) -> str:
         "caption_prompt_file": '"caption_prompt.txt"',
     }
     return examples.get(opt.name, '""')
+
+
+def format_value(opt: Option, v: Any) -> str:
+    """A setting's value as a user writes it on the command line: (960, 544) -> '960x544', (1, 13) -> '1,13'."""
+    if opt.parse is parse_resolution:
+        return f"{v[0]}x{v[1]}"
+    if isinstance(v, tuple):
+        return ",".join(map(str, v))
+    return str(v)
 
 
 def _toml_value(opt: Option) -> str:

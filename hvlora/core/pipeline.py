@@ -84,7 +84,7 @@ def _run(settings: Settings) -> RunContext | None:
     if training or settings.dry_run:
         runs.check_resume(settings)  # seconds, before the data check; the same message for both
     if not settings.download_only:  # musubi reads it only when training starts: refuse a bad one before stage 1
-        prompts.check_file(settings.sample_prompts, settings.task)
+        prompts.check_file(settings.sample_prompts, settings.task, settings.family.samples)
     if training:
         _refuse_a_live_run(settings)
     if settings.download_only:
@@ -209,7 +209,8 @@ def _captions_line(report, the_plan) -> str:
     counts = data_report.caption_sources(report)
     line = "captions: " + (", ".join(f"{n} {data_report.CAPTION_SOURCES[k]}" for k, n in counts.items()) or "none")
     if report.to_caption:
-        fp8 = "fp8 (--fp8_vl)" if the_plan.memory.fp8_vl else "bf16"
+        knob = report.settings.family.captioner.fp8_knob
+        fp8 = f"fp8 (--{knob})" if caption.in_fp8(report.settings, the_plan.memory) else "bf16"
         line += f"; Qwen2.5-VL in {fp8} writes them into {report.overlay.root}"
     return line
 
@@ -447,7 +448,8 @@ def _require_cuda() -> int:
 
 
 def _run_stage(ctx: RunContext, index: int, stage, total: int = len(STAGES)) -> None:
-    label = f"[{index}/{total}] {stage.TITLE}"
+    title = stage.title(ctx) if hasattr(stage, "title") else stage.TITLE  # some stages are named by the family
+    label = f"[{index}/{total}] {title}"
     print(f"\n{label}", flush=True)
     t0 = time.monotonic()
     try:

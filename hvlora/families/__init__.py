@@ -22,12 +22,13 @@ if TYPE_CHECKING:  # annotations only: config imports this registry, so it impor
     from ..training.musubi import Command, TrainSegment
     from ..training.plan import Launch
     from ..training.presets import MemoryModel, MemoryPlan
-    from ..weights.files import TokenizerRepo, WeightFile
+    from ..weights.files import TokenizerRepo, WeightFile, WeightFolder
 
 DEFAULT = "hunyuan_video_1_5"
 # --model_family value -> the module whose FAMILY it is. Adding a family: its folder, its tests and one line here.
 REGISTRY: dict[str, str] = {
     "hunyuan_video_1_5": f"{__name__}.hunyuan_video_1_5",
+    "kandinsky5": f"{__name__}.kandinsky5",
 }
 
 
@@ -72,23 +73,34 @@ class Scripts(Protocol):
 class CacheInputs:
     """What changes the files one cache stage writes besides the item itself (the cache's settings key):
     `settings` (names of Settings fields, e.g. task, resolution), `components` (weight files of the catalog, with
-    their revisions) and `knobs` (MemoryPlan fields that change the values; never one that only changes how an
-    encoder fits in memory, such as a VAE's tiling). `precision_knob`: a MemoryPlan field that lowers the encoder's
-    precision (e.g. fp8_vl): the store is keyed by "fp8"/"bf16", and an fp8 run reuses bf16 outputs of the same
-    files. The device always counts."""
+    their revisions; every file of a folder), `knobs` (MemoryPlan fields that change the values; never one that only
+    changes how an encoder fits in memory, such as a VAE's tiling) and `derived(s)` (values the family's argv fixes
+    or derives from the settings that change the output, e.g. a text encoder's token limit, the prompt template its
+    script picks, a resize some variants need; None: nothing). `precision_knob`: a MemoryPlan field that lowers the
+    encoder's precision (e.g. fp8_vl): the store is keyed by "fp8"/"bf16", and an fp8 run reuses bf16 outputs of the
+    same files. The device always counts."""
 
     settings: tuple[str, ...]
     components: tuple[str, ...]
     knobs: tuple[str, ...]
+    derived: Callable[[Settings], Mapping[str, object]] | None = None
     precision_knob: str | None = None
 
 
 @dataclass(frozen=True)
 class SampleDefaults:
-    """Samples during training in the family's own terms (musubi's prompt-file options): `steps` (--s),
-    `guidance` (--l), `flow_shift` (--fs; None: the option is not written), `video_frames` (--f for video data),
-    `area` (pixels: the most common bucket is scaled to about this), `image_tasks` (tasks whose prompts need an init
-    image, --i), and `auto_above_preset`: samples are on by default only with a --vram preset above this (GB)."""
+    """Samples during training in the family's own terms (musubi's prompt dict keys; the prompt-file options in
+    brackets): `steps` (sample_steps, --s), `guidance` (written under `guidance_key`), `flow_shift`
+    (discrete_flow_shift, --fs; None: not written), `video_frames` (frame_count, --f, for video data), `area` (pixels:
+    the most common bucket is scaled to about this), `image_tasks` (tasks whose prompts need an init image,
+    image_path, --i), `auto_above_preset`: samples are on by default only with a --vram preset above this (GB), and
+    `prompt_keys`: the prompt dict keys its sampler reads (a prompt text that begins like one of their options is
+    read as that option too: training/prompts.line_problems).
+    `latent_frames`: the family's sampler reads frame_count as latent frames (the VAE's frame_step packs frames
+    after the first: 17 frames -> 5 with 4), not as video frames; `guidance_key`: the key its sampler reads the
+    guidance from ("cfg_scale": --l, "guidance_scale": --g); `parse_name(filename, output_name)`: (kind
+    "step"/"epoch", number, prompt index) of a sample file its trainer writes (None: musubi's common trainer names,
+    training/plots.parse_sample_name)."""
 
     steps: int
     guidance: float
@@ -97,6 +109,10 @@ class SampleDefaults:
     area: int
     image_tasks: tuple[str, ...]
     auto_above_preset: int
+    prompt_keys: tuple[str, ...]
+    latent_frames: bool = False
+    guidance_key: str = "cfg_scale"
+    parse_name: Callable[[str, str | None], tuple[str, int, int] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,15 +141,30 @@ class Converter:
     verify: Callable[[Path, Path], dict]
 
 
+@dataclass(frozen=True)
+class LoraCheck:
+    """A key check of the trained musubi LoRA alone, for a family without a converter (its file is published as
+    musubi writes it). `verify(path, dit_variant)` checks every module the family's LoRA network makes, with its
+    shapes, and returns {"rank", "musubi_modules", "musubi_keys"}, or raises LoraCheckError; `loads_in` says which
+    programs load that file as it is, and how the check knows (one sentence for the log and summary; "" if none)."""
+
+    verify: Callable[[Path, str], dict]
+    loads_in: str = ""
+
+
 class Generator(Protocol):
     """A family's musubi video generator, for `--generate` (compare/): a module such as
     `families/hunyuan_video_1_5/generate.py`. Inference defaults INFER_STEPS, GUIDANCE_SCALE, FLOW_SHIFT;
     `check_lora(path) -> modules` (raises UserError for a file the generator would not fully apply);
     `default_shape(buckets) -> (width, height, frames)`; `plan_memory(s, gpu_total, shape, task, several)` and
-    `estimate(memory, shape, task, several)` and `describe(...) -> lines`; `command(job, files, lora) -> Command`;
-    and readers of its log: `saved_videos(text)`, `unused_keys_line(text)`, `needs_cuda(text)`."""
+    `estimate(memory, shape, task, several)` and `describe(...) -> lines`; `commands(job, files, lora) ->
+    [Command]`: the processes of one run (base or LoRA), in order: one for a generator that reads a prompt file,
+    one per prompt line for a generator that takes a single prompt (the prompt file's lines, in order); and readers
+    of its log: `saved_videos(text)` (in prompt order), `unused_keys_line(text)`, `needs_cuda(text)` (with
+    NEEDS_CUDA_WHY: the sentence saying why it cannot run without a CUDA GPU)."""
 
     INFER_STEPS: int
+    NEEDS_CUDA_WHY: str
     GUIDANCE_SCALE: float
     FLOW_SHIFT: float
 
@@ -149,7 +180,7 @@ class Generator(Protocol):
 
     def describe(self, *args: Any) -> list[str]: ...
 
-    def command(self, job: Any, files: Mapping[str, Path], lora: Path | None) -> Command: ...
+    def commands(self, job: Any, files: Mapping[str, Path], lora: Path | None) -> list[Command]: ...
 
     def saved_videos(self, log_text: str) -> list[Path]: ...
 
@@ -160,13 +191,13 @@ class Generator(Protocol):
 
 class HubCard(Protocol):
     """A family's facts for a Hugging Face model card (share/card.py), a module such as
-    `families/hunyuan_video_1_5/card.py`: MODEL_NAME; `card_data(task)` (ModelCardData fields: base_model,
-    base_model_relation, license, license_name/link, pipeline_tag, tags); `usage(name, trigger, task, dit_file)`
-    (markdown: how to use the files); `license_note()`."""
+    `families/hunyuan_video_1_5/card.py`: MODEL_NAME; `card_data(task, dit_variant)` (ModelCardData fields:
+    base_model (the variant's repo), base_model_relation, license, license_name/link, pipeline_tag, tags);
+    `usage(name, trigger, task, dit_file)` (markdown: how to use the files); `license_note()`."""
 
     MODEL_NAME: str
 
-    def card_data(self, task: str) -> dict[str, object]: ...
+    def card_data(self, task: str, dit_variant: str) -> dict[str, object]: ...
 
     def usage(self, name: str, trigger: str, task: str, dit_file: str) -> str: ...
 
@@ -181,16 +212,18 @@ class Family:
       title: how messages name it ("HunyuanVideo 1.5").
     - tasks: its --task values; variants: its --dit_variant values; defaults: the values of settings whose default
       is the family's (Option.family_default, e.g. dit_variant).
-    - weights_for(task, variant): component -> WeightFile, always with a "dit" (the base model the LoRA is for);
-      raises ConfigError with the reason for a variant, or a task and variant together, that musubi cannot train
-      (config asks it while validating); tokenizers: repos musubi loads by id from the Hugging Face cache.
+    - weights_for(task, variant): component -> WeightFile, or WeightFolder (files musubi loads with
+      from_pretrained(path)), always with a "dit" WeightFile (the base model the LoRA is for); raises ConfigError
+      with the reason for a variant, or a task and variant together, that musubi cannot train (config asks it while
+      validating); tokenizers: repos musubi loads by id from the Hugging Face cache.
     - scripts: the musubi entry points' argv (Scripts); memory: presets, knobs, flags and the estimate (MemoryModel),
       variant_memory: a variant's own where the variants differ in size (memory_for picks);
       frames: musubi's bucket, frame and cache-name rules for its architecture (FrameRules).
     - latent_cache, text_encoder_cache: what keys each cache store (CacheInputs).
     - text_encoder_max_tokens: caption tokens its text encoder keeps (longer captions are warned about).
     - still_images_refused: task -> (why, fix) when musubi cannot train still images with it (they are left out).
-    - samples: sample defaults; hints: failure advice; converter: its LoRA conversion, or None (the musubi file only).
+    - samples: sample defaults; hints: failure advice; converter: its LoRA conversion, or None (the musubi file only);
+      lora_check: the key check of the musubi file when there is no converter (LoraCheck), or None.
     - help: option name -> the family's sentence added to that option's --help and train.toml comment.
     - generator: its musubi video generator for --generate (Generator), or None; card: its model-card facts for
       --push_to_hub (HubCard), or None; captioner: the Qwen2.5-VL among its weights that writes missing captions
@@ -202,7 +235,7 @@ class Family:
     tasks: tuple[str, ...]
     variants: tuple[str, ...]
     defaults: Mapping[str, Any]
-    weights_for: Callable[[str, str], dict[str, WeightFile]]
+    weights_for: Callable[[str, str], dict[str, WeightFile | WeightFolder]]
     tokenizers: tuple[TokenizerRepo, ...]
     scripts: Scripts
     memory: MemoryModel
@@ -218,6 +251,7 @@ class Family:
     variant_memory: Mapping[str, MemoryModel] = field(default_factory=dict)
     generator: Generator | None = None
     card: HubCard | None = None
+    lora_check: LoraCheck | None = None
     captioner: CaptionModel | None = None
 
     def memory_for(self, variant: str | None) -> MemoryModel:

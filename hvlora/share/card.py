@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from .. import MUSUBI_COMMIT, __version__
+from ..compare import family
 from ..compare.locate import Trained
 
 PROJECT = "hvlora"
@@ -41,7 +42,9 @@ def build(trained: Trained, facts: ModuleType, media: Media) -> str:
 
     task = str(trained.value("task", "t2v"))
     trigger = str(trained.value("trigger_word", "")).strip()
-    data = ModelCardData(**facts.card_data(task), instance_prompt=trigger or None)
+    data = ModelCardData(
+        **facts.card_data(task, str(trained.value("dit_variant", ""))), instance_prompt=trigger or None
+    )
     text = f"---\n{data.to_yaml()}\n---\n\n{body(trained, facts, media, task, trigger)}"
     ModelCard(text)  # raises ValueError for bad front matter
     return text
@@ -62,7 +65,7 @@ def body(trained: Trained, facts: ModuleType, media: Media, task: str, trigger: 
         "",
         "## Files and how to use them",
         "",
-        f"- `{name}.safetensors`: musubi-tuner's format; `{name}_comfyui.safetensors`: ComfyUI's format.",
+        _files_line(trained, name),
         facts.usage(name, trigger, task, _base_file(trained)),
         "",
     ]
@@ -74,6 +77,17 @@ def body(trained: Trained, facts: ModuleType, media: Media, task: str, trigger: 
         parts += [f"The training captions (trigger word included) are in [{media.captions}]({media.captions}).", ""]
     parts += ["## License", "", facts.license_note(), ""]
     return "\n".join(parts)
+
+
+def _files_line(trained: Trained, name: str) -> str:
+    """The uploaded LoRA files: the musubi file, and the family's conversion when it has one."""
+    converter = family.of(trained.metadata).converter
+    if converter is None:
+        return f"- `{name}.safetensors`: musubi-tuner's format."
+    return (
+        f"- `{name}.safetensors`: musubi-tuner's format; `{name}{converter.suffix}.safetensors`: "
+        f"{converter.label}'s format."
+    )
 
 
 def _base_file(trained: Trained) -> str:

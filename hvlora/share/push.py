@@ -1,6 +1,7 @@
 """`--push_to_hub REPO_ID`: upload a finished run to a Hugging Face model repo with huggingface_hub (family-agnostic).
 
-What is uploaded (and nothing else): `NAME.safetensors`, `NAME_comfyui.safetensors`, `README.md` (the model card,
+What is uploaded (and nothing else): `NAME.safetensors`, its conversion when the family has one
+(`NAME_comfyui.safetensors` for HunyuanVideo 1.5), `README.md` (the model card,
 card.py), `loss.png`, the newest comparison of this exact LoRA (`compare/sheet.png` and its side-by-side files) or
 else the samples' contact sheet `samples.png`, and with `--hub_include_captions` the training captions
 (`captions.txt`). Never: the data, file names of the data, captions (unless asked; a comparison whose prompts are
@@ -80,13 +81,18 @@ def _token() -> str:
 
 def collect(trained: locate.Trained, include_captions: bool) -> dict[str, Path | bytes]:
     """Path in the repo -> local file (or bytes) for everything uploaded, README.md last. Raises UserError when
-    the run lacks its ComfyUI file."""
+    the run lacks its family's converted file."""
     run_dir, name = trained.run_dir, trained.output_name
     assert run_dir is not None
-    comfy = locate.comfyui_lora(run_dir, name)
-    if not comfy.is_file():
-        raise UserError(f"{run_dir} has no {comfy.name}: the run did not finish its ComfyUI conversion")
-    files: dict[str, Path | bytes] = {f"{name}.safetensors": trained.lora, f"{name}_comfyui.safetensors": comfy}
+    files: dict[str, Path | bytes] = {f"{name}.safetensors": trained.lora}
+    converter = family.of(trained.metadata).converter  # a family without one publishes the musubi file only
+    if converter is not None:
+        converted = run_dir / "checkpoints" / f"{name}{converter.suffix}.safetensors"
+        if not converted.is_file():
+            raise UserError(
+                f"{run_dir} has no {converted.name}: the run did not finish its {converter.label} conversion"
+            )
+        files[converted.name] = converted
     media = card.Media()
     if (run_dir / "loss.png").is_file():
         files["loss.png"] = run_dir / "loss.png"

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..cache import caches, cachestore
 from ..captioning import overlay as caption_overlay
 from ..captioning import worker
+from ..core.config import Settings
 from ..core.console import ProgressConsole
 from ..core.context import RunContext
 from ..core.errors import StageFailed
@@ -31,6 +32,7 @@ from ..data import captions, preflight
 from ..data import report as data_report
 from ..stages.download import hub_cache_dir
 from ..training import progress
+from ..training.presets import MemoryPlan
 
 NAME = "caption"
 TITLE = "caption media"
@@ -134,10 +136,10 @@ def _generate(ctx: RunContext, store: caption_overlay.Store, todo: list[prefligh
 def _job(ctx: RunContext, store: caption_overlay.Store, todo: list[preflight.FileRecord]) -> dict:
     s = ctx.settings
     return {
-        "model_file": str(ctx.weights[s.family.captioner.weight_component]),
+        "model_file": str(model_file(s)),
         "processor_dir": str(_processor_dir(ctx)),
         "device": s.device,
-        "fp8": bool(ctx.plan.memory.fp8_vl),
+        "fp8": in_fp8(s, ctx.plan.memory),
         "store": str(store.root),
         "run": ctx.paths.root.name,
         "items": [
@@ -156,6 +158,18 @@ def _job(ctx: RunContext, store: caption_overlay.Store, todo: list[preflight.Fil
             for f in todo
         ],
     }
+
+
+def model_file(s: Settings) -> Path:
+    """The file musubi's load_qwen2_5_vl reads for the family's captioner: its weight file, or for a model folder
+    the folder's state_dict_file (the linked single file, or the first of the shards, which the loader reads all)."""
+    entry = s.family.weights_for(s.task, s.dit_variant)[s.family.captioner.weight_component]
+    return entry.state_dict_file(s.models_dir)
+
+
+def in_fp8(s: Settings, memory: MemoryPlan) -> bool:
+    """Whether the captioner loads Qwen2.5-VL in fp8: as the memory plan's field the family's captioner names."""
+    return bool(getattr(memory, s.family.captioner.fp8_knob))
 
 
 def _processor_dir(ctx: RunContext) -> Path:

@@ -1,5 +1,6 @@
 """Stage 7: convert the LoRA with the family's converter (ComfyUI for HunyuanVideo 1.5), verify every module is
-there, and publish both files; a family without a checked conversion publishes the musubi file only.
+there, and publish both files; a family without a converter has its musubi file checked key by key (its LoraCheck,
+e.g. Kandinsky 5's, whose file ComfyUI loads as it is) and publishes that file only.
 
 A missing module fails the run (the system we replace only warned, and users published LoRAs that load with "lora key
 not loaded"); a converted file that is not checked is never published.
@@ -18,6 +19,12 @@ from ..training.musubi import Command, trained_lora
 
 NAME = "convert"
 TITLE = "convert to ComfyUI"
+
+
+def title(ctx: RunContext) -> str:
+    """The stage's name for this run's family: what it converts to, or that it checks the musubi file."""
+    converter = ctx.settings.family.converter
+    return f"convert to {converter.label}" if converter is not None else "check the LoRA"
 
 
 def converted_path(ctx: RunContext) -> Path:
@@ -40,9 +47,10 @@ def run(ctx: RunContext) -> dict:
     src = trained_lora(ctx.paths.checkpoints, s.output_name)
     converter = s.family.converter
     if converter is None:
-        log(f"{s.family.title} has no checked LoRA conversion: only the musubi-format LoRA is published")
+        report = _check_alone(ctx, src, log)
+        log(f"{s.family.title} needs no conversion: only the musubi-format LoRA is published")
         ctx.summary.update("outputs", outputs.publish({src.name: src}, s.output_dir, log))
-        return {"skipped": True}
+        return report if report else {"skipped": True}
     cmd, dst = command(ctx), converted_path(ctx)
     run_logged(cmd.executable(), stage=NAME, log_path=ctx.paths.log(NAME), env=ctx.env, on_start=ctx.on_child)
     try:
@@ -60,6 +68,22 @@ def run(ctx: RunContext) -> dict:
     published = outputs.publish({src.name: src, dst.name: dst}, s.output_dir, log)
     ctx.summary.update("outputs", published)
     return {"command": cmd.executable(), "metadata_added": added, **report}
+
+
+def _check_alone(ctx: RunContext, src: Path, log) -> dict:
+    """The family's key check of the musubi LoRA (none: {}); a missing or misshapen module fails the stage."""
+    check = ctx.settings.family.lora_check
+    if check is None:
+        return {}
+    try:
+        report = check.verify(src, ctx.settings.dit_variant)
+    except LoraCheckError as e:
+        raise StageFailed(NAME, str(e), None, ctx.paths.log(NAME)) from None
+    log(
+        f"key check: {report['musubi_modules']} modules ({report['musubi_keys']} keys), rank {report['rank']}, "
+        "none missing" + (f"; {check.loads_in}" if check.loads_in else "")
+    )
+    return {**report, **({"loads_in": check.loads_in} if check.loads_in else {})}
 
 
 def _carry_metadata(src: Path, dst: Path) -> list[str]:

@@ -6,6 +6,10 @@ them).
   before anything is fetched; then it is downloaded into MODELS_DIR/<repo_id>/<path> with huggingface_hub (resuming
   a partial file, even one left by a killed process), hashed, and checked against the hub's ETag (sha256 of an LFS
   file). A mismatch deletes the file and downloads it again once; a second mismatch fails, naming the file.
+- A model folder (WeightFolder: files musubi loads with from_pretrained(path)) is its listed files, each fetched
+  and verified as above; a catalog file that holds the folder's weights (its `shared` file, e.g. the Qwen2.5-VL file
+  another family uses) is linked in as model.safetensors after its header is checked against the folder's index,
+  else the folder's own shards are fetched (weights/folders.py).
 - The tokenizers musubi loads by repo id go into the HF cache (HF_HOME), so later stages run offline; so do
   the captioner's processor files when captions are generated (--missing_caption generate, --caption_only).
 - --caption_only fetches only the file the captioner loads (the family's Qwen2.5-VL), not the DiT or VAE.
@@ -26,8 +30,8 @@ from ..core.context import RunContext
 from ..core.errors import StageFailed, UserError
 from ..core.fsutil import human_bytes
 from ..families import Family
-from ..weights import hub
-from ..weights.files import TokenizerRepo, WeightFile
+from ..weights import folders, hub
+from ..weights.files import SINGLE_WEIGHTS_NAME, TokenizerRepo, WeightFile, WeightFolder
 from ..weights.manifest import Manifest, hashes, matches_etag, record_for
 
 NAME = "download"
@@ -52,7 +56,7 @@ def hub_cache_dir(env: dict[str, str]) -> Path:
     return Path(os.path.expanduser(home)) / "hub"
 
 
-def weight_files(s: Settings) -> dict[str, WeightFile]:
+def weight_files(s: Settings) -> dict[str, WeightFile | WeightFolder]:
     """component -> file this run needs: the family's for the task and DiT variant, or with --caption_only the
     captioner's only."""
     files = s.family.weights_for(s.task, s.dit_variant)
@@ -62,13 +66,16 @@ def weight_files(s: Settings) -> dict[str, WeightFile]:
 
 
 def tokenizer_repos(s: Settings) -> tuple[TokenizerRepo, ...]:
-    """The repos fetched into the HF cache: the family's tokenizers, and the captioner's processor files when
-    captions are generated."""
+    """The repos fetched into the HF cache: the family's tokenizers, and when captions are generated the captioner's
+    processor files and the tokenizer its loader builds (unless the family's tokenizers hold that repo already)."""
     captioner = s.family.captioner
     if not s.generates_captions or captioner is None:
         return s.family.tokenizers
     files = captioner.processor_files
-    return (*s.family.tokenizers, TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor"))
+    extra = [TokenizerRepo(captioner.processor_repo_id, files, files, "caption processor")]
+    extra += [captioner.loader_tokenizer] if captioner.loader_tokenizer is not None else []
+    have = {t.repo_id for t in s.family.tokenizers}
+    return (*s.family.tokenizers, *(t for t in extra if t.repo_id not in have))
 
 
 def presence(
@@ -81,19 +88,31 @@ def presence(
 ) -> Presence:
     """Check, without network or hashing, which of the family's weight files for `task` and the DiT `variant`
     (None: the family's default), and which `tokenizers` (None: the family's), are on disk."""
-    weights, present, missing = {}, [], []
+    present, missing = [], []
     manifest = Manifest(models_dir)
-    for comp, wf in family.weights_for(task, variant or family.defaults["dit_variant"]).items():
+    entries = family.weights_for(task, variant or family.defaults["dit_variant"])
+    weights = {comp: w.local_path(models_dir) for comp, w in entries.items()}
+    for label, wf in _parts(entries).items():
         path = wf.local_path(models_dir)
-        weights[comp] = path
         state = "verified" if manifest.quick_ok(wf.key, path) else "not verified yet"
-        (present if path.is_file() else missing).append(f"{comp}: {path}" + (f" ({state})" if path.is_file() else ""))
+        (present if path.is_file() else missing).append(f"{label}: {path}" + (f" ({state})" if path.is_file() else ""))
     cache = hub_cache_dir(env)
     for tok in tokenizers if tokenizers is not None else family.tokenizers:
         absent = _missing_tokenizer_files(tok, cache)
         desc = f"{tok.component} {tok.repo_id} in {cache}"
         (missing if absent else present).append(desc + (f" (no {', '.join(absent)})" if absent else ""))
     return Presence(weights, present, missing)
+
+
+def _parts(entries: dict[str, WeightFile | WeightFolder]) -> dict[str, WeightFile]:
+    """Every file of a catalog selection, labelled by component ("text_encoder", or "text_encoder/config.json"
+    for a file of a folder)."""
+    out: dict[str, WeightFile] = {}
+    for comp, w in entries.items():
+        for part in w.parts():
+            label = comp if isinstance(w, WeightFile) else f"{comp}/{part.filename.rsplit('/', 1)[-1]}"
+            out[label] = part
+    return out
 
 
 def _missing_tokenizer_files(tok: TokenizerRepo, cache: Path) -> list[str]:
@@ -123,14 +142,14 @@ def _corrupt_tokenizer_files(tok: TokenizerRepo, cache: Path) -> list[Path]:
 def run(ctx: RunContext) -> dict:
     """Make the files present and verified; sets ctx.weights. Returns summary info (files, commits, bytes)."""
     s = ctx.settings
-    files = weight_files(s)
-    ctx.weights = {comp: wf.local_path(s.models_dir) for comp, wf in files.items()}
+    entries = weight_files(s)
+    ctx.weights = {comp: w.local_path(s.models_dir) for comp, w in entries.items()}
     fetcher = _Fetcher(ctx)
     if s.offline or s.skip_download:
-        fetcher.check_offline(files)
+        fetcher.check_offline(entries)
         downloaded = False
     else:
-        fetcher.fetch(files)
+        fetcher.fetch(entries)
         downloaded = True
     return {
         "downloaded": downloaded,
@@ -138,9 +157,11 @@ def run(ctx: RunContext) -> dict:
         "bytes_fetched": fetcher.bytes_fetched,
         "repaired": fetcher.repaired,
         "files": {
-            c: {"path": str(ctx.weights[c]), "commit": r.commit, "sha256": r.sha256}
-            for c, r in fetcher.records(files).items()
+            label: {"path": str(wf.local_path(s.models_dir)), "commit": r.commit, "sha256": r.sha256}
+            for label, wf in _parts(entries).items()
+            if (r := fetcher.manifest.get(wf.key)) is not None
         },
+        **({"shared": fetcher.shared} if fetcher.shared else {}),
     }
 
 
@@ -155,14 +176,47 @@ class _Fetcher:
         self.cache = hub_cache_dir(ctx.env)
         self.bytes_fetched = 0
         self.repaired: list[dict] = []  # files that failed their check and were fetched again (summary.json)
-
-    def records(self, files: dict[str, WeightFile]) -> dict:
-        return {c: self.manifest.get(wf.key) for c, wf in files.items() if self.manifest.get(wf.key)}
+        self.shared: dict[str, str] = {}  # folder -> how its weights are stored (summary.json)
 
     # -- online -------------------------------------------------------------------------------------------------
 
-    def fetch(self, files: dict[str, WeightFile]) -> None:
-        todo = [wf for wf in files.values() if not self._trusted(wf)]
+    def fetch(self, entries: dict[str, WeightFile | WeightFolder]) -> None:
+        """Every file of the selection present and verified, folders assembled, tokenizers in the HF cache."""
+        self._fetch_files(list(_parts(entries).values()))
+        for w in entries.values():
+            if isinstance(w, WeightFolder) and w.shared is not None:
+                self._assemble(w)
+        for tok in tokenizer_repos(self.s):
+            self._fetch_tokenizer(tok)
+        for r in self.repaired:
+            self.log(f"repaired: {r['file']} failed its sha256 check and was fetched again")
+
+    def _assemble(self, folder: WeightFolder) -> None:
+        """Link the folder's shared file in as model.safetensors when it can stand in for the folder's shards (its
+        header checked against the folder's index), else fetch the shards and say why."""
+        md = self.s.models_dir
+        here, shared = folder.local_path(md) / SINGLE_WEIGHTS_NAME, folder.shared.local_path(md)
+        problem = folders.standin_problem(shared, folder.local_path(md) / folder.index)
+        if problem is None:
+            try:
+                kind = "already linked" if folders.links_to(here, shared) else folders.link(here, shared) + " link"
+                self.shared[folder.component] = f"{here} -> {shared} ({kind})"
+                self.log(f"{folder.component}: {here} -> {folder.shared.key} ({kind}; the weights are stored once)")
+                return
+            except OSError as e:
+                problem = f"no link can be made in {here.parent} ({e.strerror or e})"
+        self.log(
+            f"{folder.component}: {folder.shared.key} cannot stand in for {folder.repo_id}'s weights: {problem}; "
+            "fetching its own files instead"
+        )
+        if here.is_symlink() or folders.links_to(here, shared):
+            here.unlink()  # our link; the folder's own shards are loaded through the index instead
+        self.shared[folder.component] = f"{folder.repo_id}'s own shards ({problem})"
+        self._fetch_files(list(folder.shard_parts()))
+
+    def _fetch_files(self, files: list[WeightFile]) -> None:
+        files = list({wf.key: wf for wf in files}.values())  # a file two entries share is fetched once
+        todo = [wf for wf in files if not self._trusted(wf)]
         remote = {
             wf.key: hub.remote_file(
                 wf.repo_id, wf.filename, self.s.revision_for(wf.repo_id), self.endpoint, self.token, self.log
@@ -181,13 +235,9 @@ class _Fetcher:
             self._fetch_verified(wf, remote[wf.key])
             remaining -= missing[wf.key]
             self.bytes_fetched += missing[wf.key]
-        for wf in files.values():
+        for wf in files:
             if wf not in todo:
                 self.log(f"{wf.component}: {wf.local_path(self.s.models_dir)} (verified earlier)")
-        for tok in tokenizer_repos(self.s):
-            self._fetch_tokenizer(tok)
-        for r in self.repaired:
-            self.log(f"repaired: {r['file']} failed its sha256 check and was fetched again")
 
     def _trusted(self, wf: WeightFile) -> bool:
         """Present and recorded (quick check), or with --verify_weights, present and re-hashed to its record."""
@@ -325,12 +375,19 @@ class _Fetcher:
 
     # -- offline ------------------------------------------------------------------------------------------------
 
-    def check_offline(self, files: dict[str, WeightFile]) -> None:
+    def check_offline(self, entries: dict[str, WeightFile | WeightFolder]) -> None:
         """Every file present and matching: the manifest's quick check, or (never verified) a hash against what
-        huggingface_hub recorded when it downloaded the file. Raises UserError listing what is missing."""
+        huggingface_hub recorded when it downloaded the file; a folder with its shared file linked in (or its own
+        shards). Raises UserError listing what is missing."""
         flag = "--offline" if self.s.offline else "--skip_download"
+        files = list(_parts(entries).values())
+        for w in entries.values():
+            md = self.s.models_dir
+            if isinstance(w, WeightFolder) and w.shared is not None:
+                if not folders.links_to(w.local_path(md) / SINGLE_WEIGHTS_NAME, w.shared.local_path(md)):
+                    files += w.shard_parts()  # not linked: the folder's own shards must be there
         missing = []
-        for wf in files.values():
+        for wf in files:
             path = wf.local_path(self.s.models_dir)
             if not path.is_file():
                 missing.append(f"{wf.component}: {path}")

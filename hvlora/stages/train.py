@@ -192,7 +192,7 @@ def _import_scalars(ctx: RunContext, seg: resume.Segment) -> int | None:
 def _adopt(ctx: RunContext, seg: resume.Segment) -> None:
     s, plan, log = ctx.settings, ctx.plan, ctx.log(NAME)
     moved = resume.adopt(seg, ctx.paths.checkpoints, s.output_name, log=log)
-    watch.adopt_samples(seg, ctx.paths.samples, s.output_name)
+    watch.adopt_samples(seg, ctx.paths.samples, s.output_name, s.family.samples.parse_name)
     base = _base_metadata(ctx)
     for path, step in moved.items():
         art = resume.parse_name(path.name, s.output_name)

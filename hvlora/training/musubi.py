@@ -201,6 +201,29 @@ def _sampling(seg: TrainSegment, sample_models: list[str]) -> list[str]:
     return argv
 
 
+def minimum_metadata(s: Settings, base_model_version: str, network_module: str) -> dict[str, str]:
+    """The metadata keys musubi writes even with --no_metadata (trainer_base SS_METADATA_MINIMUM_KEYS), for a LoRA
+    file made without musubi (from a training state): the architecture's ss_base_model_version (its
+    ARCHITECTURE_*_FULL), the --network_module, dim and alpha."""
+    return {
+        "ss_base_model_version": base_model_version,
+        "ss_network_module": network_module,
+        "ss_network_dim": str(s.rank),
+        "ss_network_alpha": str(float(s.alpha)),  # musubi: str() of the float argparse gives
+    }
+
+
+# the flags of the common trainer that name something a train command reads
+READ_FLAGS = ("--dataset_config", "--resume", "--sample_prompts")
+
+
+def read_paths(argv: tuple[str, ...] | list[str], model_flags: tuple[str, ...]) -> dict[str, Path]:
+    """flag -> path for every file or folder a musubi train command reads: the architecture's `model_flags` (e.g.
+    --dit, --vae) and the common READ_FLAGS present in `argv`."""
+    flags = (*model_flags, *READ_FLAGS)
+    return {a: Path(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in flags}
+
+
 def trained_lora(output_dir: Path, output_name: str) -> Path:
     """The final LoRA musubi writes at the end of training: OUTPUT_DIR/OUTPUT_NAME.safetensors."""
     return output_dir / f"{output_name}.safetensors"

@@ -32,6 +32,7 @@ KNOBS = (
     "fp8_vl",
     "vae_sample_size",
     "vae_enable_patch_conv",
+    "text_encoder_cpu",
 )
 
 
@@ -54,6 +55,8 @@ class MemoryPlan:
     - vae_sample_size: VAE tile size in pixels for the latent cache (cache_latents --vae_sample_size; None = no flag,
       musubi's default; 0 = no tiling).
     - vae_enable_patch_conv: VAE convolutions split in time (cache_latents --vae_enable_patch_conv).
+    - text_encoder_cpu: the text-encoder cache stage runs on the CPU (its --device cpu): no VRAM, slower, the text
+      encoder in host RAM (families whose script has no reduced-precision text encoder).
     - sources: knob -> "preset 24", "default" or the user's flag ("--fp8", or the origin the caller passed).
     """
 
@@ -65,6 +68,7 @@ class MemoryPlan:
     fp8_vl: bool
     vae_sample_size: int | None
     vae_enable_patch_conv: bool
+    text_encoder_cpu: bool = False
     sources: dict[str, str] = field(default_factory=dict, hash=False)
 
 
@@ -283,6 +287,8 @@ class MemoryModel:
         if est.stage == "cache_text_encoder_outputs":
             if not plan.fp8_vl and "fp8_vl" in self.knobs:
                 tips.append("--fp8_vl")
+            if not plan.text_encoder_cpu and "text_encoder_cpu" in self.knobs:
+                tips.append("--text_encoder_cpu (encodes on the CPU)")
             tips.append("a smaller text-encoder batch size or shorter captions")
             return ", or ".join(tips)
         if est.stage == "cache_latents":

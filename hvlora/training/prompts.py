@@ -21,12 +21,15 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
 from ..core.errors import UserError
 from ..core.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from ..families import SampleDefaults
 
 SEPARATOR = " --"
 EXTENSIONS = (".txt", ".toml", ".json")
@@ -53,9 +56,6 @@ OPTIONS: tuple[tuple[str, str, str, Callable[[str], Any]], ...] = (
     ("ci", r"(.+)", "control_image_path", str.strip),  # may repeat: a list
     ("of", r"(.+)", "one_frame", str.strip),
 )
-# what HunyuanVideo 1.5's sampling reads (hv_1_5_train_network.py, trainer_base.sample_image_inference)
-USED_KEYS = ("width", "height", "frame_count", "seed", "sample_steps", "discrete_flow_shift", "cfg_scale")
-USED_KEYS += ("negative_prompt", "image_path")
 
 
 def _match(part: str) -> tuple[str, str, Any] | None:
@@ -121,11 +121,12 @@ def write(path: Path, prompts: list[dict[str, Any]]) -> Path:
     return path
 
 
-def line_problems(line: str) -> list[str]:
+def line_problems(line: str, read_keys: tuple[str, ...]) -> list[str]:
     """What musubi would read otherwise than written in one prompt line of a .txt file: an option part it ignores
-    (unknown, or a value of the wrong form), a value it cannot convert, or a prompt text that begins like an option
-    HunyuanVideo 1.5 reads (it is taken as that option too, e.g. "n dogs" as the negative prompt "dogs") while no
-    later option sets it. Empty when the line means what it says."""
+    (unknown, or a value of the wrong form), a value it cannot convert, an option whose key the family's sampler
+    does not read (`read_keys`, SampleDefaults.prompt_keys; e.g. --l for Kandinsky 5, which reads --g), or a prompt
+    text that begins like an option it reads (it is taken as that option too, e.g. "n dogs" as the negative prompt
+    "dogs") while no later option sets it. Empty when the line means what it says."""
     parts = line.strip().split(SEPARATOR)
     problems, later = [], set()
     for part in parts[1:]:
@@ -139,8 +140,12 @@ def line_problems(line: str) -> list[str]:
         full = re.fullmatch(f"{found[0]} {_pattern(found[0])}", part.strip(), re.IGNORECASE)
         if value is None or full is None:
             problems.append(f"`--{part.strip()}`: not a valid value for --{option}")
+        elif key not in read_keys:
+            problems.append(
+                f"`--{part.strip()}`: this model's sampler does not read --{found[0]} ({key}; it is ignored)"
+            )
     head = _match(parts[0])
-    if head is not None and head[1] in USED_KEYS and head[1] not in later:
+    if head is not None and head[1] in read_keys and head[1] not in later:
         problems.append(
             f"the prompt text {parts[0][:40]!r} begins like the option --{head[0]}, and musubi reads it as one "
             f"({head[1]}); reword its beginning"
@@ -152,10 +157,11 @@ def _pattern(option: str) -> str:
     return next(value for o, value, _, _ in OPTIONS if o == option)
 
 
-def check_file(path: Path | None, task: str) -> None:
+def check_file(path: Path | None, task: str, samples: SampleDefaults) -> None:
     """The user's --sample_prompts, checked before stage 1 as musubi will read it at the start of training: a
-    file (not a folder) ending in .txt/.toml/.json, UTF-8, every prompt line meaning what it says (`line_problems`),
-    at least one prompt, and for i2v an image (`--i`) on every prompt that exists (relative paths from the current
+    file (not a folder) ending in .txt/.toml/.json, UTF-8, every prompt line meaning what it says to the family's
+    sampler (`line_problems` with `samples.prompt_keys`), at least one prompt, and for a task of
+    `samples.image_tasks` (i2v) an image (`--i`) on every prompt that exists (relative paths from the current
     folder, where the trainer runs). Raises UserError naming the file, the line and the fix."""
     if path is None:
         return
@@ -187,10 +193,10 @@ def check_file(path: Path | None, task: str) -> None:
     if path.suffix == ".txt":
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip() and line[0] != "#":
-                problems += [f"line {n}: {p}" for p in line_problems(line)]
+                problems += [f"line {n}: {p}" for p in line_problems(line, samples.prompt_keys)]
     if not prompts:
         problems.append("it holds no prompt (empty lines and lines starting with # are skipped)")
-    if task == "i2v":
+    if task in samples.image_tasks:
         for p in prompts:
             image = p.get("image_path")
             if image is None:

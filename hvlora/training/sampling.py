@@ -2,7 +2,8 @@
 
 The family's defaults rather than musubi's generic ones (its sampler: 256x256, 1 frame, flow shift 14.5; see
 SampleDefaults): its flow shift (`--fs`), steps, guidance, a size that is the most common training bucket scaled to
-the family's area (multiples of its bucket step), 1 frame for image-only data, else its video length. For a task
+the family's area (multiples of its bucket step), 1 frame for image-only data, else its video length (as latent
+frames for a family whose sampler counts them: Kandinsky 5's reads --f 5 as 17 frames). For a task
 that needs an init image (i2v) every prompt gets `--i`, the first frame of a training video, which musubi requires.
 Without `--sample_prompts` the prompts are the trigger word and two of the dataset's captions (the log says which).
 
@@ -116,13 +117,15 @@ def sample_prompts(ctx: RunContext) -> list[dict]:
     w, h = size(ctx.data.buckets(), d.area, s.family.frames.reso_step)
     has_video = any(f.kind == "video" for f in ctx.data.planned)
     frames = min(d.video_frames, max(s.target_frames)) if has_video else 1
+    if d.latent_frames:  # the family's sampler counts latent frames: 4n+1 video frames are n+1 latents
+        frames = (frames - 1) // s.family.frames.frame_step + 1
     image = _first_frame(ctx) if s.task in d.image_tasks else None
     out = []
     for i, prompt in enumerate(default_prompts(ctx)):
         p = {"prompt": prompt, "width": w, "height": h, "frame_count": frames, "sample_steps": d.steps}
         if d.flow_shift is not None:  # a family without it samples with its scheduler's own shift
             p["discrete_flow_shift"] = d.flow_shift
-        p.update(cfg_scale=d.guidance, seed=s.seed + i)
+        p.update({d.guidance_key: d.guidance, "seed": s.seed + i})
         if image is not None:
             p["image_path"] = str(image)
         out.append(p)

@@ -134,7 +134,7 @@ class TrainWatch:
                 out.append((*parsed, path))
         folder = Path(self.seg.dir) / "sample"
         for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            true = true_sample_step(path.name, name, self.seg)
+            true = true_sample_step(path.name, name, self.seg, self.ctx.settings.family.samples.parse_name)
             if true:
                 out.append((*true, path))
         return out
@@ -210,24 +210,25 @@ def sample_step(filename: str, output_name: str) -> tuple[int, int] | None:
         return None
 
 
-def true_sample_step(filename: str, output_name: str, seg: resume.Segment) -> tuple[int, int] | None:
+def true_sample_step(filename: str, output_name: str, seg: resume.Segment, parse=None) -> tuple[int, int] | None:
     """(true step, prompt index) of a sample musubi wrote in a segment (its numbers are the segment's own: an
     epoch-triggered `e000002` ends local epoch 2, a step-triggered `000100` local step 100). musubi samples twice
-    when an epoch ends on a step multiple (once per trigger): both map to the same true step."""
-    parsed = plots.parse_sample_name(filename, output_name)
+    when an epoch ends on a step multiple (once per trigger): both map to the same true step. `parse`: the family's
+    reader of its trainer's sample names (None: musubi's common ones, plots.parse_sample_name)."""
+    parsed = (parse or plots.parse_sample_name)(filename, output_name)
     if parsed is None:
         return None
     kind, number, prompt = parsed
     return seg.from_step + resume.end_step(kind, number, seg.steps_per_epoch, seg.max_train_steps), prompt
 
 
-def adopt_samples(seg: resume.Segment, samples_dir: Path, output_name: str) -> list[Path]:
+def adopt_samples(seg: resume.Segment, samples_dir: Path, output_name: str, parse=None) -> list[Path]:
     """Move a segment's samples into RUN/samples/ named by true global step (never overwriting: musubi may sample
-    one step twice, for the step and the epoch trigger)."""
+    one step twice, for the step and the epoch trigger). `parse` as for true_sample_step."""
     folder = Path(seg.dir) / "sample"
     moved = []
     for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-        parsed = true_sample_step(path.name, output_name, seg)
+        parsed = true_sample_step(path.name, output_name, seg, parse)
         if parsed is None:
             continue
         step, prompt = parsed

@@ -1,4 +1,5 @@
-"""Capture the argparse parsers of the five musubi-tuner v0.3.4 entry points we run, as data (musubi_flags.json).
+"""Capture the argparse parsers of the musubi-tuner v0.3.4 entry points we run (HunyuanVideo 1.5's five, Kandinsky 5's
+four), as data (musubi_flags.json).
 
 Run it with the interpreter that has the real musubi-tuner installed (the rig venv; on CPU the torchvision stub
 must be importable):
@@ -47,6 +48,10 @@ MODULES = (
     "musubi_tuner.hv_1_5_train_network",
     "musubi_tuner.networks.convert_hunyuan_video_1_5_lora_to_comfy",
     "musubi_tuner.hv_1_5_generate_video",
+    "musubi_tuner.kandinsky5_cache_latents",
+    "musubi_tuner.kandinsky5_cache_text_encoder_outputs",
+    "musubi_tuner.kandinsky5_train_network",
+    "musubi_tuner.kandinsky5_generate_video",
 )
 # argparse's action classes -> the `action=` keyword that creates them.
 ACTION_KINDS = {

@@ -14,6 +14,7 @@ the text encoder keeps.
 from __future__ import annotations
 
 from ...captioning.spec import CaptionModel
+from .catalog import TOKENIZERS
 
 PROCESSOR_REPO = "Qwen/Qwen2.5-VL-7B-Instruct"
 PROCESSOR_FILES = (
@@ -55,4 +56,6 @@ CAPTIONER = CaptionModel(
     processor_repo_id=PROCESSOR_REPO,
     processor_files=PROCESSOR_FILES,
     prompts={"video": VIDEO_PROMPT, "image": IMAGE_PROMPT},
+    # musubi's load_qwen2_5_vl builds Qwen/Qwen-Image's tokenizer, which HV1.5's text-encoder stage loads too
+    loader_tokenizer=next(t for t in TOKENIZERS if t.repo_id == "Qwen/Qwen-Image"),
 )

@@ -21,8 +21,9 @@ PIPELINE_TAGS = {"t2v": "text-to-video", "i2v": "image-to-video"}
 FAMILY_TAG = "hunyuan-video"
 
 
-def card_data(task: str) -> dict[str, object]:
-    """The model card's YAML fields that come from the family (ModelCardData keywords)."""
+def card_data(task: str, dit_variant: str = "") -> dict[str, object]:
+    """The model card's YAML fields that come from the family (ModelCardData keywords); every variant has the same
+    base model repo."""
     return {
         "base_model": BASE_MODEL,
         "base_model_relation": "adapter",

@@ -49,6 +49,7 @@ DEFAULT_SIZE = (848, 480)  # without a record of the training buckets: HV1.5's 4
 UNUSED_LORA_KEYS = "not all LoRA keys are used"
 _SAVED = re.compile(r"Video saved to: (?P<path>.+?\.mp4)\s*$", re.M)
 _NEEDS_CUDA = ("current_device", "Torch not compiled with CUDA enabled", "No CUDA GPUs are available")
+NEEDS_CUDA_WHY = "it calls torch.cuda.current_device() while importing (wan/modules/t5.py)"
 
 KNOBS = ("fp8", "blocks_to_swap", "text_encoder_cpu", "vae_sample_size", "vae_enable_patch_conv")
 # Preset (nominal GB) -> knobs for inference. Figures from estimate() at 848x480x25 with several prompts (GiB):
@@ -152,8 +153,8 @@ def plan_memory(
     s: Settings, gpu_total_gib: float | None, shape: tuple[int, int, int], task: str, batch: bool = True
 ) -> InferenceMemory:
     """The inference knobs: the preset (`--vram N`, or the GPU's memory for auto; none on the CPU or without a GPU
-    seen), then every knob the user set wins (`--fp8`, `--blocks_to_swap`, `--vae_sample_size`,
-    `--vae_enable_patch_conv`), then, unless the user set it, block swap for a denoising estimate above 90% of the
+    seen), then every knob the user set wins (`--fp8`, `--blocks_to_swap`, `--text_encoder_cpu`,
+    `--vae_sample_size`, `--vae_enable_patch_conv`), then, unless the user set it, block swap for a denoising estimate above 90% of the
     preset's card. shape = (width, height, video_length); batch: several prompts in one process (`--from_file`)."""
     preset = None
     if s.device == "cuda":
@@ -164,7 +165,7 @@ def plan_memory(
     values, sources = dict(_DEFAULTS), dict.fromkeys(KNOBS, "default")
     for knob, value in (PRESET_TABLE.get(preset) or {}).items():
         values[knob], sources[knob] = value, f"preset {preset}"
-    for knob in ("fp8", "blocks_to_swap", "vae_sample_size", "vae_enable_patch_conv"):
+    for knob in ("fp8", "blocks_to_swap", "text_encoder_cpu", "vae_sample_size", "vae_enable_patch_conv"):
         if getattr(s, knob) is not None:
             values[knob], sources[knob] = getattr(s, knob), f"--{knob}"
     memory = InferenceMemory(preset=preset, sources=sources, **values)  # type: ignore[arg-type]
@@ -314,6 +315,11 @@ def command(job: GenerateJob, files: Mapping[str, Path], lora: Path | None) -> C
     if lora is not None:
         argv += ["--lora_weight", str(lora), "--lora_multiplier", cli_number(inf.lora_multiplier)]
     return Command("generate_lora" if lora is not None else "generate_base", GENERATE, tuple(argv))
+
+
+def commands(job: GenerateJob, files: Mapping[str, Path], lora: Path | None) -> list[Command]:
+    """The processes of one run: hv_1_5_generate_video reads every prompt line in one process (command)."""
+    return [command(job, files, lora)]
 
 
 def memory_flags(m: InferenceMemory) -> list[str]:

@@ -11,7 +11,7 @@ constants still marked "uncalibrated" are judgement (other buckets, the cache st
 
 from __future__ import annotations
 
-from ...training.presets import GIB, Estimate, MemoryModel, MemoryPlan, gib_parts
+from ...training.presets import GIB, KNOBS, Estimate, MemoryModel, MemoryPlan, gib_parts
 from .dit import HIDDEN, MAX_BLOCKS_TO_SWAP, NUM_BLOCKS
 
 # --- DiT facts (musubi hunyuan_video_1_5/hunyuan_video_1_5_models.py, hunyuan_video_1_5_modules.py) -----------------
@@ -418,6 +418,8 @@ MODEL = MemoryModel(
     estimate=estimate,
     cache_estimates=cache_estimates,
     exclusive=EXCLUSIVE,
+    # every knob but text_encoder_cpu: Qwen2.5-VL has --fp8_vl for small cards here
+    knobs=tuple(k for k in KNOBS if k != "text_encoder_cpu"),
 )
 # The machinery bound to this family's numbers, under the names the estimate's users know.
 PRESETS = MODEL.presets

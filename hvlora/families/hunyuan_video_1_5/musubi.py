@@ -96,24 +96,17 @@ def _sample_models(s: Settings, weights: dict[str, Path]) -> list[str]:
 
 
 def minimum_metadata(s: Settings) -> dict[str, str]:
-    """The metadata keys musubi writes even with --no_metadata (trainer_base SS_METADATA_MINIMUM_KEYS), for a LoRA
-    file made without musubi (from a training state): base model version, network module, dim and alpha."""
-    return {
-        "ss_base_model_version": BASE_MODEL_VERSION,
-        "ss_network_module": NETWORK_MODULE,
-        "ss_network_dim": str(s.rank),
-        "ss_network_alpha": str(float(s.alpha)),  # musubi: str() of the float argparse gives
-    }
+    """musubi's minimum ss_* keys for a LoRA made from a training state (training/musubi.minimum_metadata)."""
+    return trainer.minimum_metadata(s, BASE_MODEL_VERSION, NETWORK_MODULE)
 
 
-# the train command's flags that name something it reads (a multi-node machine checks it sees them all)
-READ_FLAGS = ("--dit", "--vae", "--text_encoder", "--byt5", "--image_encoder", "--dataset_config", "--resume")
-READ_FLAGS += ("--sample_prompts",)
+# the HV1.5 model flags that name something a train command reads (a multi-node machine checks it sees them all)
+MODEL_READ_FLAGS = ("--dit", "--vae", "--text_encoder", "--byt5", "--image_encoder")
 
 
 def read_paths(argv: tuple[str, ...] | list[str]) -> dict[str, Path]:
-    """flag -> path for every file or folder a musubi command reads (READ_FLAGS present in `argv`)."""
-    return {a: Path(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a in READ_FLAGS}
+    """flag -> path for every file or folder a train command reads (training/musubi.read_paths)."""
+    return trainer.read_paths(argv, MODEL_READ_FLAGS)
 
 
 def convert(src: Path, dst: Path) -> Command:

@@ -1,4 +1,4 @@
-"""The dataset config and datasets as musubi v0.3.4 reads them, for architecture hv15.
+"""The dataset config and datasets as musubi v0.3.4 reads them, for architecture hv15 (or k5: use_architecture).
 
 Mirrors dataset/config_utils.py (load_user_config, ConfigSanitizer's voluptuous schema with its error texts,
 BlueprintGenerator's value precedence dataset > general > argparse namespace > dataclass defaults,
@@ -34,6 +34,14 @@ ARCHITECTURE = "hv15"  # dataset/architectures.py ARCHITECTURE_HUNYUAN_VIDEO_1_5
 ARCHITECTURE_FULL = "hunyuan_video_1_5"
 TARGET_FPS = 24.0  # VideoDataset.TARGET_FPS_HUNYUAN_VIDEO_1_5
 VAE_FRAME_STRIDE = 4
+
+
+def use_architecture(short: str, full: str) -> None:
+    """Read datasets as another architecture's scripts do (one per process): its cache-name suffix `short` and its
+    full name `full`. Only architectures with HV1.5's 24 fps target and 16-pixel buckets are simulated (Kandinsky 5:
+    "k5", VideoDataset.TARGET_FPS_HUNYUAN, BucketSelector.RESOLUTION_STEPS_KANDINSKY5 = 16)."""
+    global ARCHITECTURE, ARCHITECTURE_FULL
+    ARCHITECTURE, ARCHITECTURE_FULL = short, full
 
 
 # ---------------------------------------------------------------------------------------------------------------

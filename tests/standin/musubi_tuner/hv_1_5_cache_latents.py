@@ -84,8 +84,9 @@ def encode_batch(batch: list[_dataset.Item], vae_dtype: torch.dtype, i2v: bool) 
         save_item(item, vae_dtype, i2v)
 
 
-def encode_datasets(datasets, args, vae_dtype: torch.dtype) -> None:
-    """cache_latents.encode_datasets, one dataset after another."""
+def encode_datasets(datasets, args, encode) -> None:
+    """cache_latents.encode_datasets, one dataset after another; `encode(batch)` is the script's
+    encode_and_save_batch."""
     for i, dataset in enumerate(datasets):
         encode_logger.info(f"Encoding dataset [{i}]")
         listed: set[str] = set()
@@ -97,7 +98,7 @@ def encode_datasets(datasets, args, vae_dtype: torch.dtype) -> None:
                     continue
             bs = args.batch_size if args.batch_size is not None else len(batch)
             for j in range(0, len(batch), bs):
-                encode_batch(batch[j : j + bs], vae_dtype, args.i2v)
+                encode(batch[j : j + bs])
         remove_stale(dataset, listed, args.keep_cache)
 
 
@@ -155,7 +156,7 @@ def main() -> None:
         _common.require_weight_file(args.image_encoder)
 
     _hooks.work_starts(MODULE, logger)
-    encode_datasets(datasets, args, vae_dtype)
+    encode_datasets(datasets, args, lambda batch: encode_batch(batch, vae_dtype, args.i2v))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ def save_item(item: _dataset.Item) -> None:
         ),
     }
     metadata = {"architecture": _dataset.ARCHITECTURE_FULL, "caption1": item.caption, "format_version": "1.0.1"}
+    save_merged(path, sd, metadata)
+
+
+def save_merged(path: str, sd: dict, metadata: dict[str, str]) -> None:
+    """save_text_encoder_output_cache_common: an existing file is merged (its other keys and metadata kept; the
+    architecture must match), else its folder is created; then written."""
     if os.path.exists(path):
         new_bases = {_strip_dtype(k) for k in sd}
         header = read_header(path)

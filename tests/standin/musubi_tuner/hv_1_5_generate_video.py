@@ -132,15 +132,16 @@ def load_loras(args) -> list[tuple[dict, float]]:
     return list(zip(loras, multipliers))
 
 
-def merge(loras: list[tuple[dict, float]]) -> np.ndarray:
-    """The merged LoRAs' tint (RGB levels): what the weight hook would add, reduced to a colour. Keys of modules the
-    DiT does not have are reported as musubi reports them."""
-    modules = {name for name, _, _ in lora_hv_1_5.modules()}
+def merge(loras: list[tuple[dict, float]], modules: set[str] | None = None, report: bool = True) -> np.ndarray:
+    """The merged LoRAs' tint (RGB levels): what the weight hook would add, reduced to a colour. `modules`: the
+    DiT's LoRA module names (None: HV1.5's); keys of modules the DiT does not have are reported as musubi's HV1.5
+    generator reports them (`report`; Kandinsky 5's says nothing)."""
+    modules = {name for name, _, _ in lora_hv_1_5.modules()} if modules is None else modules
     tint = np.zeros(3, dtype=np.float32)
     for sd, multiplier in loras:
         used = {k for k in sd if k.split(".", 1)[0] in modules}
         left = sorted(set(sd) - used)
-        if left:
+        if left and report:
             lora_logger.warning(f"Warning: not all LoRA keys are used: {', '.join(left)}")
         ups = [sd[k] for k in sorted(used) if k.endswith(".lora_up.weight")]
         if not ups or not any(bool(u.float().abs().sum()) for u in ups):

@@ -63,6 +63,8 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -80,6 +82,24 @@ base_logger = logging.getLogger("musubi_tuner.training.trainer_base")
 utils_logger = logging.getLogger("musubi_tuner.utils.train_utils")
 
 NUM_DOUBLE_BLOCKS = 54
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What differs between the architectures' train scripts the stand-in runs (the common trainer is the same):
+    the module, its argument checks, block-swap limit and per-batch check, its sample preparation and sampling, the
+    network's keyword arguments, and the names its metadata carries (ss_base_model_version, modelspec)."""
+
+    module: str
+    validate: Callable
+    check_swap: Callable
+    check_batch: Callable
+    prepare_sampling: Callable
+    sample_images: Callable
+    network_kwargs: Callable  # args -> extra keyword arguments of create_arch_network
+    base_model_version: str
+    modelspec_arch: str
+    modelspec_impl: str
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,9 +221,10 @@ class FrozenDiT(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
 
 
-def build_network(args, accelerator):
+def build_network(args, accelerator, extra: dict | None = None):
     """_build_network: import --network_module the way musubi does (the package folder is on sys.path, so
-    `networks.lora_hv_1_5` resolves), parse network_args, create the network; returns (network, net_kwargs)."""
+    `networks.lora_hv_1_5` resolves), parse network_args, create the network (with the architecture's `extra`
+    keyword arguments: what the real network reads from the DiT); returns (network, net_kwargs)."""
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
     accelerator.print("import network module:", args.network_module)
     network_module = importlib.import_module(args.network_module)
@@ -214,7 +235,15 @@ def build_network(args, accelerator):
     if not hasattr(network_module, "create_arch_network"):
         raise NotImplementedError(f"standin: {args.network_module} is not simulated (use networks.lora_hv_1_5)")
     network = network_module.create_arch_network(
-        1.0, args.network_dim, args.network_alpha, None, None, None, neuron_dropout=args.network_dropout, **net_kwargs
+        1.0,
+        args.network_dim,
+        args.network_alpha,
+        None,
+        None,
+        None,
+        neuron_dropout=args.network_dropout,
+        **net_kwargs,
+        **(extra or {}),
     )
     return network, net_kwargs
 
@@ -311,8 +340,8 @@ def save_dtype(args) -> torch.dtype:
     return torch.float32
 
 
-def sai_metadata(args, title: str | None) -> dict[str, str]:
-    """sai_model_spec.build_metadata for architecture hv15 (LoRA)."""
+def sai_metadata(args, title: str | None, arch: Arch) -> dict[str, str]:
+    """sai_model_spec.build_metadata for the architecture (LoRA)."""
     now = time.time()
     reso = args.metadata_reso
     if reso is None:
@@ -322,8 +351,8 @@ def sai_metadata(args, title: str | None) -> dict[str, str]:
         reso_text = f"{parts[0]}x{parts[-1]}"
     md = {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": (args.metadata_arch or "hunyuan-video-1.5") + "/lora",
-        "modelspec.implementation": "https://github.com/Tencent-Hunyuan/HunyuanVideo-1.5",
+        "modelspec.architecture": (args.metadata_arch or arch.modelspec_arch) + "/lora",
+        "modelspec.implementation": arch.modelspec_impl,
         "modelspec.title": title if title is not None else f"LoRA@{now}",
         "modelspec.resolution": reso_text,
         "modelspec.date": datetime.fromtimestamp(int(now)).isoformat(),
@@ -346,8 +375,8 @@ class Saver:
         "ss_network_args",
     )
 
-    def __init__(self, args, accelerator, metadata: dict[str, str], network):
-        self.args, self.accelerator, self.metadata, self.network = args, accelerator, metadata, network
+    def __init__(self, args, accelerator, metadata: dict[str, str], network, arch: Arch):
+        self.args, self.accelerator, self.metadata, self.network, self.arch = args, accelerator, metadata, network, arch
         self.dtype = save_dtype(args)
         base_logger.info(
             f"network weights will be saved as {self.dtype}"
@@ -365,7 +394,8 @@ class Saver:
             if not args.no_metadata
             else {k: v for k, v in self.metadata.items() if k in self.MINIMUM_KEYS}
         )
-        md.update(sai_metadata(args, args.metadata_title if args.metadata_title is not None else args.output_name))
+        title = args.metadata_title if args.metadata_title is not None else args.output_name
+        md.update(sai_metadata(args, title, self.arch))
         self.accelerator.unwrap_model(self.network).save_weights(ckpt_file, self.dtype, md)
 
     def remove_model(self, ckpt_name: str) -> None:
@@ -454,6 +484,7 @@ def base_metadata(
     net_kwargs: dict,
     session_id: int,
     started_at: float,
+    arch: Arch,
 ) -> dict[str, str]:
     """The ss_* metadata musubi writes (all values as strings)."""
     md = {
@@ -470,7 +501,7 @@ def base_metadata(
         "ss_max_train_steps": args.max_train_steps,
         "ss_lr_warmup_steps": args.lr_warmup_steps,
         "ss_lr_scheduler": args.lr_scheduler,
-        "ss_base_model_version": _dataset.ARCHITECTURE_FULL,
+        "ss_base_model_version": arch.base_model_version,
         "ss_network_module": args.network_module,
         "ss_network_dim": args.network_dim,
         "ss_network_alpha": args.network_alpha,
@@ -562,8 +593,8 @@ def compute_loss(network, args, global_step: int) -> torch.Tensor:
 class Run:
     """What the loop works with (musubi passes these as arguments)."""
 
-    def __init__(self, args, accelerator, network, optimizer, lr_scheduler, lr_descriptions, dataloader, dataset):
-        self.args, self.accelerator, self.network = args, accelerator, network
+    def __init__(self, args, accelerator, network, optimizer, lr_scheduler, lr_descriptions, dataloader, dataset, arch):
+        self.args, self.accelerator, self.network, self.arch = args, accelerator, network, arch
         self.optimizer, self.lr_scheduler, self.lr_descriptions = optimizer, lr_scheduler, lr_descriptions
         self.dataloader, self.dataset = dataloader, dataset
         self.events = None
@@ -590,7 +621,7 @@ class Run:
 
     def sample(self, epoch, steps: int) -> None:
         network = self.accelerator.unwrap_model(self.network)
-        _sampling.sample_images(self.accelerator, self.args, epoch, steps, network, self.sample_parameters)
+        self.arch.sample_images(self.accelerator, self.args, epoch, steps, network, self.sample_parameters)
 
     def check_kill(self) -> None:
         """STANDIN_KILL_AT_STEP: die before anything after the step's own work (and its epoch end) happens."""
@@ -606,10 +637,10 @@ def train_loop(run: Run, num_epochs: int) -> int:
     )
     global_step = 0  # epoch_to_start = 0 as well: a resumed run starts over
     recorder = LossRecorder()
-    run.saver = saver = Saver(args, accelerator, run.saver_metadata, network)
+    run.saver = saver = Saver(args, accelerator, run.saver_metadata, network, run.arch)
     if _sampling.should_sample_images(args, global_step, epoch=0):  # --sample_at_first
         run.sample(0, global_step)
-    _hooks.work_starts(MODULE, logger)
+    _hooks.work_starts(run.arch.module, logger)
     for epoch in range(num_epochs):
         run.check_kill()
         accelerator.print(f"\nepoch {epoch + 1}/{num_epochs}")
@@ -618,7 +649,7 @@ def train_loop(run: Run, num_epochs: int) -> int:
         for step, batch in enumerate(run.dataloader):
             run.check_kill()
             with accelerator.accumulate(network):
-                check_batch(args, batch)
+                run.arch.check_batch(args, batch)
                 loss = compute_loss(network, args, global_step)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
@@ -660,8 +691,9 @@ def train_loop(run: Run, num_epochs: int) -> int:
     return global_step
 
 
-def train(args) -> None:
-    validate_args(args)
+def train(args, arch: Arch | None = None) -> None:
+    arch = arch or HV15
+    arch.validate(args)
     if args.show_timesteps:
         logger.info("standin: --show_timesteps is not simulated")
         return
@@ -674,10 +706,10 @@ def train(args) -> None:
     datasets = build_datasets(args)
     dataset = BatchDataset(datasets, random.randint(0, 2**31))  # the datasets' seed, drawn after set_seed
     accelerator, run_dir = prepare_accelerator(args)
-    sample_parameters = _sampling.prepare_sampling(args)
-    check_attention_and_swap(args)
+    sample_parameters = arch.prepare_sampling(args)
+    arch.check_swap(args)
     transformer = FrozenDiT()
-    network, net_kwargs = build_network(args, accelerator)
+    network, net_kwargs = build_network(args, accelerator, arch.network_kwargs(args))
 
     accelerator.print("prepare optimizer, data loader etc.")
     trainable_params, lr_descriptions = network.prepare_optimizer_params(unet_lr=args.learning_rate)
@@ -701,9 +733,9 @@ def train(args) -> None:
     num_items = sum(d.num_train_items for d in datasets)
     print_header(accelerator, args, datasets, num_items, len(dataloader), num_epochs)
     optimizer_text = optimizer_name + (f"({optimizer_args})" if optimizer_args else "")
-    run = Run(args, accelerator, network, optimizer, lr_scheduler, lr_descriptions, dataloader, dataset)
+    run = Run(args, accelerator, network, optimizer, lr_scheduler, lr_descriptions, dataloader, dataset, arch)
     run.saver_metadata = base_metadata(
-        args, datasets, num_items, len(dataloader), num_epochs, optimizer_text, net_kwargs, session_id, started_at
+        args, datasets, num_items, len(dataloader), num_epochs, optimizer_text, net_kwargs, session_id, started_at, arch
     )
     run.sample_parameters = sample_parameters
     if run_dir is not None and accelerator.is_main_process:
@@ -735,6 +767,20 @@ def register_hooks(accelerator, network) -> None:
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
+
+
+HV15 = Arch(
+    MODULE,
+    validate_args,
+    check_attention_and_swap,
+    check_batch,
+    _sampling.prepare_sampling,
+    _sampling.sample_images,
+    lambda args: {},
+    _dataset.ARCHITECTURE_FULL,
+    "hunyuan-video-1.5",
+    "https://github.com/Tencent-Hunyuan/HunyuanVideo-1.5",
+)
 
 
 def main() -> None:

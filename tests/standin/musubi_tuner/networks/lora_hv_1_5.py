@@ -50,34 +50,41 @@ DEFAULT_DIM, DEFAULT_ALPHA = 4, 1.0  # networks/lora.create_network when --netwo
 
 def modules() -> list[tuple[str, int, int]]:
     """(lora_name, in_features, out_features) of every LoRA module, in block order."""
+    return [m for block in layout() for row in block for m in row]
+
+
+def layout() -> list[list[list[tuple[str, int, int]]]]:
+    """The modules per double block and stream (the tiny network's blocks and rows)."""
     return [
-        (f"lora_unet_double_blocks_{b}_{s}_{layer}", fin, fout)
+        [
+            [(f"lora_unet_double_blocks_{b}_{s}_{layer}", fin, fout) for layer, (fin, fout) in LAYERS.items()]
+            for s in STREAMS
+        ]
         for b in range(NUM_DOUBLE_BLOCKS)
-        for s in STREAMS
-        for layer, (fin, fout) in LAYERS.items()
     ]
 
 
 class BlockLoRA(torch.nn.Module):
-    """The trainable stand-in for one double block's LoRA modules."""
+    """The trainable stand-in for one block's LoRA modules: one row per group of modules (HV1.5: per stream)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, rows: int):
         super().__init__()
-        self.lora_down = torch.nn.Parameter(torch.zeros(len(STREAMS), dim))
-        self.lora_up = torch.nn.Parameter(torch.zeros(len(STREAMS), dim))
+        self.lora_down = torch.nn.Parameter(torch.zeros(rows, dim))
+        self.lora_up = torch.nn.Parameter(torch.zeros(rows, dim))
 
 
 class LoRANetwork(torch.nn.Module):
     """networks/lora.LoRANetwork, reduced to what the trainer calls."""
 
-    def __init__(self, dim: int, alpha: float, loraplus_lr_ratio: float | None = None):
+    def __init__(self, dim: int, alpha: float, loraplus_lr_ratio: float | None = None, blocks=None):
         super().__init__()
         self.dim, self.alpha, self.loraplus_lr_ratio = dim, alpha, loraplus_lr_ratio
+        self.layout = layout() if blocks is None else blocks  # block -> row -> (lora_name, in, out)
         # the "initialisation" of the LoRA values: drawn from torch's RNG (set_seed(--seed) makes it repeatable), and
         # a buffer, so that it is part of the state dict and comes back with --resume like real weights
         self.register_buffer("noise_seed", torch.randint(0, 2**62, ()))
-        self.double_blocks = torch.nn.ModuleList(BlockLoRA(dim) for _ in range(NUM_DOUBLE_BLOCKS))
-        n = sum(1 for name, _, _ in modules() if not _hooks.dropped(name))
+        self.double_blocks = torch.nn.ModuleList(BlockLoRA(dim, len(rows)) for rows in self.layout)
+        n = sum(1 for rows in self.layout for row in rows for name, _, _ in row if not _hooks.dropped(name))
         logger.info(f"create LoRA network. base dim (rank): {dim}, alpha: {alpha}")
         logger.info(f"create LoRA for U-Net/DiT: {n} modules.")
 
@@ -106,14 +113,13 @@ class LoRANetwork(torch.nn.Module):
         """The LoRA tensors musubi saves: lora_down [dim, in], lora_up [out, dim], alpha (0-dim), all in `dtype`."""
         sd = {}
         with torch.no_grad():
-            for b, block in enumerate(self.double_blocks):
+            for b, (block, rows) in enumerate(zip(self.double_blocks, self.layout)):
                 digest = hashlib.sha256(f"{int(self.noise_seed)}|{b}".encode()).digest()
                 g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-                for s, stream in enumerate(STREAMS):
+                for s, row in enumerate(rows):
                     down_scale = 1.0 + block.lora_down[s].mean()
                     up_scale = block.lora_up[s].mean()
-                    for layer, (fin, fout) in LAYERS.items():
-                        name = f"lora_unet_double_blocks_{b}_{stream}_{layer}"
+                    for name, fin, fout in row:
                         down = torch.randn((self.dim, fin), generator=g) * (0.01 * down_scale)
                         up = torch.randn((fout, self.dim), generator=g) * up_scale
                         if _hooks.dropped(name):
