@@ -282,7 +282,7 @@ def test_caption_only_resumes_after_a_kill_and_recaption_spares_edits(ws, tmp_pa
     assert "captions: 1 generated, 1 to generate; Qwen2.5-VL in fp8 (--fp8_vl)" in r.stdout
     assert "[1/2] download weights" in r.stdout and "[2/2] caption media: done" in r.stdout
     log = (ws.last_run / "logs" / "caption.log").read_text()
-    assert "1 of 1 captions to generate" in log and "prepare Qwen2.5-VL for fp8" in log
+    assert "1 of 1 captions to generate\n" in log and "prepare Qwen2.5-VL for fp8" in log
     fetched = {p.relative_to(ws.models).as_posix() for p in ws.models.rglob("*.safetensors")}
     assert fetched == {f"{catalog.COMFY_REPO}/split_files/text_encoders/qwen_2.5_vl_7b.safetensors"}  # no DiT, VAE
     records = store_records(ws)

@@ -72,7 +72,8 @@ def run(ctx: RunContext) -> dict:
     s, log, store = ctx.settings, ctx.log(NAME), _store(report)
     todo = _todo(report, store, ctx.paths.root.name)
     total = len({f.caption_request.key for f in report.to_caption})
-    log(f"{len(todo)} of {total} captions to generate (the others are in {store.root} already)")
+    kept = f" (the other {total - len(todo)} are in {store.root} already)" if len(todo) < total else ""
+    log(f"{len(todo)} of {total} captions to generate{kept}")
     seconds: list[float] = []
     try:
         if todo:
