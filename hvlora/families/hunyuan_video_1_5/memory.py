@@ -86,8 +86,9 @@ DDP_NCCL_GIB = 0.25
 # Swapped blocks use a ring of this many GPU slots with --block_swap_h2d_only (--block_swap_ring_size default 2).
 H2D_RING_SIZE = 2
 
-# --- host RAM per GPU process (uncalibrated) -------------------------------------------------------------------------
-# Python + torch + CUDA libraries + 2 persistent data-loader workers (hvlora passes --max_data_loader_n_workers 2).
+# --- host RAM per GPU process ----------------------------------------------------------------------------------------
+# Python + torch + CUDA libraries + 2 persistent data-loader workers (hvlora passes --max_data_loader_n_workers 2). The
+# trainer process alone measured 3.0 GiB peak RSS (H200, preset 32, nothing swapped); the workers are not measured.
 HOST_PROCESS_BASE_GIB = 5.0
 HOST_CACHE_PROCESS_BASE_GIB = 3.0
 
@@ -147,8 +148,8 @@ PRESET_TABLE: dict[int, dict[str, object]] = {
     # 16 (4060 Ti 16GB, 4080, A4000): fp8 + 36 of 54 blocks streamed (H2D-only): trains 960x544x25 under a 16 GB cap at
     # 2.7-3.2 s/step; torch reserved 12.9 GiB, so ~14.3 GiB in NVML (89% of the card; the NVML peak itself was not
     # sampled in that run). 848x480x61 (~19 GiB) does not fit: the plan's estimate says so and what to lower. The
-    # checkpointed block inputs cannot go to the CPU with H2D-only swap (EXCLUSIVE). ~13 GiB of host RAM per GPU process
-    # (the swapped blocks). fp8 Qwen (~13 GiB at batch 16 with typical captions). VAE tile 128 (musubi's default) with
+    # checkpointed block inputs cannot go to the CPU with H2D-only swap (EXCLUSIVE). ~18 GiB of host RAM per GPU process
+    # (the DiT while it loads and the swapped blocks' pinned copies; the trainer measured 16.1 GiB). fp8 Qwen (~13 GiB at batch 16 with typical captions). VAE tile 128 (musubi's default) with
     # patch conv, which musubi documents as lossless.
     16: {
         "fp8": True,
@@ -291,9 +292,11 @@ def estimate(
     sampling=True adds the two other moments of --sample_prompts: encoding the prompts (Qwen on the GPU before the DiT
     loads) and generating (no-grad forward, then the VAE decode), and the peak is the largest of the three.
 
-    Host RAM: per GPU process HOST_PROCESS_BASE_GIB + the swapped blocks' weights + the offloaded block inputs, or
-    the whole DiT while it loads when blocks are swapped (musubi loads it on the CPU then), whichever is more; times
-    num_gpus (each process keeps its own copy). Raises ValueError for bad sizes, rank, optimizer, task or num_gpus."""
+    Host RAM: per GPU process HOST_PROCESS_BASE_GIB + the swapped blocks' weights + the offloaded block inputs, and
+    the whole DiT while it loads when blocks are swapped (musubi loads it on the CPU then): with H2D-only swap the
+    pinned master copies of the swapped blocks are made beside it (measured: trainer RSS 3.0 + DiT + swapped blocks
+    within 1.5% for presets 24 and 16), with the classic swap they are the loaded weights (the larger of the two
+    counts); times num_gpus (each process keeps its own copy). Raises ValueError for bad sizes, rank, optimizer, task or num_gpus."""
     if num_gpus < 1:
         raise ValueError(f"num_gpus must be >= 1, got {num_gpus}")
     if task not in ("t2v", "i2v"):
@@ -346,6 +349,8 @@ def estimate(
     host_vae = VAE_PARAMS * BF16 if sampling else 0  # the VAE waits on the CPU between samples
     steady = host_swapped + host_offload + host_vae
     loading = NUM_BLOCKS * per_block + rest if swap > 0 else 0
+    if plan.block_swap_h2d_only:  # LoRAStreamOffloader pins a master copy of each streamed block beside the loaded DiT
+        steady -= host_swapped
     host = {
         "process_base": HOST_PROCESS_BASE_GIB * GIB,
         "swapped_blocks": host_swapped,
