@@ -11,10 +11,9 @@ Needs musubi-tuner v0.3.4 installed (the container has it). Nothing is downloade
    N(0, 0.02), drawn on the GPU), written once to WORKDIR/dit.safetensors (16.6 GB);
 2. synthetic caches per bucket: a latent file and a text-encoder file as musubi's cache scripts name and shape them
    (contract §4), in a dataset block of their own;
-3. per preset and bucket, our train stage's command (hvlora.families.hunyuan_video_1_5.musubi.train with the preset's memory plan) runs
-   `--steps` steps; s/step is tqdm's rate after `--warmup` steps (hvlora.training.progress), peak VRAM is NVML's peak of the
-   GPU during the run (hvlora.training.gpu.PeakSampler; all processes on the GPU, so run it alone).
-   On a GPU bigger than the preset's card, the run is capped to that card (benchmarks/gpu_site/sitecustomize.py:
+3. per preset and bucket, our train stage's command (hvlora.families.hunyuan_video_1_5.musubi.train with the
+   preset's memory plan) runs `--steps` steps; peak VRAM is NVML's peak of the GPU during the run
+   (hvlora.training.gpu.PeakSampler; all processes on the GPU, so run it alone). On a GPU bigger than the preset's card, the run is capped to that card (benchmarks/gpu_site/sitecustomize.py:
    the trainer's CUDA allocator gets the card's memory less the CUDA context this GPU needs, measured first), so an
    "out of memory" is the card's; s/step is the median of the step times after `--warmup` (the sitecustomize times
    every optimizer step after a CUDA synchronize); it also records torch's max_memory_allocated and the trainer's
@@ -36,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,7 +49,7 @@ from hvlora.data.datasetconfig import write as write_toml  # noqa: E402
 from hvlora.families.hunyuan_video_1_5 import memory as presets  # noqa: E402
 from hvlora.families.hunyuan_video_1_5 import musubi  # noqa: E402
 from hvlora.families.hunyuan_video_1_5.dit import HIDDEN, NUM_BLOCKS  # noqa: E402
-from hvlora.training import gpu, progress  # noqa: E402
+from hvlora.training import gpu  # noqa: E402
 from hvlora.training.plan import Launch  # noqa: E402
 from hvlora.training.presets import CARD_MIB  # noqa: E402
 
@@ -246,65 +246,49 @@ def command(
     return musubi.train(s, config, weights, seg, presets.resolve(preset, {}), Launch(1, 1))
 
 
-def measure(cmd: musubi.Command, log: Path, warmup: int, cap_bytes: int = 0, profile: Path | None = None) -> dict:
-    """Run one training command (capped to cap_bytes of CUDA allocator memory when > 0); its median s/step after
-    `warmup` steps (tqdm's rate when the sitecustomize's step times are missing), the GPU's NVML peak during the run,
-    the trainer's torch peaks and RSS, and whether it ran out of memory. profile: write a profile of the last step
-    there."""
-    bar = progress.TrainProgress(total_steps=0)
-    times: list[tuple[float, int]] = []
-
-    class Console:
-        def __init__(self):
-            self.lines = progress.LineSplitter()
-
-        def write(self, chunk: bytes) -> None:
-            for line in self.lines.feed(chunk):
-                if bar.feed_line(line) == "steps":
-                    times.append((time.monotonic(), bar.local_step))
-
-        def flush(self) -> None:
-            pass
-
+def measure(
+    cmd: musubi.Command, log: Path, warmup: int, steps: int, cap_bytes: int = 0, profile: Path | None = None
+) -> dict:
+    """Run one training command of `steps` steps (capped to cap_bytes of CUDA allocator memory when > 0): its median
+    s/step after `warmup` steps, the GPU's NVML peak during the run, the trainer's torch peaks and RSS, and whether it
+    ran out of memory. profile: write a profile of the last step there (that step is left out of the median)."""
     stats_path = log.with_suffix(".stats.json")
     stats_path.unlink(missing_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = bench_env(stats_path, cap_bytes, profile, cmd)
+    env = bench_env(stats_path, cap_bytes, profile, steps)
     sampler = gpu.PeakSampler([0], interval_s=0.2).start()
     t0 = time.monotonic()
     error = None
     try:
-        run_logged(cmd.executable(), stage="bench", log_path=log, env=env, console=Console())
+        with open(os.devnull, "wb") as quiet:  # musubi's output goes to the log only
+            run_logged(cmd.executable(), stage="bench", log_path=log, env=env, console=quiet)
     except Exception as e:  # noqa: BLE001 - an OOM is a result here
         error = str(e)[:500]
     finally:
         sampler.stop()
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     peak = max(sampler.peak_bytes.values()) if sampler.peak_bytes else None
-    oom = stats.get("oom", False) or _log_says_oom(log)
     return {
-        "s_per_step": median_step(stats.get("step_times", []), warmup, profile is not None)
-        or _tqdm_rate(times, warmup),
+        "s_per_step": median_step(stats.get("step_times", []), warmup, drop_last=profile is not None),
         "steps_done": len(stats.get("step_times", [])),
-        "peak_gib": peak / 2**30 if peak else None,
+        "peak_gib": _gib(peak),
         "torch_max_allocated_gib": _gib(stats.get("max_memory_allocated")),
         "torch_max_reserved_gib": _gib(stats.get("max_memory_reserved")),
         "host_rss_gib": _gib(stats.get("max_rss_bytes")),
-        "oom": oom,
+        "oom": stats.get("oom", False) or _log_says_oom(log),
         "wall_s": time.monotonic() - t0,
         "error": error,
     }
 
 
-def bench_env(stats: Path, cap_bytes: int, profile: Path | None, cmd: musubi.Command) -> dict[str, str]:
+def bench_env(stats: Path, cap_bytes: int, profile: Path | None, profile_step: int) -> dict[str, str]:
     """The trainer's environment: gpu_site first on PYTHONPATH and the variables its sitecustomize reads."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HVBENCH_STATS=str(stats))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
     if cap_bytes:
         env["HVBENCH_CAP_BYTES"] = str(cap_bytes)
     if profile is not None:
-        steps = int(cmd.executable()[cmd.executable().index("--max_train_steps") + 1])
-        env.update(HVBENCH_PROFILE=str(profile), HVBENCH_PROFILE_STEP=str(steps))
+        env.update(HVBENCH_PROFILE=str(profile), HVBENCH_PROFILE_STEP=str(profile_step))
     return env
 
 
@@ -312,16 +296,8 @@ def median_step(step_times: list[float], warmup: int, drop_last: bool = False) -
     """Median of the intervals between optimizer steps (s) after the first `warmup` steps, without the last one when
     drop_last (a profiled step). None with fewer than 2 timed steps after warm-up."""
     timed = step_times[warmup : len(step_times) - 1 if drop_last else None]
-    gaps = sorted(b - a for a, b in zip(timed, timed[1:]))
-    if not gaps:
-        return None
-    mid = len(gaps) // 2
-    return gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
-
-
-def _tqdm_rate(times: list[tuple[float, int]], warmup: int) -> float | None:
-    after = [(t, n) for t, n in times if n > warmup]
-    return (after[-1][0] - after[0][0]) / (after[-1][1] - after[0][1]) if len(after) > 1 else None
+    gaps = [b - a for a, b in zip(timed, timed[1:])]
+    return statistics.median(gaps) if gaps else None
 
 
 def _log_says_oom(log: Path) -> bool:
@@ -472,7 +448,7 @@ def main() -> int:
         profile = None
         if a.profile_preset == str(preset or "none") and not profiled:
             profile, profiled = a.workdir / "logs" / f"{name}.profile.txt", True
-        result = measure(cmd, a.workdir / "logs" / f"{name}.log", a.warmup, cap, profile)
+        result = measure(cmd, a.workdir / "logs" / f"{name}.log", a.warmup, a.steps, cap, profile)
         row = add_rates({"preset": preset, "bucket": bucket, "card_gib": card_gib, **result}, a.peak_tflops)
         row["estimate_gib"] = presets.estimate(
             presets.resolve(preset, {}), bucket, 32, a.optimizer, text_tokens=TEXT_TOKENS

@@ -401,7 +401,7 @@ def test_the_16_preset_as_measured_without_an_nvml_peak():
     allocated = e.peak_vram_gb - e.parts["allocator_slack"] - e.parts["overhead"]
     assert allocated == pytest.approx(stats["max_memory_allocated"] / GIB, rel=0.15)
     nvml = stats["max_memory_reserved"] / GIB + presets.OVERHEAD_GIB
-    assert e.peak_vram_gb == pytest.approx(nvml, rel=0.15) and nvml <= 0.9 * 16_380 / 1024
+    assert e.peak_vram_gb == pytest.approx(nvml, rel=0.15) and nvml <= 0.9 * CARD_MIB[16] / 1024
 
 
 def test_host_ram_estimate_against_the_trainers_measured_rss():
