@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from hvlora.core.cli import load_settings
 from hvlora.core.context import RunContext, Summary, child_env, new_run_paths
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Path:
+    """A folder for a module's shared workspace, removed when the module's tests are done unless one of them failed.
+    The end-to-end modules each leave 0.3-2 GB of full-size LoRA files (the stand-in writes every HV1.5 module, as
+    musubi does); kept to the end of the session they would fill a small CI disk (pytest.ini drops passing tests'
+    own tmp_path folders the same way)."""
+    failed_before = request.session.testsfailed
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield root
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

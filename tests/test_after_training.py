@@ -30,9 +30,9 @@ TOKEN = "hf_test_write_token_7f3a9c"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
+def ws(module_tmp):
     """A finished run trained with --push_to_hub alice/trained (so the fixture is also the train-then-push test)."""
-    root = tmp_path_factory.mktemp("after")
+    root = module_tmp
     with UploadHub(hub_repos(), users={TOKEN: "alice"}, multipart_chunk=16 * 1024 * 1024) as hub:
         w = Workspace(root, hub)
         dataset_zip(

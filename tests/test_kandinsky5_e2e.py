@@ -20,8 +20,8 @@ K5 = ("--model_family", "kandinsky5")
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    root = tmp_path_factory.mktemp("k5")
+def ws(module_tmp):
+    root = module_tmp
     with UploadHub(k5_hub_repos(), users={TOKEN: "alice"}) as hub:
         w = Workspace(root, hub)
         dataset_zip(

@@ -21,10 +21,10 @@ STAGE_NAMES = ["preflight", "download", "extract", "dataset_toml", "cache_latent
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
+def ws(module_tmp):
     """One workspace for the module, with every model file already fetched (as a first run would), so each test
     can run alone with --skip_download."""
-    root = tmp_path_factory.mktemp("e2e")
+    root = module_tmp
     with FakeHub(hub_repos()) as hub:
         w = Workspace(root, hub)
         dataset_zip(

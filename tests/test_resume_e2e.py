@@ -43,8 +43,8 @@ CAPTIONS = {"a.png": "a cat on a sofa", "b.png": "a dog in the snow", "c.png": "
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
+def ws(module_tmp):
+    root = module_tmp
     with FakeHub(hub_repos()) as hub:
         w = Workspace(root, hub)
         images_zip(w.data / "set.zip", CAPTIONS)

@@ -135,7 +135,7 @@ a dog walking --w 64 --h 48 --f 6 --s 3 --l 1.0
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict:
+def runs(module_tmp) -> dict:
     """All trainer runs, on one cached dataset: {name: CompletedProcess} plus "root".
     Round 1: ref (6 steps, built-in cosine, step saves + states every 2) | run (the same schedule given as an
     absolute --lr_scheduler_type, killed while writing the step-4 state) | samples (constant LR; step saves every
@@ -143,7 +143,7 @@ def runs(tmp_path_factory) -> dict:
     Round 2: partial (resume from a copy of run's half-written step-4 state) | missing (resume from no folder) |
     resumed (run again from its step-2 state with --max_train_steps 4, same folder) | builtin (resume ref's step-2
     state with the built-in cosine and --max_train_steps 4)."""
-    root = tmp_path_factory.mktemp("train")
+    root = module_tmp
     make_dataset(root)
     (root / "prompts.txt").write_text(PROMPTS)
     for r in run_all(cache_latents(root), cache_te(root)):
