@@ -99,6 +99,24 @@ def gib_parts(parts: Mapping[str, float]) -> dict[str, float]:
     return {k: v / GIB for k, v in parts.items()}
 
 
+def train_estimate(
+    moments: Mapping[str, Mapping[str, float]],
+    host: Mapping[str, float],
+    plan: MemoryPlan,
+    num_gpus: int,
+    per_block_bytes: float,
+) -> Estimate:
+    """The train stage's Estimate from a family's parts in bytes: moments ("step", and with sampling "sampling" and
+    "sample prompts") -> VRAM parts per GPU, the peak being the moment with the largest sum; host: one process's
+    parts (host RAM is that x num_gpus); per_block_bytes: what one more swapped block frees."""
+    peak_at = max(moments, key=lambda k: sum(moments[k].values()))
+    parts, host_parts = gib_parts(moments[peak_at]), gib_parts(host)
+    return Estimate(
+        "train", peak_at, sum(parts.values()), num_gpus * sum(host_parts.values()), parts, host_parts, plan,
+        num_gpus, per_block_bytes / GIB,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class MemoryModel:
     """A family's memory facts, with the preset machinery that works on them.

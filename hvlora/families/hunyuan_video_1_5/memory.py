@@ -11,7 +11,7 @@ constants still marked "uncalibrated" are judgement (other buckets, the cache st
 
 from __future__ import annotations
 
-from ...training.presets import GIB, KNOBS, Estimate, MemoryModel, MemoryPlan, gib_parts
+from ...training.presets import GIB, KNOBS, Estimate, MemoryModel, MemoryPlan, gib_parts, train_estimate
 from .dit import HIDDEN, MAX_BLOCKS_TO_SWAP, NUM_BLOCKS
 
 # --- DiT facts (musubi hunyuan_video_1_5/hunyuan_video_1_5_models.py, hunyuan_video_1_5_modules.py) -----------------
@@ -341,9 +341,6 @@ def estimate(
         sample = {**resident, "sampling": max(infer, decode), "overhead": OVERHEAD_GIB * GIB}
         prompts = {**_text_encoder_bytes(plan.fp8_vl, 1, QWEN_TYPICAL_TOKENS), "overhead": OVERHEAD_GIB * GIB}
         moments.update({"sampling": sample, "sample prompts": prompts})
-    peak_at = max(moments, key=lambda k: sum(moments[k].values()))
-    parts = gib_parts(moments[peak_at])
-
     host_swapped = swap * per_block
     host_offload = saved_all if plan.gradient_checkpointing_cpu_offload else 0
     host_vae = VAE_PARAMS * BF16 if sampling else 0  # the VAE waits on the CPU between samples
@@ -358,18 +355,7 @@ def estimate(
         "vae_for_samples": host_vae,
         "dit_loading_extra": max(0, loading - steady),
     }
-    host_parts = gib_parts(host)
-    return Estimate(
-        stage="train",
-        peak_at=peak_at,
-        peak_vram_gb=sum(parts.values()),
-        host_ram_gb=num_gpus * sum(host_parts.values()),
-        parts=parts,
-        host_parts=host_parts,
-        plan=plan,
-        num_gpus=num_gpus,
-        per_block_gb=per_block / GIB,
-    )
+    return train_estimate(moments, host, plan, num_gpus, per_block)
 
 
 def cache_estimates(

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...training.presets import GIB, Estimate, MemoryModel, MemoryPlan, gib_parts
+from ...training.presets import GIB, Estimate, MemoryModel, MemoryPlan, gib_parts, train_estimate
 from .rules import QWEN_MAX_LENGTH
 
 BF16, FP32 = 2, 4
@@ -268,19 +268,13 @@ def make_model(dit: Dit, table: dict[int, dict[str, object]]) -> MemoryModel:
             }
             moments["sampling"] = {**resident, "sampling": infer, "overhead": OVERHEAD_GIB * GIB}
             moments["sample prompts"] = {**_qwen_bytes(1), "overhead": OVERHEAD_GIB * GIB}
-        peak_at = max(moments, key=lambda k: sum(moments[k].values()))
-        parts = gib_parts(moments[peak_at])
         swapped = swap * per_block
         host = {
             "process_base": HOST_PROCESS_BASE_GIB * GIB,
             "swapped_blocks": swapped,
             "dit_loading_extra": max(0, FILE_BYTES[dit] - swapped),  # the whole file in a CPU dict while loading
         }
-        host_parts = gib_parts(host)
-        return Estimate(
-            "train", peak_at, sum(parts.values()), num_gpus * sum(host_parts.values()), parts, host_parts, plan,
-            num_gpus, per_block / GIB,
-        )  # fmt: skip
+        return train_estimate(moments, host, plan, num_gpus, per_block)
 
     def cache_estimates(
         plan: MemoryPlan, largest_bucket: tuple[int, int, int] = (768, 512, 25), *, task: str = "t2v"
